@@ -1,0 +1,52 @@
+"""mcpauth: synchronous machine-to-machine OAuth for MCP servers.
+
+Attach a provider to a ``requests.Session`` (``session.auth = provider``); it
+discovers the authorization server (RFC 9728, RFC 8414), gets tokens, and retries a
+refused request once with a new token.
+"""
+
+import logging
+
+from ._version import __version__
+from .errors import (
+    AuthorizationServerMismatchError,
+    ConfigurationError,
+    DiscoveryError,
+    InsecureEndpointError,
+    InsufficientScopeError,
+    InvalidKeyError,
+    IssuerMismatchError,
+    MCPAuthError,
+    MCPAuthWarning,
+    MissingDependencyError,
+    OAuthError,
+    ProtocolError,
+    ResourceMismatchError,
+    TokenResponseError,
+    TransportError,
+    UnauthorizedError,
+)
+
+logging.getLogger("mcpauth").addHandler(logging.NullHandler())
+
+__all__ = [
+    # Errors and warnings
+    "AuthorizationServerMismatchError",
+    "ConfigurationError",
+    "DiscoveryError",
+    "InsecureEndpointError",
+    "InsufficientScopeError",
+    "InvalidKeyError",
+    "IssuerMismatchError",
+    "MCPAuthError",
+    "MCPAuthWarning",
+    "MissingDependencyError",
+    "OAuthError",
+    "ProtocolError",
+    "ResourceMismatchError",
+    "TokenResponseError",
+    "TransportError",
+    "UnauthorizedError",
+    # Version
+    "__version__",
+]

@@ -1,0 +1,8 @@
+"""``python -m mcpauth``: the ``mcpauth`` command (works when vendored, too)."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

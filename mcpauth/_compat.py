@@ -1,0 +1,36 @@
+"""Every version-dependent branch lives here.
+
+* ``cryptography`` before 3.1 requires an explicit ``backend`` argument ("missing 1
+  required positional argument: 'backend'" on Ubuntu 20.04's 2.8); 3.1 and later accept
+  ``default_backend()`` without a warning. :func:`backend` returns it, and is the only
+  place that imports ``cryptography`` besides :mod:`mcpauth.jws`.
+* ``cryptography`` is imported lazily: ``import mcpauth`` must work on a host without it,
+  for users who only send client secrets.
+"""
+
+from typing import Any
+
+from .errors import MissingDependencyError
+
+__all__ = ["backend", "require_cryptography"]
+
+_MISSING = (
+    "this feature signs or loads keys and needs the 'cryptography' package "
+    "(pip install 'cryptography>=2.8'); client secrets and bearer tokens work without it"
+)
+
+
+def require_cryptography() -> None:
+    """Raise :class:`MissingDependencyError` when ``cryptography`` cannot be imported."""
+    try:
+        import cryptography  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError(_MISSING, package="cryptography") from exc
+
+
+def backend() -> Any:
+    """The ``backend`` argument for cryptography calls that take one (needed before 3.1)."""
+    require_cryptography()
+    from cryptography.hazmat.backends import default_backend
+
+    return default_backend()

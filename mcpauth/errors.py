@@ -1,0 +1,263 @@
+"""Exceptions and warnings raised by mcpauth.
+
+The tree::
+
+    MCPAuthError(Exception)                     root, never raised itself; .retryable
+    ├── ConfigurationError(MCPAuthError, ValueError)
+    │   │                                       the caller's fault, raised before any I/O
+    │   ├── InvalidKeyError                     unusable, too small or wrong-type key
+    │   └── MissingDependencyError(.., ImportError)
+    │                                           signing needs the `cryptography` package
+    ├── InsecureEndpointError                   an http:// URL that is not loopback
+    ├── TransportError                          DNS, TLS, connection, timeout; retryable
+    ├── ProtocolError                           a peer broke an RFC or sent unparseable data
+    │   ├── DiscoveryError                      bad RFC 9728 / RFC 8414 metadata
+    │   │   ├── IssuerMismatchError             metadata `issuer` is not the one asked for
+    │   │   ├── ResourceMismatchError           PRM `resource` is not this server
+    │   │   └── AuthorizationServerMismatchError
+    │   │                                       not the pinned `expected_issuer`
+    │   └── TokenResponseError                  2xx without a usable token, bad JSON
+    ├── OAuthError                              RFC 6749 §5.2 error response
+    ├── UnauthorizedError                       the MCP server refused the token (401)
+    └── InsufficientScopeError                  403 insufficient_scope after step-up
+    MCPAuthWarning(UserWarning)
+
+Local and remote errors are different types (h11's split): a cron job treats a bad
+configuration and a misbehaving peer differently. Every exception here is plain data:
+it pickles, and its message never contains a secret, a token, an assertion, a header or
+a raw response body. Attributes that come from a peer (``error_description`` and the
+like) are truncated and stripped of control characters before they are stored.
+"""
+
+from typing import Any, Dict, Optional, Tuple
+
+__all__ = [
+    "MCPAuthError",
+    "ConfigurationError",
+    "InvalidKeyError",
+    "MissingDependencyError",
+    "InsecureEndpointError",
+    "TransportError",
+    "ProtocolError",
+    "DiscoveryError",
+    "IssuerMismatchError",
+    "ResourceMismatchError",
+    "AuthorizationServerMismatchError",
+    "TokenResponseError",
+    "OAuthError",
+    "UnauthorizedError",
+    "InsufficientScopeError",
+    "MCPAuthWarning",
+]
+
+#: Longest peer-supplied text kept on an exception (error_description and friends).
+MAX_PEER_TEXT = 300
+
+
+def clean_peer_text(value: Any, limit: int = MAX_PEER_TEXT) -> Optional[str]:
+    """Make a peer-supplied string safe to put in a message or a log line.
+
+    Non-strings become None; control characters (log injection) become spaces; the
+    result is cut to ``limit`` characters.
+    """
+    if not isinstance(value, str):
+        return None
+    out = "".join(ch if (ch >= " " and ch != "\x7f") else " " for ch in value)
+    if len(out) > limit:
+        out = out[:limit] + "..."
+    return out
+
+
+def _restore(cls: type, args: Tuple[Any, ...], state: Dict[str, Any]) -> "MCPAuthError":
+    exc = cls.__new__(cls, *args)  # type: MCPAuthError
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
+
+class MCPAuthError(Exception):
+    """Root of every mcpauth exception.
+
+    Attributes:
+        message: the human-readable message (never a secret or a body).
+        retryable: True when trying the same thing again later may succeed.
+    """
+
+    retryable = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return "{}({!r})".format(type(self).__name__, self.message)
+
+    def __reduce__(self) -> Any:
+        # Subclasses take keyword arguments; rebuild from state, not from __init__.
+        return (_restore, (type(self), self.args, dict(self.__dict__)))
+
+
+class ConfigurationError(MCPAuthError, ValueError):
+    """The caller's configuration cannot work. Raised before any network I/O."""
+
+
+class InvalidKeyError(ConfigurationError):
+    """A private key could not be loaded, or is unsuitable for the algorithm."""
+
+
+class MissingDependencyError(ConfigurationError, ImportError):
+    """A feature needs an optional package that is not installed (``cryptography``)."""
+
+    def __init__(self, message: str, package: str = "cryptography") -> None:
+        super().__init__(message)
+        self.package = package
+
+
+class InsecureEndpointError(MCPAuthError):
+    """An endpoint is not https and not on a loopback host.
+
+    Raised before any request is sent to it. Plain http is allowed only for
+    ``localhost``, ``127.0.0.0/8`` and ``::1``, or when the caller passed
+    ``allow_insecure_http=True``.
+    """
+
+    def __init__(self, message: str, url: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class TransportError(MCPAuthError):
+    """The request did not complete: DNS, connection, TLS or timeout."""
+
+    retryable = True
+
+
+class ProtocolError(MCPAuthError):
+    """A peer answered in a way the specifications do not allow."""
+
+    def __init__(self, message: str, status_code: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class DiscoveryError(ProtocolError):
+    """Protected resource or authorization server metadata is missing or invalid."""
+
+
+class IssuerMismatchError(DiscoveryError):
+    """RFC 8414 §3.3: the metadata's ``issuer`` is not the issuer it was fetched for."""
+
+    def __init__(self, message: str, expected: Optional[str] = None,
+                 received: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.received = received
+
+
+class ResourceMismatchError(DiscoveryError):
+    """RFC 9728 §3.3: the metadata's ``resource`` does not identify this server."""
+
+    def __init__(self, message: str, expected: Optional[str] = None,
+                 received: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.received = received
+
+
+class AuthorizationServerMismatchError(DiscoveryError):
+    """Discovery led to an authorization server other than ``expected_issuer``.
+
+    Raised before any secret, assertion or Basic header is sent to it.
+    """
+
+    def __init__(self, message: str, expected_issuer: Optional[str] = None,
+                 issuer: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.expected_issuer = expected_issuer
+        self.issuer = issuer
+
+
+class TokenResponseError(ProtocolError):
+    """A successful token response that cannot be used (no token, bad type, not JSON)."""
+
+
+_RETRYABLE_OAUTH_CODES = frozenset(["server_error", "temporarily_unavailable"])
+
+
+class OAuthError(MCPAuthError):
+    """An RFC 6749 §5.2 error response from a token endpoint.
+
+    Attributes:
+        error: the ``error`` code, such as ``invalid_client`` or ``invalid_grant``.
+        error_description: the server's description, cleaned and truncated, or None.
+        error_uri: the ``error_uri``, or None.
+        status_code: the HTTP status of the response.
+    """
+
+    def __init__(self, error: str, error_description: Optional[str] = None,
+                 error_uri: Optional[str] = None, status_code: Optional[int] = None,
+                 message: Optional[str] = None) -> None:
+        error = clean_peer_text(error, 100) or "invalid_response"
+        error_description = clean_peer_text(error_description)
+        if message is None:
+            message = error + (": " + error_description if error_description else "")
+        super().__init__(message)
+        self.error = error
+        self.error_description = error_description
+        self.error_uri = clean_peer_text(error_uri)
+        self.status_code = status_code
+
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
+        return (self.error in _RETRYABLE_OAUTH_CODES
+                or self.status_code == 429
+                or (self.status_code is not None and self.status_code >= 500))
+
+
+class UnauthorizedError(MCPAuthError):
+    """The MCP server answered 401 and no new token could fix it.
+
+    Raised when a request was refused again after one fresh token, or when a provider
+    has no way to get a new token. Carries the server's Bearer challenge.
+
+    Attributes:
+        status_code: 401.
+        error, error_description, scope, resource_metadata: from ``WWW-Authenticate``.
+    """
+
+    def __init__(self, message: str, status_code: Optional[int] = 401,
+                 error: Optional[str] = None, error_description: Optional[str] = None,
+                 scope: Optional[str] = None, resource_metadata: Optional[str] = None
+                 ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.error = clean_peer_text(error, 100)
+        self.error_description = clean_peer_text(error_description)
+        self.scope = clean_peer_text(scope, 1000)
+        self.resource_metadata = clean_peer_text(resource_metadata, 2000)
+
+
+class InsufficientScopeError(MCPAuthError):
+    """The MCP server still answers 403 ``insufficient_scope`` after stepping up.
+
+    Attributes:
+        required_scope: the scope the server's last challenge asked for.
+        status_code: 403.
+    """
+
+    def __init__(self, message: str, required_scope: Optional[str] = None,
+                 status_code: Optional[int] = 403,
+                 error_description: Optional[str] = None,
+                 resource_metadata: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.required_scope = clean_peer_text(required_scope, 1000)
+        self.status_code = status_code
+        self.error_description = clean_peer_text(error_description)
+        self.resource_metadata = clean_peer_text(resource_metadata, 2000)
+
+
+class MCPAuthWarning(UserWarning):
+    """A peer deviates from a recommendation but the request can go on."""

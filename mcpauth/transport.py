@@ -1,0 +1,362 @@
+"""The I/O seam: immutable HTTP request/response values and one requests-backed sender.
+
+Everything above this module builds :class:`HttpRequest` values and parses
+:class:`HttpResponse` values, so it can be tested without sockets (google-auth's
+``transport.Request`` idea; h11's "no networking code" core).
+
+Policy enforced here for every request mcpauth itself sends (discovery, token
+requests; not the caller's own MCP requests):
+
+* https only, except loopback hosts (``localhost``, ``127.0.0.0/8``, ``::1``), as the
+  TypeScript SDK allows, or an explicit ``allow_insecure_http=True``
+  (OAuth 2.1 §1.5; MCP security considerations "Communication Security").
+* A timeout on every call (requests has none by default).
+* A cap on the size of every response body.
+* Requests that carry credentials are never redirected (OAuth 2.1 §7.5.3); plain
+  metadata GETs follow at most a few redirects, each hop checked by the https policy.
+* None of the caller's session headers, cookies or ``session.auth`` are merged into
+  these requests; the session's TLS (``verify``, ``cert``) and proxy settings are.
+"""
+
+import abc
+import ipaddress
+import json
+import logging
+import time
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Type
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+
+from .errors import InsecureEndpointError, ProtocolError, TransportError
+
+__all__ = [
+    "HttpRequest",
+    "HttpResponse",
+    "Transport",
+    "RequestsTransport",
+    "check_url",
+    "is_loopback_host",
+    "redact_url",
+    "parse_json_object",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+]
+
+logger = logging.getLogger("mcpauth")
+
+#: Seconds before any single request mcpauth sends is abandoned (PyJWT uses 30 s).
+DEFAULT_TIMEOUT = 30.0
+#: Largest response body read from a metadata or token endpoint (1 MiB).
+DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
+#: Redirects followed for metadata GETs; credentialed requests follow none.
+DEFAULT_MAX_REDIRECTS = 5
+
+# Header and form fields whose values never appear in a repr (RFC 6749, 7523, 8693).
+SENSITIVE_HEADERS = frozenset(["authorization", "proxy-authorization", "cookie", "dpop"])
+SENSITIVE_FORM_FIELDS = frozenset([
+    "client_secret", "client_assertion", "assertion", "subject_token", "actor_token",
+    "access_token", "refresh_token", "code", "code_verifier", "password",
+])
+
+Headers = Tuple[Tuple[str, str], ...]
+
+
+def _header(headers: Headers, name: str) -> Optional[str]:
+    lname = name.lower()
+    values = [v for k, v in headers if k.lower() == lname]
+    if not values:
+        return None
+    return ", ".join(values)
+
+
+class HttpRequest(NamedTuple):
+    """An HTTP request to send, as an immutable value.
+
+    ``credentialed`` marks requests whose headers or body carry a credential; the
+    transport never follows a redirect for them.
+    """
+
+    method: str
+    url: str
+    headers: Headers = ()
+    body: Optional[bytes] = None
+    credentialed: bool = False
+
+    def header(self, name: str) -> Optional[str]:
+        """The value of header ``name`` (case-insensitive), repeated values joined."""
+        return _header(self.headers, name)
+
+    def form(self) -> Dict[str, str]:
+        """The form-urlencoded body as a dict (for tests and logging decisions)."""
+        if not self.body:
+            return {}
+        return dict(parse_qsl(self.body.decode("utf-8"), keep_blank_values=True))
+
+    def __repr__(self) -> str:
+        headers = tuple(
+            (k, "[secure]" if k.lower() in SENSITIVE_HEADERS else v) for k, v in self.headers
+        )
+        body = None  # type: Optional[str]
+        if self.body is not None:
+            ctype = (self.header("Content-Type") or "").lower()
+            if ctype.startswith("application/x-www-form-urlencoded"):
+                try:
+                    pairs = parse_qsl(self.body.decode("utf-8"), keep_blank_values=True)
+                    body = urlencode([
+                        (k, "[secure]" if k in SENSITIVE_FORM_FIELDS else v) for k, v in pairs
+                    ], safe="[]")
+                except (UnicodeDecodeError, ValueError):
+                    body = "[{} bytes]".format(len(self.body))
+            else:
+                body = "[{} bytes]".format(len(self.body))
+        return "HttpRequest(method={!r}, url={!r}, headers={!r}, body={!r}, credentialed={!r})".format(
+            self.method, redact_url(self.url), headers, body, self.credentialed)
+
+    @classmethod
+    def post_form(cls, url: str, fields: Sequence[Tuple[str, str]],
+                  headers: Sequence[Tuple[str, str]] = (),
+                  credentialed: bool = True) -> "HttpRequest":
+        """A ``POST`` with an ``application/x-www-form-urlencoded`` UTF-8 body (RFC 6749 §3.2)."""
+        body = urlencode(list(fields)).encode("ascii")
+        all_headers = (
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Accept", "application/json"),
+        ) + tuple(headers)
+        return cls("POST", url, all_headers, body, credentialed)
+
+    @classmethod
+    def get_json(cls, url: str, headers: Sequence[Tuple[str, str]] = ()) -> "HttpRequest":
+        """A plain metadata ``GET`` asking for JSON."""
+        return cls("GET", url, (("Accept", "application/json"),) + tuple(headers), None, False)
+
+
+class HttpResponse(NamedTuple):
+    """A received HTTP response, as an immutable value (body fully read, size-capped)."""
+
+    status: int
+    headers: Headers = ()
+    body: bytes = b""
+    url: str = ""
+
+    def header(self, name: str) -> Optional[str]:
+        """The value of header ``name`` (case-insensitive), repeated values joined."""
+        return _header(self.headers, name)
+
+    @property
+    def media_type(self) -> str:
+        """The Content-Type without parameters, lowercased ("" when absent)."""
+        return (self.header("Content-Type") or "").split(";", 1)[0].strip().lower()
+
+    def __repr__(self) -> str:
+        return "HttpResponse(status={!r}, url={!r}, media_type={!r}, body=[{} bytes])".format(
+            self.status, redact_url(self.url), self.media_type, len(self.body))
+
+
+def redact_url(url: str) -> str:
+    """``url`` without userinfo, query or fragment: safe for messages and logs."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = "[" + host + "]"
+        if parts.port is not None:
+            host += ":{}".format(parts.port)
+        return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    except ValueError:
+        return "<unparseable URL>"
+
+
+def is_loopback_host(host: Optional[str]) -> bool:
+    """True for ``localhost``, any ``127.0.0.0/8`` address and ``::1``."""
+    if not host:
+        return False
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: Any, allow_insecure_http: bool = False, what: str = "endpoint") -> str:
+    """Validate that mcpauth may send a request to ``url``; return it unchanged.
+
+    Raises:
+        InsecureEndpointError: not https, and not http on a loopback host (unless
+            ``allow_insecure_http``); or not an absolute http(s) URL at all.
+    """
+    if not isinstance(url, str) or not url:
+        raise InsecureEndpointError("{} URL is missing or not a string".format(what))
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # raises ValueError for a bad port
+    except ValueError:
+        raise InsecureEndpointError("{} URL is not a valid URL".format(what)) from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("https", "http") or not host:
+        raise InsecureEndpointError(
+            "{} URL must be an absolute https URL, got {}".format(what, redact_url(url)),
+            url=redact_url(url))
+    if parts.fragment:
+        raise InsecureEndpointError(
+            "{} URL must not have a fragment: {}".format(what, redact_url(url)),
+            url=redact_url(url))
+    if scheme == "http" and not allow_insecure_http and not is_loopback_host(host):
+        raise InsecureEndpointError(
+            "refusing plain http for {} {}: https is required except on loopback hosts "
+            "(pass allow_insecure_http=True to override)".format(what, redact_url(url)),
+            url=redact_url(url))
+    return url
+
+
+def parse_json_object(response: HttpResponse, what: str,
+                      error_class: Type[ProtocolError] = ProtocolError) -> Dict[str, Any]:
+    """Decode ``response.body`` as a JSON object, or raise ``error_class``.
+
+    The body is decoded here rather than with ``requests``' ``.json()`` (whose error
+    type changed in 2.27), and never copied into the message.
+    """
+    try:
+        text = response.body.decode("utf-8")
+        value = json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise error_class(
+            "{} from {} is not valid JSON ({} bytes, HTTP {})".format(
+                what, redact_url(response.url), len(response.body), response.status),
+            status_code=response.status) from None
+    if not isinstance(value, dict):
+        raise error_class(
+            "{} from {} is JSON but not an object".format(what, redact_url(response.url)),
+            status_code=response.status)
+    return value
+
+
+class Transport(abc.ABC):
+    """Sends one :class:`HttpRequest` and returns the :class:`HttpResponse`.
+
+    Implementations apply the https policy, a timeout and a body-size cap, and raise
+    :class:`~mcpauth.errors.TransportError` when no response arrives.
+    """
+
+    allow_insecure_http = False
+
+    @abc.abstractmethod
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        """Send ``request``."""
+
+
+class _NoAuth(object):
+    """Stops requests from applying ``session.auth`` (possibly an mcpauth provider)."""
+
+    def __call__(self, r: Any) -> Any:
+        return r
+
+
+class RequestsTransport(Transport):
+    """A :class:`Transport` on a ``requests.Session``.
+
+    Args:
+        session: the session whose TLS and proxy settings apply. A new one by default.
+            Its headers, cookies and ``auth`` are *not* sent to authorization servers.
+        timeout: seconds for connect and read, for every request.
+        max_response_bytes: a larger response body raises ``ProtocolError``.
+        allow_insecure_http: allow http to non-loopback hosts. For tests only.
+        max_redirects: redirects followed by plain GETs (never by credentialed requests).
+    """
+
+    def __init__(self, session: Any = None, timeout: float = DEFAULT_TIMEOUT,
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+                 allow_insecure_http: bool = False,
+                 max_redirects: int = DEFAULT_MAX_REDIRECTS) -> None:
+        if timeout is None or timeout <= 0:
+            raise ValueError("timeout must be a positive number of seconds")
+        self._session = session
+        self.timeout = timeout
+        self.max_response_bytes = max_response_bytes
+        self.allow_insecure_http = allow_insecure_http
+        self.max_redirects = max_redirects
+
+    def __repr__(self) -> str:
+        return "RequestsTransport(timeout={!r}, max_response_bytes={!r}, allow_insecure_http={!r})".format(
+            self.timeout, self.max_response_bytes, self.allow_insecure_http)
+
+    @property
+    def session(self) -> Any:
+        if self._session is None:
+            import requests
+            self._session = requests.Session()
+        return self._session
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        hops = 0
+        while True:
+            response = self._send_once(request)
+            location = response.header("Location")
+            if (300 <= response.status < 400 and location and request.method == "GET"
+                    and not request.credentialed and hops < self.max_redirects):
+                hops += 1
+                target = urljoin(request.url, location)
+                logger.debug("following redirect %s -> %s", redact_url(request.url),
+                             redact_url(target))
+                request = request._replace(url=target)
+                continue
+            return response
+
+    def _send_once(self, request: HttpRequest) -> HttpResponse:
+        import requests
+
+        check_url(request.url, self.allow_insecure_http)
+        session = self.session
+        prepared = requests.PreparedRequest()
+        prepared.prepare(method=request.method, url=request.url,
+                         headers=dict(request.headers), data=request.body,
+                         auth=_NoAuth())
+        settings = session.merge_environment_settings(prepared.url, {}, True, None, None)
+        start = time.monotonic()
+        safe_url = redact_url(request.url)
+        try:
+            resp = session.send(prepared, allow_redirects=False, timeout=self.timeout,
+                                **settings)
+        except requests.exceptions.Timeout as exc:
+            raise TransportError("{} {} timed out after {} s".format(
+                request.method, safe_url, self.timeout)) from exc
+        except requests.exceptions.SSLError as exc:
+            raise TransportError("{} {} failed: TLS error".format(
+                request.method, safe_url)) from exc
+        except requests.exceptions.ConnectionError as exc:
+            raise TransportError("{} {} failed: could not connect ({})".format(
+                request.method, safe_url, type(exc).__name__)) from exc
+        except requests.exceptions.RequestException as exc:
+            raise TransportError("{} {} failed ({})".format(
+                request.method, safe_url, type(exc).__name__)) from exc
+        try:
+            body = self._read_capped(resp, request)
+        finally:
+            resp.close()
+        elapsed_ms = (time.monotonic() - start) * 1000.0
+        logger.debug("%s %s -> %s (%.0f ms)", request.method, safe_url, resp.status_code,
+                     elapsed_ms)
+        return HttpResponse(resp.status_code, tuple(resp.headers.items()), body, request.url)
+
+    def _read_capped(self, resp: Any, request: HttpRequest) -> bytes:
+        import requests
+
+        limit = self.max_response_bytes
+        length = resp.headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise ProtocolError("response from {} is {} bytes, over the {} byte limit".format(
+                redact_url(request.url), length, limit), status_code=resp.status_code)
+        chunks = []  # type: List[bytes]
+        size = 0
+        try:
+            for chunk in resp.iter_content(65536):
+                size += len(chunk)
+                if size > limit:
+                    raise ProtocolError("response from {} exceeds the {} byte limit".format(
+                        redact_url(request.url), limit), status_code=resp.status_code)
+                chunks.append(chunk)
+        except requests.exceptions.RequestException as exc:
+            raise TransportError("{} {} failed while reading the response ({})".format(
+                request.method, redact_url(request.url), type(exc).__name__)) from exc
+        return b"".join(chunks)
