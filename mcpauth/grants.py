@@ -1,0 +1,514 @@
+"""Token requests: grants, client authentication and the token response.
+
+* RFC 6749 §4.4 client credentials grant; §2.3.1 ``client_secret_basic`` (id and secret
+  form-urlencoded before Base64, Appendix B) and ``client_secret_post``; §3.2 (POST,
+  form-urlencoded, no repeated parameters); §5.1 / §5.2 responses and errors.
+* RFC 7523 §2.1 JWT bearer grant (``assertion``), §2.2 / §3 JWT client authentication
+  (``private_key_jwt``), as updated by draft-ietf-oauth-rfc7523bis: ``aud`` is the
+  authorization server's issuer as its sole value, ``typ`` ``client-authentication+jwt``.
+* RFC 8693 §2.1 token exchange (fields only; see :mod:`mcpauth.crossapp`).
+* RFC 8707 §2 ``resource``; RFC 6749 §3.3 scope syntax.
+
+``build_*`` return values and ``parse_*`` read them; only :func:`request_token` sends.
+"""
+
+import abc
+import base64
+import logging
+import re
+import secrets
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from urllib.parse import quote_plus
+
+from .errors import ConfigurationError, OAuthError, TokenResponseError
+from .transport import HttpRequest, HttpResponse, Transport, parse_json_object, redact_url
+
+__all__ = [
+    "GRANT_TYPE_CLIENT_CREDENTIALS",
+    "GRANT_TYPE_JWT_BEARER",
+    "GRANT_TYPE_TOKEN_EXCHANGE",
+    "CLIENT_ASSERTION_TYPE_JWT_BEARER",
+    "TOKEN_TYPE_ACCESS_TOKEN",
+    "TOKEN_TYPE_ID_TOKEN",
+    "TOKEN_TYPE_ID_JAG",
+    "TOKEN_TYPE_REFRESH_TOKEN",
+    "TOKEN_TYPE_SAML2",
+    "TOKEN_TYPE_JWT",
+    "AUTH_METHODS",
+    "TokenResponse",
+    "ClientAuth",
+    "ClientSecretBasic",
+    "ClientSecretPost",
+    "PrivateKeyJwt",
+    "NoClientAuth",
+    "select_auth_method",
+    "validate_scope",
+    "normalize_scope",
+    "build_token_request",
+    "parse_token_response",
+    "request_token",
+]
+
+logger = logging.getLogger("mcpauth")
+
+GRANT_TYPE_CLIENT_CREDENTIALS = "client_credentials"
+GRANT_TYPE_JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+GRANT_TYPE_TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+CLIENT_ASSERTION_TYPE_JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+TOKEN_TYPE_ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token"
+TOKEN_TYPE_ID_TOKEN = "urn:ietf:params:oauth:token-type:id_token"
+TOKEN_TYPE_ID_JAG = "urn:ietf:params:oauth:token-type:id-jag"
+TOKEN_TYPE_REFRESH_TOKEN = "urn:ietf:params:oauth:token-type:refresh_token"
+TOKEN_TYPE_SAML2 = "urn:ietf:params:oauth:token-type:saml2"
+TOKEN_TYPE_JWT = "urn:ietf:params:oauth:token-type:jwt"
+
+#: RFC 7591 names of the client authentication methods mcpauth implements.
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
+
+# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
+# Claims that private_key_jwt sets itself; `claims=` may add others but not replace these.
+_REGISTERED_CLAIMS = frozenset(["iss", "sub", "aud", "exp", "iat", "jti", "nbf"])
+#: Longest lifetime accepted for a client assertion (RFC 7523 §3: ASes may reject far exp).
+MAX_ASSERTION_LIFETIME = 3600
+
+
+def validate_scope(scope: Optional[str], what: str = "scope") -> Optional[str]:
+    """Check ``scope`` against RFC 6749 §3.3 and return it normalised (or None).
+
+    Raises:
+        ConfigurationError: a scope-token with a forbidden character (space-separated
+            tokens of %x21 / %x23-5B / %x5D-7E), or a non-string.
+    """
+    if scope is None:
+        return None
+    if not isinstance(scope, str):
+        raise ConfigurationError("{} must be a space-separated string".format(what))
+    return normalize_scope(scope.split(" "), what)
+
+
+def normalize_scope(tokens: Sequence[str], what: str = "scope") -> Optional[str]:
+    """Join scope tokens with single spaces, first occurrence order, duplicates removed."""
+    seen = []  # type: List[str]
+    for tok in tokens:
+        if tok == "":
+            continue
+        if not _SCOPE_TOKEN.match(tok):
+            raise ConfigurationError(
+                "{} contains a character RFC 6749 §3.3 does not allow".format(what))
+        if tok not in seen:
+            seen.append(tok)
+    return " ".join(seen) if seen else None
+
+
+class TokenResponse(object):
+    """A successful token endpoint response (RFC 6749 §5.1, RFC 8693 §2.2.1).
+
+    Attributes:
+        access_token: the token (for RFC 8693 exchanges, the issued token, e.g. an ID-JAG).
+        token_type: as sent by the server (compared case-insensitively).
+        expires_in: seconds of validity from the server, or None.
+        scope: the granted scope if the server said, else None.
+        issued_token_type: RFC 8693 ``issued_token_type``, or None.
+        received_at: the clock value when the response was parsed.
+    """
+
+    __slots__ = ("access_token", "token_type", "expires_in", "scope", "refresh_token",
+                 "issued_token_type", "received_at")
+
+    def __init__(self, access_token: str, token_type: str, expires_in: Optional[float] = None,
+                 scope: Optional[str] = None, refresh_token: Optional[str] = None,
+                 issued_token_type: Optional[str] = None,
+                 received_at: Optional[float] = None) -> None:
+        self.access_token = access_token
+        self.token_type = token_type
+        self.expires_in = expires_in
+        self.scope = scope
+        self.refresh_token = refresh_token
+        self.issued_token_type = issued_token_type
+        self.received_at = time.time() if received_at is None else received_at
+
+    @property
+    def expires_at(self) -> Optional[float]:
+        """Absolute expiry (same clock as ``received_at``), or None when unknown."""
+        if self.expires_in is None:
+            return None
+        return self.received_at + self.expires_in
+
+    def __repr__(self) -> str:
+        return ("TokenResponse(access_token=[secure], token_type={!r}, expires_in={!r}, "
+                "scope={!r}, issued_token_type={!r})").format(
+                    self.token_type, self.expires_in, self.scope, self.issued_token_type)
+
+    def __reduce__(self) -> Any:
+        raise TypeError("TokenResponse holds a token and cannot be pickled")
+
+
+class ClientAuth(abc.ABC):
+    """How a client authenticates at a token endpoint (RFC 6749 §2.3)."""
+
+    #: The RFC 7591 ``token_endpoint_auth_method`` name.
+    method = ""
+
+    def __init__(self, client_id: Optional[str]) -> None:
+        if client_id is not None and (not isinstance(client_id, str) or not client_id):
+            raise ConfigurationError("client_id must be a non-empty string")
+        self.client_id = client_id
+
+    @abc.abstractmethod
+    def apply(self, fields: List[Tuple[str, str]], headers: List[Tuple[str, str]],
+              issuer: Optional[str], token_endpoint: str) -> None:
+        """Add this method's fields or headers to a token request being built."""
+
+    def __repr__(self) -> str:
+        return "{}(client_id={!r})".format(type(self).__name__, self.client_id)
+
+    def __reduce__(self) -> Any:
+        raise TypeError("{} holds a credential and cannot be pickled".format(
+            type(self).__name__))
+
+
+def _require_secret(client_id: Optional[str], client_secret: Any) -> str:
+    if not client_id:
+        raise ConfigurationError("client_id is required")
+    if not isinstance(client_secret, str) or not client_secret:
+        raise ConfigurationError("client_secret must be a non-empty string")
+    return client_secret
+
+
+class ClientSecretBasic(ClientAuth):
+    """``client_secret_basic``: HTTP Basic with the form-urlencoded id and secret.
+
+    RFC 6749 §2.3.1: "The client identifier is encoded using the
+    application/x-www-form-urlencoded encoding algorithm per Appendix B, and the encoded
+    value is used as the username; the client password is encoded using the same
+    algorithm and used as the password."
+    """
+
+    method = "client_secret_basic"
+
+    def __init__(self, client_id: str, client_secret: str) -> None:
+        super().__init__(client_id)
+        secret = _require_secret(client_id, client_secret)
+        raw = "{}:{}".format(quote_plus(client_id, safe=""), quote_plus(secret, safe=""))
+        # Keep only the finished header value (httpx BasicAuth does the same).
+        self._header = "Basic " + base64.b64encode(raw.encode("utf-8")).decode("ascii")
+
+    def apply(self, fields: List[Tuple[str, str]], headers: List[Tuple[str, str]],
+              issuer: Optional[str], token_endpoint: str) -> None:
+        headers.append(("Authorization", self._header))
+
+
+class ClientSecretPost(ClientAuth):
+    """``client_secret_post``: ``client_id`` and ``client_secret`` in the body (RFC 6749 §2.3.1)."""
+
+    method = "client_secret_post"
+
+    def __init__(self, client_id: str, client_secret: str) -> None:
+        super().__init__(client_id)
+        self._client_secret = _require_secret(client_id, client_secret)
+
+    def apply(self, fields: List[Tuple[str, str]], headers: List[Tuple[str, str]],
+              issuer: Optional[str], token_endpoint: str) -> None:
+        fields.append(("client_id", self.client_id or ""))
+        fields.append(("client_secret", self._client_secret))
+
+
+class NoClientAuth(ClientAuth):
+    """``none``: no client authentication; ``client_id`` is sent if one is set."""
+
+    method = "none"
+
+    def apply(self, fields: List[Tuple[str, str]], headers: List[Tuple[str, str]],
+              issuer: Optional[str], token_endpoint: str) -> None:
+        if self.client_id:
+            fields.append(("client_id", self.client_id))
+
+
+class PrivateKeyJwt(ClientAuth):
+    """``private_key_jwt``: a signed JWT client assertion (RFC 7523 §2.2 and §3).
+
+    A fresh assertion is signed for every token request:
+
+    * header: ``alg``, ``typ`` (``client-authentication+jwt`` by default, per
+      draft-ietf-oauth-rfc7523bis; pass ``typ=None`` to omit or ``"JWT"`` for old servers)
+      and ``kid`` if given;
+    * claims: ``iss`` = ``sub`` = client_id, ``aud`` = the authorization server's issuer
+      (or ``audience`` if given), ``iat``, ``exp`` = ``iat`` + ``lifetime``, a random
+      ``jti`` per assertion, plus ``claims`` (which may add claims, never replace these).
+
+    Args:
+        client_id: the registered client identifier.
+        private_key: anything :func:`mcpauth.jws.load_private_key` accepts; loaded once.
+        algorithm: JWS algorithm, by default the key's (RS256 for RSA, ES256 for P-256).
+        lifetime: seconds until ``exp`` (1 to 3600; default 300).
+        audience: override ``aud`` (legacy servers that want the token endpoint URL).
+        typ: the JWS ``typ`` header value.
+        key_id: the JWS ``kid`` header value; None to omit.
+        claims: extra claims.
+        clock: returns the current time in seconds (for tests).
+    """
+
+    method = "private_key_jwt"
+
+    def __init__(self, client_id: str, private_key: Any, algorithm: Optional[str] = None,
+                 lifetime: int = 300, audience: Optional[str] = None,
+                 typ: Optional[str] = "client-authentication+jwt",
+                 key_id: Optional[str] = None, claims: Optional[Mapping[str, Any]] = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__(client_id)
+        if not client_id:
+            raise ConfigurationError("client_id is required")
+        from . import jws
+
+        self._key = jws.load_private_key(private_key)
+        if algorithm is None:
+            algorithm = self._key.default_algorithm
+        if algorithm not in self._key.algorithms:
+            raise ConfigurationError("algorithm {!r} cannot be used with this {} key".format(
+                algorithm, self._key.kty))
+        self.algorithm = algorithm
+        if isinstance(lifetime, bool) or not isinstance(lifetime, int) or not (
+                0 < lifetime <= MAX_ASSERTION_LIFETIME):
+            raise ConfigurationError("lifetime must be an integer from 1 to {} seconds".format(
+                MAX_ASSERTION_LIFETIME))
+        self.lifetime = lifetime
+        self.audience = audience
+        self.typ = typ
+        self.key_id = key_id
+        extra = dict(claims or {})
+        clash = sorted(_REGISTERED_CLAIMS.intersection(extra))
+        if clash:
+            raise ConfigurationError(
+                "claims may not replace the registered claims {}; use audience= for aud".format(
+                    ", ".join(clash)))
+        self._claims = extra
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return "PrivateKeyJwt(client_id={!r}, algorithm={!r}, key={!r})".format(
+            self.client_id, self.algorithm, self._key)
+
+    def build_assertion(self, issuer: Optional[str], token_endpoint: str) -> str:
+        """Sign a new client assertion for ``issuer`` (or ``token_endpoint`` if none is known)."""
+        from . import jws
+
+        audience = self.audience or issuer
+        if not audience:
+            # No issuer known (explicit token_endpoint configuration): RFC 7523 §3's
+            # original rule allows the token endpoint URL.
+            audience = token_endpoint
+        now = int(self._clock())
+        claims = dict(self._claims)
+        claims.update({
+            "iss": self.client_id,
+            "sub": self.client_id,
+            "aud": audience,
+            "iat": now,
+            "exp": now + self.lifetime,
+            "jti": secrets.token_urlsafe(24),
+        })
+        headers = {}  # type: Dict[str, Any]
+        if self.typ:
+            headers["typ"] = self.typ
+        if self.key_id:
+            headers["kid"] = self.key_id
+        return jws.sign(claims, self._key, self.algorithm, headers=headers)
+
+    def apply(self, fields: List[Tuple[str, str]], headers: List[Tuple[str, str]],
+              issuer: Optional[str], token_endpoint: str) -> None:
+        fields.append(("client_id", self.client_id or ""))
+        fields.append(("client_assertion_type", CLIENT_ASSERTION_TYPE_JWT_BEARER))
+        fields.append(("client_assertion", self.build_assertion(issuer, token_endpoint)))
+
+
+def select_auth_method(advertised: Optional[Sequence[str]], configured: Optional[str] = None,
+                       has_secret: bool = True, has_key: bool = False) -> str:
+    """Choose a client authentication method (RFC 8414 §2; REQUIREMENTS C5).
+
+    An explicitly configured method always wins (the client's registered method cannot
+    be discovered). Otherwise a key means ``private_key_jwt``; a secret means
+    ``client_secret_basic`` when the list is absent (the RFC 8414 default) or includes it,
+    else ``client_secret_post`` when listed. The advertised list is advisory: a method
+    that is not listed is logged as a warning and used anyway, because servers often omit
+    methods they accept.
+    """
+    if configured is not None:
+        if configured not in AUTH_METHODS:
+            raise ConfigurationError("token_endpoint_auth_method must be one of {}".format(
+                ", ".join(AUTH_METHODS)))
+        method = configured
+    elif has_key:
+        method = "private_key_jwt"
+    elif not has_secret:
+        method = "none"
+    elif advertised is None or "client_secret_basic" in advertised:
+        method = "client_secret_basic"
+    elif "client_secret_post" in advertised:
+        method = "client_secret_post"
+    else:
+        method = "client_secret_basic"
+    if advertised is not None and method not in advertised:
+        logger.warning("authorization server does not advertise %s in "
+                       "token_endpoint_auth_methods_supported (%s); using it anyway",
+                       method, ", ".join(advertised) or "empty")
+    return method
+
+
+def build_token_request(token_endpoint: str, grant_fields: Sequence[Tuple[str, str]],
+                        client_auth: ClientAuth, issuer: Optional[str] = None) -> HttpRequest:
+    """Build the POST for a token request (RFC 6749 §3.2).
+
+    Args:
+        token_endpoint: the token endpoint URL (already checked by discovery or the caller).
+        grant_fields: ``grant_type`` and the grant's parameters, in order.
+        client_auth: how the client authenticates; exactly one method is applied (§2.3).
+        issuer: the authorization server's issuer (the audience of client assertions).
+
+    Raises:
+        ConfigurationError: a parameter would be sent twice.
+    """
+    fields = list(grant_fields)
+    headers = []  # type: List[Tuple[str, str]]
+    client_auth.apply(fields, headers, issuer, token_endpoint)
+    names = [name for name, _ in fields]
+    if len(set(names)) != len(names):
+        raise ConfigurationError("a token request parameter would be sent twice "
+                                 "(RFC 6749 §3.2 forbids it)")
+    return HttpRequest.post_form(token_endpoint, fields, headers=headers, credentialed=True)
+
+
+def _parse_expires_in(value: Any, response: HttpResponse) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TokenResponseError("expires_in is not a number", status_code=response.status)
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise TokenResponseError("expires_in is not a number",
+                                     status_code=response.status) from None
+    if not isinstance(value, (int, float)) or value != value or value < 0 or value > 10 ** 9:
+        raise TokenResponseError("expires_in is not a usable number of seconds",
+                                 status_code=response.status)
+    return float(value)
+
+
+def _raise_error_response(response: HttpResponse) -> None:
+    """Turn a non-2xx token endpoint response into OAuthError or TokenResponseError."""
+    url = redact_url(response.url)
+    if 300 <= response.status < 400:
+        raise TokenResponseError(
+            "token endpoint {} answered HTTP {} (a redirect); token requests are never "
+            "redirected".format(url, response.status), status_code=response.status)
+    try:
+        body = parse_json_object(response, "error response", TokenResponseError)
+    except TokenResponseError:
+        body = {}
+    error = body.get("error")
+    if isinstance(error, str) and error:
+        raise OAuthError(error, body.get("error_description"), body.get("error_uri"),
+                         status_code=response.status)
+    exc = TokenResponseError(
+        "token endpoint {} answered HTTP {} without an OAuth error body".format(
+            url, response.status), status_code=response.status)
+    exc.retryable = response.status >= 500 or response.status == 429
+    raise exc
+
+
+def parse_token_response(response: HttpResponse,
+                         token_types: Sequence[str] = ("bearer",),
+                         issued_token_type: Optional[str] = None,
+                         received_at: Optional[float] = None) -> TokenResponse:
+    """Parse a token endpoint response (RFC 6749 §5.1, §5.2; RFC 8693 §2.2).
+
+    Args:
+        response: the HTTP response.
+        token_types: acceptable ``token_type`` values, lowercase (F2: unknown types are
+            rejected; ``N_A`` only for token exchange).
+        issued_token_type: if set, the RFC 8693 ``issued_token_type`` that must be present.
+        received_at: clock value to anchor ``expires_in`` (default ``time.time()``).
+
+    Raises:
+        OAuthError: an RFC 6749 §5.2 error body (any status, including a 200 with ``error``).
+        TokenResponseError: anything else that does not yield a usable token.
+    """
+    if not 200 <= response.status < 300:
+        _raise_error_response(response)
+    body = parse_json_object(response, "token response", TokenResponseError)
+    error = body.get("error")
+    if isinstance(error, str) and error and "access_token" not in body:
+        raise OAuthError(error, body.get("error_description"), body.get("error_uri"),
+                         status_code=response.status)
+    access_token = body.get("access_token")
+    if not isinstance(access_token, str) or not access_token:
+        raise TokenResponseError("token response has no access_token",
+                                 status_code=response.status)
+    token_type = body.get("token_type")
+    if not isinstance(token_type, str) or not token_type:
+        raise TokenResponseError("token response has no token_type",
+                                 status_code=response.status)
+    if token_type.lower() not in token_types:
+        from .errors import clean_peer_text
+
+        raise TokenResponseError(
+            "token_type {!r} is not supported (expected {})".format(
+                clean_peer_text(token_type, 40), " or ".join(token_types)),
+            status_code=response.status)
+    itt = body.get("issued_token_type")
+    if itt is not None and not isinstance(itt, str):
+        raise TokenResponseError("issued_token_type is not a string",
+                                 status_code=response.status)
+    if issued_token_type is not None and itt != issued_token_type:
+        from .errors import clean_peer_text
+
+        raise TokenResponseError(
+            "issued_token_type is {!r}, expected {!r}".format(
+                clean_peer_text(itt, 100), issued_token_type), status_code=response.status)
+    scope = body.get("scope")
+    if scope is not None and not isinstance(scope, str):
+        raise TokenResponseError("scope in the token response is not a string",
+                                 status_code=response.status)
+    refresh = body.get("refresh_token")
+    return TokenResponse(
+        access_token=access_token,
+        token_type=token_type,
+        expires_in=_parse_expires_in(body.get("expires_in"), response),
+        scope=scope,
+        refresh_token=refresh if isinstance(refresh, str) else None,
+        issued_token_type=itt,
+        received_at=received_at,
+    )
+
+
+def request_token(transport: Transport, token_endpoint: str,
+                  grant_fields: Sequence[Tuple[str, str]], client_auth: ClientAuth,
+                  issuer: Optional[str] = None, token_types: Sequence[str] = ("bearer",),
+                  issued_token_type: Optional[str] = None,
+                  clock: Callable[[], float] = time.time) -> TokenResponse:
+    """Send a token request and parse the answer (see :func:`build_token_request`).
+
+    Raises:
+        InsecureEndpointError: the token endpoint is not https (nor loopback http).
+        TransportError: no response.
+        OAuthError, TokenResponseError: see :func:`parse_token_response`.
+    """
+    request = build_token_request(token_endpoint, grant_fields, client_auth, issuer)
+    grant_type = dict(grant_fields).get("grant_type", "?")
+    logger.debug("token request: grant_type=%s auth=%s endpoint=%s", grant_type,
+                 client_auth.method, redact_url(token_endpoint))
+    sent_at = clock()
+    response = transport(request)
+    try:
+        token = parse_token_response(response, token_types, issued_token_type,
+                                     received_at=sent_at)
+    except OAuthError as exc:
+        logger.info("token request to %s failed: HTTP %s %s", redact_url(token_endpoint),
+                    response.status, exc.error)
+        raise
+    logger.info("token issued by %s: grant_type=%s, HTTP %s, expires_in=%s",
+                redact_url(token_endpoint), grant_type, response.status,
+                "unknown" if token.expires_in is None else int(token.expires_in))
+    return token

@@ -1,0 +1,747 @@
+"""Providers: ``requests`` auth objects that put a Bearer token on every MCP request.
+
+Attach one to a session (``session.auth = provider``). On every request the provider
+adds ``Authorization: Bearer <token>`` (RFC 6750 §2.1; never in the URL, MCP "Token
+Requirements"). When the server answers 401 it gets a new token (discovering the
+authorization server first if needed) and replays the request exactly once; a second
+401 raises :class:`~mcpauth.errors.UnauthorizedError`. A 403 ``insufficient_scope``
+challenge makes OAuth providers ask for the union of the current and the challenged
+scopes, a bounded number of times (MCP "Step-Up Authorization Flow").
+
+The adapter follows requests' ``HTTPDigestAuth``: a response hook that reads and closes
+the refused response, rewinds the body, re-signs a copy of the request, sends it on the
+same connection adapter and appends the refused response to ``history``. Retry state
+lives on the ``PreparedRequest``, never in shared counters.
+
+Trust model of the OAuth providers: the MCP server names its authorization server
+(RFC 9728), and that server's metadata must name itself (RFC 8414 §3.3). Without
+``expected_issuer`` whatever authorization server the MCP server names receives the
+client's credentials; with it, discovery that leads anywhere else raises
+:class:`~mcpauth.errors.AuthorizationServerMismatchError` before anything is sent.
+"""
+
+import logging
+import threading
+import time
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+
+from . import discovery as _discovery
+from .cache import MemoryTokenCache, TokenCache, token_key
+from .errors import (
+    ConfigurationError,
+    DiscoveryError,
+    InsufficientScopeError,
+    MCPAuthError,
+    UnauthorizedError,
+)
+from .grants import (
+    GRANT_TYPE_CLIENT_CREDENTIALS,
+    ClientAuth,
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+    TokenResponse,
+    normalize_scope,
+    request_token,
+    select_auth_method,
+    validate_scope,
+)
+from .transport import (
+    DEFAULT_TIMEOUT,
+    HttpRequest,
+    RequestsTransport,
+    Transport,
+    check_url,
+    redact_url,
+)
+
+__all__ = [
+    "AuthContext",
+    "AuthProvider",
+    "OAuthProvider",
+    "ClientCredentialsProvider",
+    "PrivateKeyJwtProvider",
+    "DEFAULT_REFRESH_SKEW",
+    "DEFAULT_MAX_STEP_UP",
+]
+
+logger = logging.getLogger("mcpauth")
+
+#: Seconds before expiry at which a token is renewed (google-auth's REFRESH_THRESHOLD idea).
+DEFAULT_REFRESH_SKEW = 60.0
+#: How many times a request may step up its scope after 403 insufficient_scope.
+DEFAULT_MAX_STEP_UP = 2
+
+
+class AuthContext(NamedTuple):
+    """What :meth:`AuthProvider.on_unauthorized` receives.
+
+    Attributes:
+        response: the refused ``requests.Response`` (read ``WWW-Authenticate`` from it).
+        server_url: the MCP server URL (scheme, host, port and path of the request).
+        session: the ``requests.Session`` the provider uses for its own HTTP calls.
+        challenge: the parsed Bearer challenge, or None if the server sent none.
+    """
+
+    response: Any
+    server_url: str
+    session: Any
+    challenge: Optional[_discovery.Challenge]
+
+
+def server_url_of(url: str) -> str:
+    """The MCP server URL a request targets: the URL without query or fragment."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _challenge_of(response: Any) -> Optional[_discovery.Challenge]:
+    return _discovery.bearer_challenge(response.headers.get("WWW-Authenticate"))
+
+
+def _unauthorized(message: str, challenge: Optional[_discovery.Challenge],
+                  status: int = 401) -> UnauthorizedError:
+    params = challenge.params if challenge is not None else {}
+    return UnauthorizedError(
+        message, status_code=status, error=params.get("error"),
+        error_description=params.get("error_description"), scope=params.get("scope"),
+        resource_metadata=params.get("resource_metadata"))
+
+
+class AuthProvider(requests.auth.AuthBase):
+    """Base class of every provider; subclass it to bring your own token.
+
+    Implement :meth:`token` (called before every request; return None to send no
+    ``Authorization`` header) and optionally :meth:`on_unauthorized` (called once when
+    the server answers 401; make :meth:`token` return something better, or raise).
+
+    Example::
+
+        class VaultToken(AuthProvider):
+            def token(self):
+                return vault.read("mcp-token")
+
+        session.auth = VaultToken()
+    """
+
+    #: Attempts at 403 ``insufficient_scope`` step-up per request (OAuth providers).
+    max_step_up = DEFAULT_MAX_STEP_UP
+
+    def token(self) -> Optional[str]:
+        """The access token to send, or None to send none."""
+        raise NotImplementedError("subclasses of AuthProvider implement token()")
+
+    def on_unauthorized(self, ctx: AuthContext) -> None:
+        """Called when the server answered 401; by default, give up.
+
+        Raises:
+            UnauthorizedError: always, in this default implementation.
+        """
+        raise _unauthorized(
+            "the MCP server refused the request (HTTP 401) and {} has no way to get a new "
+            "token".format(type(self).__name__), ctx.challenge)
+
+    # -- hooks for subclasses ------------------------------------------------------------
+
+    def _token_for(self, server_url: str) -> Optional[str]:
+        return self.token()
+
+    def _session_for_context(self) -> Any:
+        return None
+
+    def _step_up(self, ctx: AuthContext) -> bool:
+        """Try to obtain a token with more scope; return False if this provider cannot."""
+        return False
+
+    def _apply(self, request: Any, token: str) -> None:
+        """Put ``token`` on ``request`` (a PreparedRequest). DPoP would add its proof here."""
+        request.headers["Authorization"] = "Bearer " + token
+
+    # -- the requests adapter ------------------------------------------------------------
+
+    def __call__(self, r: Any) -> Any:
+        server = server_url_of(r.url)
+        token = self._token_for(server)
+        if token:
+            self._apply(r, token)
+        r._mcpauth_server = server
+        try:
+            r._mcpauth_body_pos = r.body.tell()
+        except AttributeError:
+            r._mcpauth_body_pos = None
+        r.register_hook("response", self._handle_response)
+        return r
+
+    def _handle_response(self, r: Any, **kwargs: Any) -> Any:
+        request = r.request
+        server = getattr(request, "_mcpauth_server", None)
+        if server is None:
+            # A redirected copy of our request (requests drops Authorization across
+            # hosts) or someone else's: never attach a token to it.
+            return r
+        if r.status_code == 401:
+            return self._handle_401(r, server, kwargs)
+        if r.status_code == 403:
+            challenge = _challenge_of(r)
+            if challenge is not None and challenge.params.get("error") == "insufficient_scope":
+                return self._handle_403(r, server, challenge, 0, kwargs)
+        return r
+
+    def _handle_401(self, r: Any, server: str, kwargs: Dict[str, Any]) -> Any:
+        challenge = _challenge_of(r)
+        ctx = AuthContext(r, server, self._session_for_context(), challenge)
+        logger.info("%s answered 401%s; getting a new token and retrying once",
+                    redact_url(server),
+                    " (error=%s)" % challenge.params["error"]
+                    if challenge is not None and "error" in challenge.params else "")
+        self._check_replayable(r, challenge, 401)
+        try:
+            self.on_unauthorized(ctx)
+        except BaseException:
+            _discard(r)
+            raise
+        retry = self._resend(r, server, kwargs)
+        if retry.status_code == 401:
+            _discard(retry)
+            raise _unauthorized(
+                "the MCP server refused a freshly obtained token (HTTP 401 twice)",
+                _challenge_of(retry))
+        if retry.status_code == 403:
+            again = _challenge_of(retry)
+            if again is not None and again.params.get("error") == "insufficient_scope":
+                return self._handle_403(retry, server, again, 0, kwargs)
+        return retry
+
+    def _handle_403(self, r: Any, server: str, challenge: _discovery.Challenge, steps: int,
+                    kwargs: Dict[str, Any]) -> Any:
+        while True:
+            required = challenge.params.get("scope")
+            if steps >= self.max_step_up:
+                _discard(r)
+                raise InsufficientScopeError(
+                    "the MCP server requires scope {!r} (HTTP 403 insufficient_scope) "
+                    "after {} step-up attempt(s)".format(required, steps),
+                    required_scope=required,
+                    error_description=challenge.params.get("error_description"),
+                    resource_metadata=challenge.params.get("resource_metadata"))
+            ctx = AuthContext(r, server, self._session_for_context(), challenge)
+            self._check_replayable(r, challenge, 403)
+            if not self._step_up(ctx):
+                _discard(r)
+                raise InsufficientScopeError(
+                    "the MCP server requires scope {!r} (HTTP 403 insufficient_scope) and "
+                    "{} cannot request more scope".format(required, type(self).__name__),
+                    required_scope=required,
+                    error_description=challenge.params.get("error_description"),
+                    resource_metadata=challenge.params.get("resource_metadata"))
+            steps += 1
+            logger.info("stepping up scope for %s to include %r (attempt %d)",
+                        redact_url(server), required, steps)
+            r = self._resend(r, server, kwargs)
+            if r.status_code == 401:
+                _discard(r)
+                raise _unauthorized("the MCP server refused the stepped-up token (HTTP 401)",
+                                    _challenge_of(r))
+            if r.status_code != 403:
+                return r
+            next_challenge = _challenge_of(r)
+            if next_challenge is None or next_challenge.params.get("error") != "insufficient_scope":
+                return r
+            challenge = next_challenge
+
+    def _check_replayable(self, r: Any, challenge: Optional[_discovery.Challenge],
+                          status: int) -> None:
+        body = r.request.body
+        if body is None or isinstance(body, (bytes, str)):
+            return
+        if r.request._mcpauth_body_pos is not None and hasattr(body, "seek"):
+            return
+        _discard(r)
+        if status == 403:
+            raise InsufficientScopeError(
+                "the MCP server requires more scope (HTTP 403), but the request body is a "
+                "stream that cannot be rewound, so the request was not replayed",
+                required_scope=challenge.params.get("scope") if challenge else None)
+        raise _unauthorized(
+            "the MCP server answered 401, but the request body is a stream that cannot be "
+            "rewound, so the request was not replayed with a new token", challenge)
+
+    def _resend(self, r: Any, server: str, kwargs: Dict[str, Any]) -> Any:
+        pos = r.request._mcpauth_body_pos
+        if pos is not None:
+            r.request.body.seek(pos)
+        _discard(r)
+        prep = r.request.copy()
+        requests.cookies.extract_cookies_to_jar(prep._cookies, r.request, r.raw)
+        prep.prepare_cookies(prep._cookies)
+        token = self._token_for(server)
+        if not token:
+            raise _unauthorized("no token is available to retry the request", None)
+        self._apply(prep, token)
+        prep._mcpauth_server = server
+        prep._mcpauth_body_pos = pos
+        retry = r.connection.send(prep, **kwargs)
+        retry.history.append(r)
+        retry.request = prep
+        return retry
+
+
+def _discard(r: Any) -> None:
+    """Read and release a response we will not return (HTTPDigestAuth does the same)."""
+    try:
+        r.content
+    except Exception:  # a broken body on a refused response does not matter
+        pass
+    r.close()
+
+
+class _Target(NamedTuple):
+    """Where and how to get tokens for one MCP server (serialisable for caches)."""
+
+    server_url: str
+    resource: str
+    issuer: Optional[str]
+    token_endpoint: str
+    auth_methods: Optional[Tuple[str, ...]]
+    signing_algs: Optional[Tuple[str, ...]]
+    scopes_supported: Optional[Tuple[str, ...]]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self._asdict().items()}
+
+    @classmethod
+    def from_dict(cls, value: Dict[str, Any]) -> Optional["_Target"]:
+        try:
+            def tup(x: Any) -> Optional[Tuple[str, ...]]:
+                if x is None:
+                    return None
+                if not isinstance(x, list) or not all(isinstance(i, str) for i in x):
+                    raise ValueError("not a list of strings")
+                return tuple(x)
+
+            for name in ("server_url", "resource", "token_endpoint"):
+                if not isinstance(value.get(name), str):
+                    return None
+            issuer = value.get("issuer")
+            if issuer is not None and not isinstance(issuer, str):
+                return None
+            return cls(value["server_url"], value["resource"], issuer,
+                       value["token_endpoint"], tup(value.get("auth_methods")),
+                       tup(value.get("signing_algs")), tup(value.get("scopes_supported")))
+        except (ValueError, TypeError, AttributeError):
+            return None
+
+
+class _ServerState(object):
+    """Per-MCP-server state: discovery result and scope bookkeeping."""
+
+    __slots__ = ("lock", "target", "challenge_scope", "step_up_scope")
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.target = None  # type: Optional[_Target]
+        self.challenge_scope = None  # type: Optional[str]
+        self.step_up_scope = None  # type: Optional[str]
+
+
+class OAuthProvider(AuthProvider):
+    """Shared machinery of the OAuth providers: discovery, caching, refresh, single-flight.
+
+    Not used directly; see :class:`ClientCredentialsProvider` and
+    :class:`PrivateKeyJwtProvider`. Subclasses implement :meth:`_client_auth` and
+    :meth:`_grant_fields`.
+    """
+
+    def __init__(self, *, client_id: Optional[str] = None, scope: Optional[str] = None,
+                 expected_issuer: Optional[str] = None, issuer: Optional[str] = None,
+                 token_endpoint: Optional[str] = None, resource: Optional[str] = None,
+                 server_url: Optional[str] = None, allow_resource_prefix: bool = False,
+                 session: Any = None, timeout: float = DEFAULT_TIMEOUT,
+                 allow_insecure_http: bool = False, cache: Optional[TokenCache] = None,
+                 refresh_skew: float = DEFAULT_REFRESH_SKEW,
+                 max_step_up: int = DEFAULT_MAX_STEP_UP,
+                 clock: Callable[[], float] = time.time,
+                 transport: Optional[Transport] = None) -> None:
+        self.client_id = client_id
+        self.scope = validate_scope(scope)
+        self.expected_issuer = expected_issuer
+        self.issuer = issuer
+        if token_endpoint is not None:
+            check_url(token_endpoint, allow_insecure_http, "token_endpoint")
+        self.token_endpoint = token_endpoint
+        if resource is not None and not isinstance(resource, str):
+            raise ConfigurationError("resource must be a URL string")
+        self.resource = resource
+        self.server_url = server_url_of(server_url) if server_url else None
+        if (expected_issuer is not None and issuer is not None
+                and expected_issuer != issuer):
+            raise ConfigurationError("issuer and expected_issuer disagree")
+        self.allow_resource_prefix = allow_resource_prefix
+        if refresh_skew < 0:
+            raise ConfigurationError("refresh_skew must not be negative")
+        self.refresh_skew = float(refresh_skew)
+        if max_step_up < 0:
+            raise ConfigurationError("max_step_up must not be negative")
+        self.max_step_up = max_step_up
+        self._clock = clock
+        self._session = session if session is not None else requests.Session()
+        self._transport = transport or RequestsTransport(
+            self._session, timeout=timeout, allow_insecure_http=allow_insecure_http)
+        self._cache = cache if cache is not None else MemoryTokenCache()
+        self._states = {}  # type: Dict[str, _ServerState]
+        self._states_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return "{}(client_id={!r}, scope={!r}, expected_issuer={!r})".format(
+            type(self).__name__, self.client_id, self.scope, self.expected_issuer)
+
+    def __reduce__(self) -> Any:
+        raise TypeError("{} holds credentials and cannot be pickled".format(
+            type(self).__name__))
+
+    # -- subclass interface --------------------------------------------------------------
+
+    def _client_auth(self, target: _Target) -> ClientAuth:
+        raise NotImplementedError
+
+    def _grant_fields(self, target: _Target, scope: Optional[str]) -> List[Tuple[str, str]]:
+        fields = [("grant_type", GRANT_TYPE_CLIENT_CREDENTIALS)]
+        if scope:
+            fields.append(("scope", scope))
+        fields.append(("resource", target.resource))
+        return fields
+
+    # -- public API ----------------------------------------------------------------------
+
+    def token(self, server_url: Optional[str] = None) -> Optional[str]:
+        """A valid access token for ``server_url`` (default: the configured or last server).
+
+        Discovers and requests a token as needed, without sending anything to the MCP
+        server unless its metadata can only be found from its 401 challenge.
+
+        Raises:
+            ConfigurationError: no server URL is known.
+            MCPAuthError: discovery or the token request failed.
+        """
+        server = server_url_of(server_url) if server_url else self.server_url
+        if server is None:
+            raise ConfigurationError("token() needs a server_url (pass one, or configure "
+                                     "server_url= on the provider)")
+        state = self._state(server)
+        target = self._target(server, state)
+        if target is None:
+            with state.lock:
+                if state.target is None:
+                    state.target = self._discover_without_challenge(server, state)
+                target = state.target
+        return self._ensure_token(server, state, target)
+
+    def on_unauthorized(self, ctx: AuthContext) -> None:
+        """Drop the refused token, re-discover, and obtain a new token.
+
+        Discovery is re-done (RFC 9728 §5.2 B7) because a refused token may mean the
+        server moved to another authorization server (SEP-2352).
+        """
+        state = self._state(ctx.server_url)
+        challenge = ctx.challenge
+        params = challenge.params if challenge is not None else {}
+        refused = _bearer_of(ctx.response.request)
+        with state.lock:
+            if params.get("scope"):
+                state.challenge_scope = validate_scope(params["scope"],
+                                                       "scope in the 401 challenge")
+            target = state.target
+            if refused is not None and target is not None:
+                key = self._key(target, state)
+                current = self._cache.get_token(key)
+                if current is not None and current.access_token != refused:
+                    return  # another thread already replaced the refused token
+                self._cache.delete_token(key, refused)
+                state.target = None
+                self._cache.delete_discovery(ctx.server_url)
+            if state.target is None:
+                state.target = self._discover(ctx.server_url, params.get("resource_metadata"))
+            self._ensure_token(ctx.server_url, state, state.target, refused=refused)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _session_for_context(self) -> Any:
+        return self._session
+
+    def _state(self, server: str) -> _ServerState:
+        with self._states_lock:
+            state = self._states.get(server)
+            if state is None:
+                state = self._states[server] = _ServerState()
+                if self.server_url is None:
+                    self.server_url = server
+            return state
+
+    def _target(self, server: str, state: _ServerState) -> Optional[_Target]:
+        if state.target is None:
+            cached = self._cache.get_discovery(server)
+            if cached is not None:
+                target = _Target.from_dict(cached)
+                if target is not None and self._target_acceptable(target):
+                    state.target = target
+        return state.target
+
+    def _target_acceptable(self, target: _Target) -> bool:
+        pinned = self.expected_issuer or self.issuer
+        return pinned is None or target.issuer == pinned
+
+    def _token_for(self, server: str) -> Optional[str]:
+        state = self._state(server)
+        target = self._target(server, state)
+        if target is None and self.token_endpoint is not None:
+            with state.lock:
+                if state.target is None:
+                    state.target = self._discover(server, None)
+                target = state.target
+        if target is None:
+            # Cold: send without a token; the 401 challenge tells us where to go (B1).
+            return None
+        return self._ensure_token(server, state, target)
+
+    def _effective_scope(self, state: _ServerState, target: _Target) -> Optional[str]:
+        # D3, with the caller's configuration first: configured scope, else the 401
+        # challenge's scope, else every PRM scopes_supported, else none.
+        if self.scope is not None:
+            base = self.scope
+        elif state.challenge_scope is not None:
+            base = state.challenge_scope
+        elif target.scopes_supported:
+            base = normalize_scope(target.scopes_supported, "scopes_supported")
+        else:
+            base = None
+        if state.step_up_scope is None:
+            return base
+        return normalize_scope((base or "").split() + state.step_up_scope.split())
+
+    def _key(self, target: _Target, state: _ServerState) -> str:
+        return token_key(target.issuer, target.resource, self.client_id,
+                         self._effective_scope(state, target))
+
+    def _needs_refresh(self, token: TokenResponse, now: float) -> bool:
+        expires_at = token.expires_at
+        if expires_at is None:
+            return False
+        lifetime = max(expires_at - token.received_at, 0.0)
+        # Renew `refresh_skew` seconds early, but never before half the lifetime has
+        # passed: short-lived tokens must not be renewed on every call (msal does that).
+        refresh_at = max(token.received_at + lifetime / 2.0, expires_at - self.refresh_skew)
+        return now >= refresh_at
+
+    def _ensure_token(self, server: str, state: _ServerState, target: _Target,
+                      refused: Optional[str] = None) -> str:
+        key = self._key(target, state)
+        token = self._cache.get_token(key)
+        now = self._clock()
+        if token is not None and token.access_token != refused:
+            if not self._needs_refresh(token, now):
+                return token.access_token
+            expires_at = token.expires_at
+            if expires_at is not None and now < expires_at:
+                # In the renewal window but still valid: one thread renews, the others
+                # keep using the current token instead of queueing behind it.
+                if not state.lock.acquire(blocking=False):
+                    return token.access_token
+                try:
+                    return self._renew(server, state, target, key, refused,
+                                       fallback=token).access_token
+                finally:
+                    state.lock.release()
+        with state.lock:
+            return self._renew(server, state, target, key, refused).access_token
+
+    def _renew(self, server: str, state: _ServerState, target: _Target, key: str,
+               refused: Optional[str], fallback: Optional[TokenResponse] = None
+               ) -> TokenResponse:
+        # Single-flight: whoever holds state.lock fetches; latecomers find the result.
+        with self._cache.lock(key):
+            token = self._cache.get_token(key)
+            now = self._clock()
+            if (token is not None and token.access_token != refused
+                    and not self._needs_refresh(token, now)):
+                return token
+            try:
+                token = self._fetch_token(target, self._effective_scope(state, target))
+            except MCPAuthError as exc:
+                if fallback is not None and fallback.expires_at is not None \
+                        and self._clock() < fallback.expires_at and exc.retryable:
+                    logger.warning("token renewal for %s failed (%s); the current token "
+                                   "stays in use until it expires", redact_url(server), exc)
+                    return fallback
+                raise
+            self._cache.set_token(key, token)
+            return token
+
+    def _fetch_token(self, target: _Target, scope: Optional[str]) -> TokenResponse:
+        client_auth = self._client_auth(target)
+        return request_token(self._transport, target.token_endpoint,
+                             self._grant_fields(target, scope), client_auth,
+                             issuer=target.issuer, clock=self._clock)
+
+    def _discover(self, server: str, resource_metadata_url: Optional[str]) -> _Target:
+        if self.token_endpoint is not None:
+            target = _Target(server, self.resource or server, self.issuer or
+                             self.expected_issuer, self.token_endpoint, None, None, None)
+        else:
+            result = _discovery.discover(
+                self._transport, server, resource_metadata_url=resource_metadata_url,
+                expected_issuer=self.expected_issuer, issuer=self.issuer,
+                allow_resource_prefix=self.allow_resource_prefix)
+            md = result.metadata
+            scopes = result.prm.scopes_supported if result.prm is not None else None
+            target = _Target(server, self.resource or result.resource, result.issuer,
+                             md.token_endpoint, md.token_endpoint_auth_methods_supported,
+                             md.token_endpoint_auth_signing_alg_values_supported, scopes)
+        self._cache.set_discovery(server, target.to_dict())
+        return target
+
+    def _discover_without_challenge(self, server: str, state: _ServerState) -> _Target:
+        """Discovery for token(): well-known URLs first, then the server's own 401."""
+        try:
+            return self._discover(server, None)
+        except DiscoveryError as first:
+            probe = HttpRequest(
+                "POST", server,
+                (("Content-Type", "application/json"),
+                 ("Accept", "application/json, text/event-stream")),
+                b'{"jsonrpc":"2.0","id":"mcpauth-probe","method":"ping"}')
+            response = self._transport(probe)
+            challenge = _discovery.bearer_challenge(response.header("WWW-Authenticate"))
+            if response.status != 401 or challenge is None:
+                raise first
+            if challenge.params.get("scope"):
+                state.challenge_scope = validate_scope(challenge.params["scope"],
+                                                       "scope in the 401 challenge")
+            url = challenge.params.get("resource_metadata")
+            if url is None:
+                raise first
+            return self._discover(server, url)
+
+    def _step_up(self, ctx: AuthContext) -> bool:
+        challenged = ctx.challenge.params.get("scope") if ctx.challenge else None
+        if not challenged:
+            return False
+        state = self._state(ctx.server_url)
+        with state.lock:
+            target = state.target
+            if target is None:
+                return False
+            current = self._effective_scope(state, target)
+            # SEP-2350: ask for the union of what we had and what is required.
+            union = normalize_scope((current or "").split() + challenged.split(),
+                                    "scope in the 403 challenge")
+            state.step_up_scope = normalize_scope(
+                (state.step_up_scope or "").split() + challenged.split())
+            self._ensure_token(ctx.server_url, state, target,
+                               refused=_bearer_of(ctx.response.request))
+            logger.debug("stepped-up scope for %s: %s", redact_url(ctx.server_url), union)
+        return True
+
+
+def _bearer_of(request: Any) -> Optional[str]:
+    value = request.headers.get("Authorization") if request is not None else None
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    if value and value[:7].lower() == "bearer ":
+        return value[7:]
+    return None
+
+
+class ClientCredentialsProvider(OAuthProvider):
+    """The client credentials grant with a client secret (RFC 6749 §4.4).
+
+    The client authenticates with ``client_secret_basic`` (the default, id and secret
+    form-urlencoded as RFC 6749 §2.3.1 requires) or ``client_secret_post``, chosen from
+    the authorization server's ``token_endpoint_auth_methods_supported`` unless
+    ``token_endpoint_auth_method`` says which one the client was registered with.
+
+    Args:
+        client_id: the registered client identifier.
+        client_secret: the client secret. Never logged, never in a repr.
+        scope: space-separated scopes to request. Wins over the 401 challenge's scope
+            and the server's ``scopes_supported``.
+        expected_issuer: the authorization server this client is registered with; any
+            other raises :class:`~mcpauth.errors.AuthorizationServerMismatchError`
+            before a secret is sent.
+        token_endpoint_auth_method: ``"client_secret_basic"`` or ``"client_secret_post"``.
+        issuer: skip RFC 9728 AS selection and use this authorization server.
+        token_endpoint: skip discovery entirely and send token requests here.
+        resource: the RFC 8707 ``resource`` to send, overriding discovery.
+        server_url: the MCP server URL, needed only to call :meth:`token` directly.
+        allow_resource_prefix: accept a PRM ``resource`` that is a same-origin path
+            prefix of the server URL (what the official SDKs accept); exact by default.
+        session: a ``requests.Session`` whose TLS and proxy settings discovery and token
+            requests use (its auth, headers and cookies are not sent there).
+        timeout: seconds for each discovery or token request.
+        allow_insecure_http: allow http to non-loopback hosts (tests only).
+        cache: a :class:`~mcpauth.cache.TokenCache` (default: in memory).
+        refresh_skew: renew tokens this many seconds before they expire.
+        max_step_up: attempts at 403 ``insufficient_scope`` step-up per request.
+        clock: returns the time in seconds (for tests).
+    """
+
+    def __init__(self, client_id: str, client_secret: str, *, scope: Optional[str] = None,
+                 expected_issuer: Optional[str] = None,
+                 token_endpoint_auth_method: Optional[str] = None, **options: Any) -> None:
+        if token_endpoint_auth_method not in (None, "client_secret_basic",
+                                              "client_secret_post"):
+            raise ConfigurationError(
+                "token_endpoint_auth_method must be client_secret_basic or "
+                "client_secret_post for a client secret")
+        # Validate the credentials now, before any I/O.
+        self._basic = ClientSecretBasic(client_id, client_secret)
+        self._post = ClientSecretPost(client_id, client_secret)
+        self.token_endpoint_auth_method = token_endpoint_auth_method
+        super().__init__(client_id=client_id, scope=scope, expected_issuer=expected_issuer,
+                         **options)
+
+    def _client_auth(self, target: _Target) -> ClientAuth:
+        method = select_auth_method(target.auth_methods, self.token_endpoint_auth_method)
+        return self._post if method == "client_secret_post" else self._basic
+
+
+class PrivateKeyJwtProvider(OAuthProvider):
+    """The client credentials grant with a ``private_key_jwt`` assertion (RFC 7523 §2.2).
+
+    Args:
+        client_id: the registered client identifier (``iss`` and ``sub`` of assertions).
+        private_key: PEM (str or bytes), DER bytes, a JWK dict or a loaded key; loaded once.
+        algorithm: JWS algorithm; by default the key's (RS256 for RSA, ES256 for P-256,
+            ES384 for P-384, EdDSA for Ed25519).
+        jwt_lifetime_seconds: assertion lifetime (``exp`` - ``iat``), default 300.
+        claims: extra assertion claims (cannot replace iss, sub, aud, exp, iat, jti).
+        key_id: the ``kid`` header, e.g. ``mcpauth.jws.jwk_thumbprint(key)``.
+        audience: override ``aud`` (default: the authorization server's issuer).
+        typ: the ``typ`` header (default ``client-authentication+jwt``).
+        Other keyword arguments: as :class:`ClientCredentialsProvider`.
+    """
+
+    def __init__(self, client_id: str, private_key: Any, algorithm: Optional[str] = None, *,
+                 jwt_lifetime_seconds: int = 300, claims: Optional[Dict[str, Any]] = None,
+                 key_id: Optional[str] = None, scope: Optional[str] = None,
+                 expected_issuer: Optional[str] = None, audience: Optional[str] = None,
+                 typ: Optional[str] = "client-authentication+jwt", **options: Any) -> None:
+        clock = options.get("clock", time.time)
+        self._jwt = PrivateKeyJwt(client_id, private_key, algorithm,
+                                  lifetime=jwt_lifetime_seconds, audience=audience, typ=typ,
+                                  key_id=key_id, claims=claims, clock=clock)
+        self.algorithm = self._jwt.algorithm
+        super().__init__(client_id=client_id, scope=scope, expected_issuer=expected_issuer,
+                         **options)
+
+    def _client_auth(self, target: _Target) -> ClientAuth:
+        select_auth_method(target.auth_methods, "private_key_jwt")
+        algs = target.signing_algs
+        if algs is not None and self.algorithm not in algs:
+            raise ConfigurationError(
+                "the authorization server accepts {} for private_key_jwt, not {}".format(
+                    ", ".join(algs) or "no algorithm", self.algorithm))
+        return self._jwt
+

@@ -1,0 +1,1 @@
+"""Shared pytest configuration (keep small; module-specific fixtures live in their modules)."""
