@@ -27,9 +27,25 @@ from .errors import (
     UnauthorizedError,
 )
 
+from .cache import MemoryTokenCache, TokenCache
+from .providers import (
+    AuthContext,
+    AuthProvider,
+    ClientCredentialsProvider,
+    PrivateKeyJwtProvider,
+)
+
 logging.getLogger("mcpauth").addHandler(logging.NullHandler())
 
 __all__ = [
+    # Providers (requests auth)
+    "AuthContext",
+    "AuthProvider",
+    "ClientCredentialsProvider",
+    "PrivateKeyJwtProvider",
+    # Token caches
+    "MemoryTokenCache",
+    "TokenCache",
     # Errors and warnings
     "AuthorizationServerMismatchError",
     "ConfigurationError",

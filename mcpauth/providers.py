@@ -229,7 +229,12 @@ class AuthProvider(requests.auth.AuthBase):
                     resource_metadata=challenge.params.get("resource_metadata"))
             ctx = AuthContext(r, server, self._session_for_context(), challenge)
             self._check_replayable(r, challenge, 403)
-            if not self._step_up(ctx):
+            try:
+                stepped = self._step_up(ctx)
+            except BaseException:
+                _discard(r)
+                raise
+            if not stepped:
                 _discard(r)
                 raise InsufficientScopeError(
                     "the MCP server requires scope {!r} (HTTP 403 insufficient_scope) and "
@@ -387,9 +392,9 @@ class OAuthProvider(AuthProvider):
             raise ConfigurationError("max_step_up must not be negative")
         self.max_step_up = max_step_up
         self._clock = clock
-        self._session = session if session is not None else requests.Session()
         self._transport = transport or RequestsTransport(
-            self._session, timeout=timeout, allow_insecure_http=allow_insecure_http)
+            session, timeout=timeout, allow_insecure_http=allow_insecure_http)
+        self._session = session
         self._cache = cache if cache is not None else MemoryTokenCache()
         self._states = {}  # type: Dict[str, _ServerState]
         self._states_lock = threading.Lock()
@@ -469,6 +474,9 @@ class OAuthProvider(AuthProvider):
     # -- internals -------------------------------------------------------------------------
 
     def _session_for_context(self) -> Any:
+        if self._session is None:
+            transport = self._transport
+            return transport.session if isinstance(transport, RequestsTransport) else None
         return self._session
 
     def _state(self, server: str) -> _ServerState:

@@ -26,7 +26,7 @@ import time
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Type
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
-from .errors import InsecureEndpointError, ProtocolError, TransportError
+from .errors import ConfigurationError, InsecureEndpointError, ProtocolError, TransportError
 
 __all__ = [
     "HttpRequest",
@@ -49,6 +49,9 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
 #: Redirects followed for metadata GETs; credentialed requests follow none.
 DEFAULT_MAX_REDIRECTS = 5
+# The statuses that redirect (RFC 9110 §15.4; the same set requests follows). A 300 or
+# 304 carrying a Location is returned as it is.
+_REDIRECT_STATUSES = frozenset([301, 302, 303, 307, 308])
 
 # Header and form fields whose values never appear in a repr (RFC 6749, 7523, 8693).
 SENSITIVE_HEADERS = frozenset(["authorization", "proxy-authorization", "cookie", "dpop"])
@@ -108,7 +111,8 @@ class HttpRequest(NamedTuple):
                     body = "[{} bytes]".format(len(self.body))
             else:
                 body = "[{} bytes]".format(len(self.body))
-        return "HttpRequest(method={!r}, url={!r}, headers={!r}, body={!r}, credentialed={!r})".format(
+        return ("HttpRequest(method={!r}, url={!r}, headers={!r}, body={!r}, "
+                "credentialed={!r})").format(
             self.method, redact_url(self.url), headers, body, self.credentialed)
 
     @classmethod
@@ -166,16 +170,23 @@ def redact_url(url: str) -> str:
 
 
 def is_loopback_host(host: Optional[str]) -> bool:
-    """True for ``localhost``, any ``127.0.0.0/8`` address and ``::1``."""
+    """True for ``localhost``, any ``127.0.0.0/8`` address and ``::1``.
+
+    Names under ``.localhost`` are not accepted: a resolver may send them to DNS. An
+    IPv4-mapped IPv6 address counts as its IPv4 address on every Python version
+    (``is_loopback`` only says so from 3.13).
+    """
     if not host:
         return False
     host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
 def check_url(url: Any, allow_insecure_http: bool = False, what: str = "endpoint") -> str:
@@ -198,7 +209,7 @@ def check_url(url: Any, allow_insecure_http: bool = False, what: str = "endpoint
         raise InsecureEndpointError(
             "{} URL must be an absolute https URL, got {}".format(what, redact_url(url)),
             url=redact_url(url))
-    if parts.fragment:
+    if "#" in url:  # RFC 6749 §3.1, §3.2: no fragment component, even an empty one
         raise InsecureEndpointError(
             "{} URL must not have a fragment: {}".format(what, redact_url(url)),
             url=redact_url(url))
@@ -263,6 +274,9 @@ class RequestsTransport(Transport):
         max_response_bytes: a larger response body raises ``ProtocolError``.
         allow_insecure_http: allow http to non-loopback hosts. For tests only.
         max_redirects: redirects followed by plain GETs (never by credentialed requests).
+
+    Raises:
+        ConfigurationError: ``timeout`` is not a positive number.
     """
 
     def __init__(self, session: Any = None, timeout: float = DEFAULT_TIMEOUT,
@@ -270,15 +284,20 @@ class RequestsTransport(Transport):
                  allow_insecure_http: bool = False,
                  max_redirects: int = DEFAULT_MAX_REDIRECTS) -> None:
         if timeout is None or timeout <= 0:
-            raise ValueError("timeout must be a positive number of seconds")
+            raise ConfigurationError("timeout must be a positive number of seconds")
         self._session = session
+        # A session we create ourselves is used a few times per token lifetime; keeping
+        # idle sockets open in it would only leak them, so its connections are closed
+        # after each response. A caller's session keeps its own pooling.
+        self._owns_session = session is None
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes
         self.allow_insecure_http = allow_insecure_http
         self.max_redirects = max_redirects
 
     def __repr__(self) -> str:
-        return "RequestsTransport(timeout={!r}, max_response_bytes={!r}, allow_insecure_http={!r})".format(
+        return ("RequestsTransport(timeout={!r}, max_response_bytes={!r}, "
+                "allow_insecure_http={!r})").format(
             self.timeout, self.max_response_bytes, self.allow_insecure_http)
 
     @property
@@ -293,7 +312,7 @@ class RequestsTransport(Transport):
         while True:
             response = self._send_once(request)
             location = response.header("Location")
-            if (300 <= response.status < 400 and location and request.method == "GET"
+            if (response.status in _REDIRECT_STATUSES and location and request.method == "GET"
                     and not request.credentialed and hops < self.max_redirects):
                 hops += 1
                 target = urljoin(request.url, location)
@@ -309,15 +328,24 @@ class RequestsTransport(Transport):
         check_url(request.url, self.allow_insecure_http)
         session = self.session
         prepared = requests.PreparedRequest()
+        headers = dict(request.headers)
+        if self._owns_session:
+            headers.setdefault("Connection", "close")
         prepared.prepare(method=request.method, url=request.url,
-                         headers=dict(request.headers), data=request.body,
-                         auth=_NoAuth())
-        settings = session.merge_environment_settings(prepared.url, {}, True, None, None)
+                         headers=headers, data=request.body, auth=_NoAuth())
+        # The session's own verify, cert and proxies are passed as the request's values so
+        # that REQUESTS_CA_BUNDLE or *_PROXY in the environment do not override what the
+        # caller set on the session (they still fill in what the session leaves unset).
+        settings = session.merge_environment_settings(
+            prepared.url, dict(session.proxies or {}), True, session.verify, session.cert)
         start = time.monotonic()
         safe_url = redact_url(request.url)
         try:
-            resp = session.send(prepared, allow_redirects=False, timeout=self.timeout,
-                                **settings)
+            # The adapter, not session.send(): with allow_redirects=False, session.send()
+            # still reads a whole 3xx body (to prepare ``response.next``) before the size cap
+            # below can act, and it stores the peer's cookies in the caller's session.
+            adapter = session.get_adapter(prepared.url)
+            resp = adapter.send(prepared, timeout=self.timeout, **settings)
         except requests.exceptions.Timeout as exc:
             raise TransportError("{} {} timed out after {} s".format(
                 request.method, safe_url, self.timeout)) from exc
