@@ -31,6 +31,7 @@ from .cache import MemoryTokenCache, TokenCache
 from .providers import (
     AuthContext,
     AuthProvider,
+    BearerTokenProvider,
     ClientCredentialsProvider,
     PrivateKeyJwtProvider,
 )
@@ -41,6 +42,7 @@ __all__ = [
     # Providers (requests auth)
     "AuthContext",
     "AuthProvider",
+    "BearerTokenProvider",
     "ClientCredentialsProvider",
     "PrivateKeyJwtProvider",
     # Token caches

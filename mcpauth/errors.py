@@ -54,15 +54,22 @@ __all__ = [
 MAX_PEER_TEXT = 300
 
 
+def _is_unsafe_char(ch: str) -> bool:
+    return (ch < " " or "\x7f" <= ch <= "\x9f" or ch in "\u2028\u2029"
+            or "\ud800" <= ch <= "\udfff")
+
+
 def clean_peer_text(value: Any, limit: int = MAX_PEER_TEXT) -> Optional[str]:
     """Make a peer-supplied string safe to put in a message or a log line.
 
-    Non-strings become None; control characters (log injection) become spaces; the
-    result is cut to ``limit`` characters.
+    Non-strings become None; control characters and line breaks (log injection:
+    C0, DEL, C1 such as NEL, U+2028, U+2029) and lone surrogates (which cannot be
+    encoded to write a log line) become spaces; the result is cut to ``limit``
+    characters.
     """
     if not isinstance(value, str):
         return None
-    out = "".join(ch if (ch >= " " and ch != "\x7f") else " " for ch in value)
+    out = "".join(" " if _is_unsafe_char(ch) else ch for ch in value)
     if len(out) > limit:
         out = out[:limit] + "..."
     return out

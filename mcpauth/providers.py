@@ -23,7 +23,7 @@ client's credentials; with it, discovery that leads anywhere else raises
 import logging
 import threading
 import time
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -62,6 +62,7 @@ __all__ = [
     "AuthContext",
     "AuthProvider",
     "OAuthProvider",
+    "BearerTokenProvider",
     "ClientCredentialsProvider",
     "PrivateKeyJwtProvider",
     "DEFAULT_REFRESH_SKEW",
@@ -129,6 +130,9 @@ class AuthProvider(requests.auth.AuthBase):
 
     #: Attempts at 403 ``insufficient_scope`` step-up per request (OAuth providers).
     max_step_up = DEFAULT_MAX_STEP_UP
+    #: The MCP extension id a client declares when using this provider (2026-07-28
+    #: ``clientCapabilities.extensions``), or None.
+    mcp_extension = None  # type: Optional[str]
 
     def token(self) -> Optional[str]:
         """The access token to send, or None to send none."""
@@ -350,6 +354,74 @@ class _ServerState(object):
         self.target = None  # type: Optional[_Target]
         self.challenge_scope = None  # type: Optional[str]
         self.step_up_scope = None  # type: Optional[str]
+
+
+TokenSource = Union[str, Callable[[], Optional[str]]]
+
+
+class BearerTokenProvider(AuthProvider):
+    """Bring your own token: an API key, a gateway token, a secret-store lookup.
+
+    ``token`` is a string, or a zero-argument callable consulted before every request
+    (return None to send no ``Authorization`` header). The token is opaque to mcpauth
+    and is only ever sent in the ``Authorization`` header (REQUIREMENTS G7).
+
+    Without ``on_unauthorized``, a 401 raises :class:`~mcpauth.errors.UnauthorizedError`
+    carrying the server's challenge (error, description, scope, resource_metadata). With
+    it, ``on_unauthorized(ctx)`` runs (``ctx`` is an :class:`AuthContext`; typically the
+    hook fetches a new token that ``token`` will then return), and the request is replayed
+    exactly once; a second 401 raises ``UnauthorizedError``. An exception raised by the
+    hook propagates unchanged.
+
+    Args:
+        token: the token, or a callable returning it.
+        on_unauthorized: ``callable(ctx) -> None``, called once per refused request.
+        session: given to the hook as ``ctx.session``.
+    """
+
+    def __init__(self, token: TokenSource,
+                 on_unauthorized: Optional[Callable[[AuthContext], None]] = None,
+                 session: Any = None) -> None:
+        if isinstance(token, str):
+            if not token:
+                raise ConfigurationError("token must be a non-empty string or a callable")
+            value = token
+            self._source = lambda: value  # type: Callable[[], Optional[str]]
+        elif callable(token):
+            self._source = token
+        else:
+            raise ConfigurationError("token must be a non-empty string or a callable")
+        if on_unauthorized is not None and not callable(on_unauthorized):
+            raise ConfigurationError("on_unauthorized must be callable")
+        self._hook = on_unauthorized
+        self._session = session
+
+    def __repr__(self) -> str:
+        return "BearerTokenProvider(token=[secure], on_unauthorized={})".format(
+            "set" if self._hook is not None else "None")
+
+    def __reduce__(self) -> Any:
+        raise TypeError("BearerTokenProvider holds a token and cannot be pickled")
+
+    def token(self) -> Optional[str]:
+        value = self._source()
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value or any(
+                c in value for c in "\r\n\x00"):
+            raise ConfigurationError(
+                "the token source returned something other than a non-empty, single-line "
+                "string")
+        return value
+
+    def on_unauthorized(self, ctx: AuthContext) -> None:
+        if self._hook is None:
+            AuthProvider.on_unauthorized(self, ctx)
+        else:
+            self._hook(ctx)
+
+    def _session_for_context(self) -> Any:
+        return self._session
 
 
 class OAuthProvider(AuthProvider):
@@ -615,6 +687,13 @@ class OAuthProvider(AuthProvider):
         try:
             return self._discover(server, None)
         except DiscoveryError as first:
+            # Only "not published at the well-known URLs" justifies asking the server
+            # itself; a mismatch, a bad document or an outage is reported as it is.
+            not_published = (type(first) is DiscoveryError and not first.retryable
+                             and first.status_code is not None
+                             and 400 <= first.status_code < 500)
+            if not not_published:
+                raise
             probe = HttpRequest(
                 "POST", server,
                 (("Content-Type", "application/json"),
@@ -695,6 +774,8 @@ class ClientCredentialsProvider(OAuthProvider):
         clock: returns the time in seconds (for tests).
     """
 
+    mcp_extension = "io.modelcontextprotocol/oauth-client-credentials"
+
     def __init__(self, client_id: str, client_secret: str, *, scope: Optional[str] = None,
                  expected_issuer: Optional[str] = None,
                  token_endpoint_auth_method: Optional[str] = None, **options: Any) -> None:
@@ -730,6 +811,8 @@ class PrivateKeyJwtProvider(OAuthProvider):
         typ: the ``typ`` header (default ``client-authentication+jwt``).
         Other keyword arguments: as :class:`ClientCredentialsProvider`.
     """
+
+    mcp_extension = "io.modelcontextprotocol/oauth-client-credentials"
 
     def __init__(self, client_id: str, private_key: Any, algorithm: Optional[str] = None, *,
                  jwt_lifetime_seconds: int = 300, claims: Optional[Dict[str, Any]] = None,

@@ -1,0 +1,346 @@
+"""Packaging checks: metadata in setup.cfg, the setup.py shim, MANIFEST.in, the public
+API, vendorability (relative imports only) and the lazy ``cryptography`` import.
+
+The metadata rules come from the style guide §7 (PyJWT 2.9.0's setup.cfg layout).
+"""
+
+import ast
+import configparser
+import importlib
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mcpauth
+from mcpauth import _version, errors
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "mcpauth"
+
+
+def _setup_cfg():
+    parser = configparser.ConfigParser(interpolation=None)
+    with open(str(ROOT / "setup.cfg"), encoding="utf-8") as f:
+        parser.read_file(f)
+    return parser
+
+
+def _lines(value):
+    return [line.strip() for line in value.splitlines() if line.strip()]
+
+
+def _package_modules():
+    """(dotted name, path) of every module in the package, subpackages included."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found.append((".".join(parts), path))
+    return found
+
+
+_TREES = {}  # type: dict
+
+
+def _tree(path):
+    if path not in _TREES:
+        _TREES[path] = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    return _TREES[path]
+
+
+def _run(args, **kwargs):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT)
+    env.pop("PYTHONSTARTUP", None)
+    proc = subprocess.Popen([sys.executable] + args, cwd=str(ROOT), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            universal_newlines=True, **kwargs)
+    out, err = proc.communicate(timeout=60)
+    return proc.returncode, out, err
+
+
+# ---------------------------------------------------------------- version
+
+
+def test_setup_cfg_version_is_the_package_version():
+    version = _setup_cfg().get("metadata", "version")
+    assert not version.startswith(("attr:", "file:")), "a literal, so old setuptools need no import"
+    assert version == _version.__version__ == mcpauth.__version__
+    assert re.match(r"^\d+\.\d+\.\d+((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?$", version)
+
+
+def test_version_module_holds_only_the_version():
+    tree = ast.parse((PACKAGE / "_version.py").read_text(encoding="utf-8"))
+    body = [node for node in tree.body
+            if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Str))]
+    assert len(body) == 1 and isinstance(body[0], ast.Assign)
+    assert [t.id for t in body[0].targets] == ["__version__"]
+
+
+def test_python_m_mcpauth_version():
+    code, out, err = _run(["-m", "mcpauth", "--version"])
+    assert code == 0, err
+    assert out.strip() == "mcpauth " + mcpauth.__version__
+
+
+def test_setup_py_reads_the_metadata_from_setup_cfg():
+    code, out, err = _run(["setup.py", "-q", "--version"])
+    if code != 0 and "No module named 'setuptools'" in err:
+        pytest.skip("setuptools is not installed for this interpreter")
+    assert code == 0, err
+    assert out.strip().splitlines()[-1] == _version.__version__
+
+
+# ---------------------------------------------------------------- public API
+
+
+def test_public_names_exist_once():
+    assert len(mcpauth.__all__) == len(set(mcpauth.__all__))
+    for name in mcpauth.__all__:
+        assert hasattr(mcpauth, name), name
+
+
+def test_every_error_is_exported_from_the_package():
+    for name in errors.__all__:
+        assert name in mcpauth.__all__, name
+        assert getattr(mcpauth, name) is getattr(errors, name)
+
+
+def test_all_is_sorted_within_each_commented_group():
+    source = (PACKAGE / "__init__.py").read_text(encoding="utf-8")
+    block = re.search(r"^__all__ = \[\n(.*?)^\]", source, re.S | re.M)
+    assert block, "__all__ is a literal list in mcpauth/__init__.py"
+    groups = [[]]  # type: list
+    for line in block.group(1).splitlines():
+        line = line.strip()
+        if line.startswith("#"):
+            groups.append([])
+        elif line:
+            groups[-1].extend(ast.literal_eval("[" + line + "]"))
+    assert sum(groups, []) == list(mcpauth.__all__)
+    for group in groups:
+        assert group == sorted(group), group
+
+
+def test_console_script_target_exists():
+    scripts = _lines(_setup_cfg().get("options.entry_points", "console_scripts"))
+    assert scripts == ["mcpauth = mcpauth.cli:main"]
+    from mcpauth import cli
+
+    assert callable(cli.main)
+
+
+# ---------------------------------------------------------------- vendorable
+
+
+def _absolute_mcpauth_imports(tree):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == "mcpauth" or alias.name.startswith("mcpauth."):
+                    yield node.lineno, "import " + alias.name
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "mcpauth" or node.module.startswith("mcpauth."):
+                yield node.lineno, "from " + node.module
+
+
+def test_package_uses_only_relative_imports_of_itself():
+    modules = _package_modules()
+    assert len(modules) >= 7
+    bad = []
+    for name, path in modules:
+        tree = _tree(path)
+        bad.extend("{}:{}: {}".format(name, line, text)
+                   for line, text in _absolute_mcpauth_imports(tree))
+    assert bad == []
+
+
+def test_the_absolute_import_scan_finds_absolute_imports():
+    tree = ast.parse("import mcpauth.errors\nfrom mcpauth import x\nfrom . import y\n"
+                     "def f():\n    from mcpauth.jws import z\n")
+    assert [line for line, _ in _absolute_mcpauth_imports(tree)] == [1, 2, 5]
+
+
+def _module_level_imports(tree):
+    """Imports that run at import time: everything outside function bodies."""
+    stack = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.lineno, node.module
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def test_cryptography_is_never_imported_at_module_level():
+    bad = []
+    for name, path in _package_modules():
+        tree = _tree(path)
+        bad.extend("{}:{}: {}".format(name, line, module)
+                   for line, module in _module_level_imports(tree)
+                   if module == "cryptography" or module.startswith("cryptography."))
+    assert bad == []
+
+
+_IMPORT_ALL = """
+import importlib, json, sys
+names = json.loads(sys.argv[1])
+import mcpauth
+after_package = sorted(m for m in sys.modules if m.split(".")[0] == "cryptography")
+for name in names:
+    importlib.import_module(name)
+after_all = sorted(m for m in sys.modules if m.split(".")[0] == "cryptography")
+print(json.dumps({"file": mcpauth.__file__, "package": after_package, "all": after_all}))
+"""
+
+_BLOCK_CRYPTOGRAPHY = """
+import sys
+class _Blocker(object):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "cryptography":
+            raise ImportError("No module named " + repr(name) + " (blocked by the test)")
+        return None
+    def find_module(self, name, path=None):
+        self.find_spec(name, path)
+        return None
+sys.meta_path.insert(0, _Blocker())
+"""
+
+
+def test_import_mcpauth_does_not_import_cryptography():
+    names = [name for name, _ in _package_modules()]
+    code, out, err = _run(["-c", _IMPORT_ALL, json.dumps(names)])
+    assert code == 0, err
+    result = json.loads(out)
+    assert Path(result["file"]).resolve() == (PACKAGE / "__init__.py").resolve()
+    assert result["package"] == []
+    assert result["all"] == []
+
+
+def test_mcpauth_imports_without_cryptography_installed():
+    names = [name for name, _ in _package_modules()]
+    check = ("\nfrom mcpauth import _compat, MissingDependencyError\n"
+             "try:\n    _compat.require_cryptography()\n"
+             "except MissingDependencyError as exc:\n"
+             "    assert exc.package == 'cryptography' and isinstance(exc, ImportError)\n"
+             "    assert 'pip install' in str(exc)\n"
+             "    print('MISSING-OK')\n")
+    code, out, err = _run(["-c", _BLOCK_CRYPTOGRAPHY + _IMPORT_ALL + check, json.dumps(names)])
+    assert code == 0, err
+    assert out.strip().splitlines()[-1] == "MISSING-OK"
+
+
+def test_the_blocker_really_blocks():
+    code, out, err = _run(["-c", _BLOCK_CRYPTOGRAPHY + "import cryptography"])
+    assert code != 0
+    assert "blocked by the test" in err
+
+
+# ---------------------------------------------------------------- setup.py, setup.cfg, MANIFEST.in
+
+
+def test_setup_py_is_a_three_line_shim_without_metadata():
+    source = (ROOT / "setup.py").read_text(encoding="utf-8")
+    code_lines = [line for line in source.splitlines()
+                  if line.strip() and not line.strip().startswith("#")]
+    assert len(code_lines) <= 3, code_lines
+    tree = ast.parse(source)
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
+    assert len(calls) == 1
+    assert isinstance(calls[0].func, ast.Name) and calls[0].func.id == "setup"
+    assert calls[0].args == [] and calls[0].keywords == [], "metadata belongs in setup.cfg"
+    imports = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    assert [(node.module, [a.name for a in node.names]) for node in imports] == [
+        ("setuptools", ["setup"])]
+
+
+def test_no_pyproject_toml():
+    # With one, modern pip builds in an isolated env and fails offline (style guide §7).
+    assert not (ROOT / "pyproject.toml").exists()
+
+
+def test_setup_cfg_requirements():
+    cfg = _setup_cfg()
+    assert cfg.get("options", "python_requires").strip() == ">=3.6"
+    requirements = _lines(cfg.get("options", "install_requires"))
+    assert sorted(requirements) == ["cryptography>=2.8", "requests>=2.20.0"]
+    for requirement in requirements:
+        assert not re.search(r"<|!=|~=|==|\^|;", requirement), requirement
+    assert not cfg.has_section("options.extras_require") or all(
+        "<" not in value for _, value in cfg.items("options.extras_require"))
+
+
+def test_setup_cfg_metadata():
+    cfg = _setup_cfg()
+    assert cfg.get("metadata", "name") == "mcpauth"
+    assert cfg.get("metadata", "long_description").strip() == "file: README.rst"
+    assert cfg.get("options", "zip_safe").strip() == "False"
+    classifiers = _lines(cfg.get("metadata", "classifiers"))
+    for minor in range(6, 14):
+        assert "Programming Language :: Python :: 3.{}".format(minor) in classifiers
+    assert "Typing :: Typed" in classifiers
+
+
+def test_py_typed_is_shipped():
+    assert (PACKAGE / "py.typed").is_file()
+    cfg = _setup_cfg()
+    assert "py.typed" in cfg.get("options.package_data", "mcpauth").split()
+    packages = _lines(cfg.get("options.packages.find", "include"))
+    assert "mcpauth" in packages and "mcpauth.*" in packages
+
+
+def _manifest():
+    return [line.split() for line in
+            (ROOT / "MANIFEST.in").read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.strip().startswith("#")]
+
+
+def test_manifest_grafts_tests_and_ships_the_marker_and_licence():
+    manifest = _manifest()
+    assert ["graft", "tests"] in manifest
+    included = [name for words in manifest if words[0] == "include" for name in words[1:]]
+    for name in ("LICENSE", "setup.cfg", "setup.py", "mcpauth/py.typed"):
+        assert name in included, name
+    assert ["global-exclude", "*.py[cod]", "__pycache__"] in manifest
+    pruned = [words[1] for words in manifest if words[0] == "prune"]
+    assert any(p.endswith("node_modules") for p in pruned)
+    for words in manifest:
+        # Nothing from the manifest must undo `graft tests`.
+        assert not (words[0] in ("prune", "recursive-exclude") and words[1] == "tests")
+
+
+def test_license_file_is_present_and_declared():
+    assert (ROOT / "LICENSE").is_file()
+    assert _setup_cfg().get("metadata", "license_files").strip() == "LICENSE"
+
+
+def test_pytest_runs_with_warnings_as_errors():
+    filters = _lines(_setup_cfg().get("tool:pytest", "filterwarnings"))
+    assert filters[0] == "error"
+    assert "xfail_strict" in dict(_setup_cfg().items("tool:pytest"))
+
+
+def test_subpackages_are_packages():
+    # packages = find: only finds directories with an __init__.py
+    for path in PACKAGE.rglob("*.py"):
+        if "__pycache__" in path.parts:
+            continue
+        directory = path.parent
+        while directory != PACKAGE:
+            assert (directory / "__init__.py").is_file(), directory
+            directory = directory.parent
+    for name, _ in _package_modules():
+        assert importlib.util.find_spec(name) is not None, name
