@@ -17,6 +17,7 @@ import socket
 import socketserver
 import threading
 import time
+import weakref
 from typing import (Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence,
                     Set, Tuple, Union)
 from urllib.parse import parse_qsl, urlsplit
@@ -207,8 +208,18 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     request_queue_size = 128
 
     def __init__(self, owner: "LoopbackServer") -> None:
-        self.owner = owner
+        # A weak reference: no owner <-> server cycle, so an owner that is dropped
+        # unstarted is freed (and its socket closed by __del__) at once, never by the
+        # cycle collector in an order that leaks a ResourceWarning.
+        self._owner_ref = weakref.ref(owner)
         http.server.HTTPServer.__init__(self, ("127.0.0.1", 0), _Handler)
+
+    @property
+    def owner(self) -> "LoopbackServer":
+        owner = self._owner_ref()
+        if owner is None:
+            raise RuntimeError("the test server object was garbage-collected unstopped")
+        return owner
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS lookup that can
@@ -222,8 +233,10 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         # Default prints a traceback to stderr; keep it for the test to inspect instead.
         import sys
         exc = sys.exc_info()[1]
-        if exc is not None and not isinstance(exc, (ConnectionError, socket.timeout)):
-            self.owner._note_error(exc)
+        owner = self._owner_ref()
+        if owner is not None and exc is not None and \
+                not isinstance(exc, (ConnectionError, socket.timeout)):
+            owner._note_error(exc)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -997,9 +997,10 @@ class IdentityProvider(AuthorizationServer):
                  **kwargs: Any) -> None:
         from .. import jws
 
-        AuthorizationServer.__init__(self, issuer_path, **kwargs)
+        # The key first: if cryptography is missing, no socket has been bound yet.
         self._key = signing_key if signing_key is not None else \
             jws.generate_private_key(kty="EC", curve="P-256")
+        AuthorizationServer.__init__(self, issuer_path, **kwargs)
         self.require_step_up = False
         self.issued_token_type_override: Optional[str] = None
         self.exchange_token_type = "N_A"
