@@ -164,7 +164,7 @@ def parse_www_authenticate(value: Optional[str]) -> List[Challenge]:
         return []
     s = value[:MAX_WWW_AUTHENTICATE_CHARS]
     n = len(s)
-    challenges = []  # type: List[Challenge]
+    challenges: List[Challenge] = []
     pos = 0
     # True right after "scheme SP" when what follows is not a token68: it must be a param.
     expect_param = False
@@ -318,7 +318,7 @@ def _split_http_url(url: Any) -> Optional[SplitResult]:
     try:
         parts = urlsplit(url)
         host = parts.hostname
-        parts.port  # ValueError for a port that is not a number in range
+        _ = parts.port  # ValueError for a port that is not a number in range
     except ValueError:
         return None
     if parts.scheme not in ("http", "https") or not host:
@@ -359,7 +359,7 @@ def protected_resource_metadata_urls(server_url: str) -> List[str]:
         raise ConfigurationError("server URL must be an absolute http(s) URL, got {}".format(
             redact_url(server_url) if isinstance(server_url, str) else type(server_url).__name__))
     origin = _origin(parts)
-    urls = []  # type: List[str]
+    urls: List[str] = []
     if parts.path not in ("", "/"):
         urls.append(origin + WELL_KNOWN_PRM + parts.path)
     urls.append(origin + WELL_KNOWN_PRM)
@@ -602,7 +602,7 @@ def parse_authorization_server_metadata(response: HttpResponse, issuer: str, *,
                              "URL without a fragment".format(what, where),
                              status_code=response.status)
     check_url(token_endpoint, allow_insecure_http, "token_endpoint")
-    lists = {}  # type: Dict[str, Optional[Tuple[str, ...]]]
+    lists: Dict[str, Optional[Tuple[str, ...]]] = {}
     for member in _AS_STRING_LISTS:
         lists[member] = _string_list(doc, member, what, response)
     return AuthorizationServerMetadata(
@@ -622,7 +622,7 @@ def _ip_of(host: str) -> Optional[Any]:
     """The address an IP-literal host denotes (including inet_aton's odd forms), or None."""
     host = host.strip("[]").split("%", 1)[0]  # drop an IPv6 zone ("fe80::1%eth0")
     try:
-        address = ipaddress.ip_address(host)  # type: Any
+        address: Any = ipaddress.ip_address(host)
     except ValueError:
         # "2852039166", "0xa9.0xfe.0xa9.0xfe" and "169.254.43518" all reach
         # 169.254.169.254 through getaddrinfo; normalize them the same way.

@@ -90,7 +90,7 @@ def validate_scope(scope: Optional[str], what: str = "scope") -> Optional[str]:
 
 def normalize_scope(tokens: Sequence[str], what: str = "scope") -> Optional[str]:
     """Join scope tokens with single spaces, first occurrence order, duplicates removed."""
-    seen = []  # type: List[str]
+    seen: List[str] = []
     for tok in tokens:
         if tok == "":
             continue
@@ -309,7 +309,7 @@ class PrivateKeyJwt(ClientAuth):
             "exp": now + self.lifetime,
             "jti": secrets.token_urlsafe(24),
         })
-        headers = {}  # type: Dict[str, Any]
+        headers: Dict[str, Any] = {}
         if self.typ:
             headers["typ"] = self.typ
         if self.key_id:
@@ -370,7 +370,7 @@ def build_token_request(token_endpoint: str, grant_fields: Sequence[Tuple[str, s
         ConfigurationError: a parameter would be sent twice.
     """
     fields = list(grant_fields)
-    headers = []  # type: List[Tuple[str, str]]
+    headers: List[Tuple[str, str]] = []
     client_auth.apply(fields, headers, issuer, token_endpoint)
     names = [name for name, _ in fields]
     if len(set(names)) != len(names):

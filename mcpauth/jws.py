@@ -214,8 +214,8 @@ class SigningKey(object):
         """
         from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-        curve = None  # type: Optional[str]
-        algorithms = ()  # type: Tuple[str, ...]
+        curve: Optional[str] = None
+        algorithms: Tuple[str, ...] = ()
         if isinstance(key, rsa.RSAPrivateKey):
             kty = "RSA"
             key_size = int(key.key_size)
@@ -944,7 +944,7 @@ def sign(payload: Union[Mapping[str, Any], bytes], key: Any,
     signing_key = load_private_key(key)
     if algorithm is None:
         algorithm = signing_key.default_algorithm
-    header = {}  # type: Dict[str, Any]
+    header: Dict[str, Any] = {}
     if headers is not None:
         header.update(headers)  # a copy: the caller's mapping is never touched
     if "alg" in header and header["alg"] != algorithm:

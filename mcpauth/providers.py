@@ -132,7 +132,7 @@ class AuthProvider(requests.auth.AuthBase):
     max_step_up = DEFAULT_MAX_STEP_UP
     #: The MCP extension id a client declares when using this provider (2026-07-28
     #: ``clientCapabilities.extensions``), or None.
-    mcp_extension = None  # type: Optional[str]
+    mcp_extension: Optional[str] = None
 
     def token(self) -> Optional[str]:
         """The access token to send, or None to send none."""
@@ -284,7 +284,8 @@ class AuthProvider(requests.auth.AuthBase):
             r.request.body.seek(pos)
         _discard(r)
         prep = r.request.copy()
-        requests.cookies.extract_cookies_to_jar(prep._cookies, r.request, r.raw)
+        requests.cookies.extract_cookies_to_jar(  # type: ignore[no-untyped-call]
+            prep._cookies, r.request, r.raw)
         prep.prepare_cookies(prep._cookies)
         token = self._token_for(server)
         if not token:
@@ -301,7 +302,7 @@ class AuthProvider(requests.auth.AuthBase):
 def _discard(r: Any) -> None:
     """Read and release a response we will not return (HTTPDigestAuth does the same)."""
     try:
-        r.content
+        _ = r.content
     except Exception:  # a broken body on a refused response does not matter
         pass
     r.close()
@@ -351,9 +352,9 @@ class _ServerState(object):
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
-        self.target = None  # type: Optional[_Target]
-        self.challenge_scope = None  # type: Optional[str]
-        self.step_up_scope = None  # type: Optional[str]
+        self.target: Optional[_Target] = None
+        self.challenge_scope: Optional[str] = None
+        self.step_up_scope: Optional[str] = None
 
 
 TokenSource = Union[str, Callable[[], Optional[str]]]
@@ -386,7 +387,7 @@ class BearerTokenProvider(AuthProvider):
             if not token:
                 raise ConfigurationError("token must be a non-empty string or a callable")
             value = token
-            self._source = lambda: value  # type: Callable[[], Optional[str]]
+            self._source: Callable[[], Optional[str]] = lambda: value
         elif callable(token):
             self._source = token
         else:
@@ -468,7 +469,7 @@ class OAuthProvider(AuthProvider):
             session, timeout=timeout, allow_insecure_http=allow_insecure_http)
         self._session = session
         self._cache = cache if cache is not None else MemoryTokenCache()
-        self._states = {}  # type: Dict[str, _ServerState]
+        self._states: Dict[str, _ServerState] = {}
         self._states_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -589,14 +590,13 @@ class OAuthProvider(AuthProvider):
     def _effective_scope(self, state: _ServerState, target: _Target) -> Optional[str]:
         # D3, with the caller's configuration first: configured scope, else the 401
         # challenge's scope, else every PRM scopes_supported, else none.
+        base: Optional[str] = None
         if self.scope is not None:
             base = self.scope
         elif state.challenge_scope is not None:
             base = state.challenge_scope
         elif target.scopes_supported:
             base = normalize_scope(target.scopes_supported, "scopes_supported")
-        else:
-            base = None
         if state.step_up_scope is None:
             return base
         return normalize_scope((base or "").split() + state.step_up_scope.split())

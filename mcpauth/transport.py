@@ -98,7 +98,7 @@ class HttpRequest(NamedTuple):
         headers = tuple(
             (k, "[secure]" if k.lower() in SENSITIVE_HEADERS else v) for k, v in self.headers
         )
-        body = None  # type: Optional[str]
+        body: Optional[str] = None
         if self.body is not None:
             ctype = (self.header("Content-Type") or "").lower()
             if ctype.startswith("application/x-www-form-urlencoded"):
@@ -201,7 +201,7 @@ def check_url(url: Any, allow_insecure_http: bool = False, what: str = "endpoint
     try:
         parts = urlsplit(url)
         host = parts.hostname
-        parts.port  # raises ValueError for a bad port
+        _ = parts.port  # raises ValueError for a bad port
     except ValueError:
         raise InsecureEndpointError("{} URL is not a valid URL".format(what)) from None
     scheme = parts.scheme.lower()
@@ -375,7 +375,7 @@ class RequestsTransport(Transport):
         if length is not None and length.isdigit() and int(length) > limit:
             raise ProtocolError("response from {} is {} bytes, over the {} byte limit".format(
                 redact_url(request.url), length, limit), status_code=resp.status_code)
-        chunks = []  # type: List[bytes]
+        chunks: List[bytes] = []
         size = 0
         try:
             for chunk in resp.iter_content(65536):

@@ -437,7 +437,7 @@ class FakeClock(object):
 def test_proactive_refresh_with_skew():
     clock = FakeClock()
     with LoopbackStack(as_options={"clock": clock, "token_lifetime": 3600}) as stack:
-        stack.mcp  # the MCP server validates against the AS clock
+
         session = new_session()
         session.auth = provider_for(stack, clock=clock, refresh_skew=60)
         assert rpc(session, stack.mcp_url, "tools/list").status_code == 200

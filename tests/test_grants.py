@@ -12,6 +12,10 @@ from mcpauth.errors import ConfigurationError, OAuthError, TokenResponseError
 from mcpauth.transport import HttpResponse
 
 
+TOKEN_URL = "https://as.example/token"
+CC = [("grant_type", "client_credentials")]
+
+
 def _response(status, body, ctype="application/json", url="https://as.example/token"):
     if not isinstance(body, bytes):
         body = json.dumps(body).encode("utf-8")
@@ -35,7 +39,7 @@ def _basic_of(request):
      "Basic Y2xpZW50JTQwZXhhbXBsZS5jb206czNjcjN0JTJGJTNEJTNG"),
 ])
 def test_client_secret_basic_vectors(client_id, secret, expected):
-    req = grants.build_token_request("https://as.example/token", [("grant_type", "client_credentials")],
+    req = grants.build_token_request(TOKEN_URL, CC,
                                      grants.ClientSecretBasic(client_id, secret))
     assert req.header("Authorization") == expected
     # E2: Basic only; nothing in the body
@@ -44,7 +48,7 @@ def test_client_secret_basic_vectors(client_id, secret, expected):
 
 def test_appendix_b_encoding_round_trips_through_the_basic_header():
     secret = " %&+\u00a3\u20ac"
-    req = grants.build_token_request("https://as.example/token", [("grant_type", "client_credentials")],
+    req = grants.build_token_request(TOKEN_URL, CC,
                                      grants.ClientSecretBasic("id", secret))
     user, _, password = _basic_of(req).partition(":")
     assert password == "+%25%26%2B%C2%A3%E2%82%AC"  # RFC 6749 Appendix B
@@ -52,7 +56,7 @@ def test_appendix_b_encoding_round_trips_through_the_basic_header():
 
 
 def test_client_secret_post_puts_credentials_in_the_body_only():
-    req = grants.build_token_request("https://as.example/token", [("grant_type", "client_credentials")],
+    req = grants.build_token_request(TOKEN_URL, CC,
                                      grants.ClientSecretPost("cid", "s3cret"))
     assert req.header("Authorization") is None
     assert req.form() == {"grant_type": "client_credentials", "client_id": "cid",
@@ -64,7 +68,8 @@ def test_token_request_shape_rfc6749_4_4_2():
     fields = [("grant_type", "client_credentials"), ("scope", "mcp:tools"),
               ("resource", "https://mcp.example.com/mcp")]
     req = grants.build_token_request("https://as.example/token", fields,
-                                     grants.ClientSecretBasic("s6BhdRkqt3", "7Fjfp0ZBr1KtDRbnfVdmIw"))
+                                     grants.ClientSecretBasic("s6BhdRkqt3",
+                                                              "7Fjfp0ZBr1KtDRbnfVdmIw"))
     assert req.method == "POST"
     assert req.header("Content-Type") == "application/x-www-form-urlencoded"
     assert "?" not in req.url
@@ -160,7 +165,8 @@ def test_parse_rfc6749_4_4_3_response():
 
 @pytest.mark.parametrize("token_type", ["Bearer", "bearer", "BEARER"])
 def test_bearer_is_case_insensitive(token_type):
-    tok = grants.parse_token_response(_response(200, {"access_token": "t", "token_type": token_type}))
+    tok = grants.parse_token_response(
+        _response(200, {"access_token": "t", "token_type": token_type}))
     assert tok.token_type == token_type and tok.expires_in is None
 
 

@@ -271,7 +271,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 try:
                     size = int(line.split(b";")[0].strip(), 16)
                 except ValueError:
-                    raise _BadRequestBody()
+                    raise _BadRequestBody() from None
                 if size == 0:
                     # trailer section, ends with an empty line
                     while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
@@ -289,7 +289,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         try:
             length = int(length_text)
         except ValueError:
-            raise _BadRequestBody()
+            raise _BadRequestBody() from None
         if length < 0:
             raise _BadRequestBody()
         if length > MAX_BODY:

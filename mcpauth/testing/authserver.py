@@ -565,7 +565,7 @@ class AuthorizationServer(LoopbackServer):
             text = record.body.decode("utf-8")
             pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text))
         except (UnicodeDecodeError, ValueError):
-            raise _OAuthFailure("invalid_request", "malformed form body")
+            raise _OAuthFailure("invalid_request", "malformed form body") from None
         # §3.2: "Request and response parameters MUST NOT be included more than once."
         # (RFC 8707 allows several `resource`; mcpauth sends one, so this server is strict.)
         form: Dict[str, str] = {}
@@ -683,7 +683,7 @@ class AuthorizationServer(LoopbackServer):
             raw = base64.b64decode(parts[1].strip().encode("ascii"), validate=True)
             decoded = raw.decode("utf-8")
         except (IndexError, ValueError, binascii.Error, UnicodeError):
-            raise invalid_client("malformed Basic credentials")
+            raise invalid_client("malformed Basic credentials") from None
         if ":" not in decoded:
             raise invalid_client("malformed Basic credentials")
         # RFC 6749 §2.3.1: id and secret are encoded with Appendix B
@@ -713,7 +713,7 @@ class AuthorizationServer(LoopbackServer):
         try:
             header, claims = jws.decode_unverified(assertion)
         except Exception:
-            raise invalid_client("malformed client_assertion")
+            raise invalid_client("malformed client_assertion") from None
         if not isinstance(header, dict) or not isinstance(claims, dict):
             raise invalid_client("malformed client_assertion")
         record.info["client_assertion_header"] = dict(header)
@@ -738,7 +738,7 @@ class AuthorizationServer(LoopbackServer):
         except ImportError:  # MissingDependencyError: a setup problem, not a bad peer
             raise
         except Exception:
-            raise invalid_client("client_assertion signature is invalid")
+            raise invalid_client("client_assertion signature is invalid") from None
         if not isinstance(claims, dict):
             raise invalid_client("malformed client_assertion")
         # draft-ietf-oauth-rfc7523bis: aud is the issuer identifier as its sole value.
@@ -850,7 +850,7 @@ class AuthorizationServer(LoopbackServer):
         try:
             header, _ = jws.decode_unverified(token)
         except Exception:
-            raise failure("malformed %s" % what)
+            raise failure("malformed %s" % what) from None
         alg = header.get("alg") if isinstance(header, dict) else None
         if not isinstance(alg, str) or alg not in self.signing_algs:
             raise failure("%s alg is not allowed" % what)
@@ -859,7 +859,7 @@ class AuthorizationServer(LoopbackServer):
         except ImportError:  # MissingDependencyError: a setup problem, not a bad peer
             raise
         except Exception:
-            raise failure("%s signature is invalid" % what)
+            raise failure("%s signature is invalid" % what) from None
         if not isinstance(claims, dict):
             raise failure("malformed %s" % what)
         return dict(header), claims
@@ -892,7 +892,7 @@ class AuthorizationServer(LoopbackServer):
         try:
             header, claims = jws.decode_unverified(assertion)
         except Exception:
-            raise _OAuthFailure("invalid_grant", "malformed assertion")
+            raise _OAuthFailure("invalid_grant", "malformed assertion") from None
         if not isinstance(header, dict) or not isinstance(claims, dict):
             raise _OAuthFailure("invalid_grant", "malformed assertion")
         record.info["assertion_header"] = dict(header)

@@ -688,7 +688,7 @@ class MCPServer(LoopbackServer):
             try:
                 start = int(str(cursor).replace("page-", "", 1))
             except ValueError:
-                raise _RpcError(INVALID_PARAMS, "Invalid cursor", msg_id=msg_id)
+                raise _RpcError(INVALID_PARAMS, "Invalid cursor", msg_id=msg_id) from None
             if start < 0 or start > len(tools):
                 raise _RpcError(INVALID_PARAMS, "Invalid cursor", msg_id=msg_id)
         if not self.page_size:
@@ -714,7 +714,7 @@ class MCPServer(LoopbackServer):
         try:
             value = entry[1](dict(arguments), dict(token))
         except ValueError as exc:
-            raise _RpcError(INVALID_PARAMS, "Invalid params: %s" % exc, msg_id=msg_id)
+            raise _RpcError(INVALID_PARAMS, "Invalid params: %s" % exc, msg_id=msg_id) from None
         except Exception as exc:
             return {"content": [{"type": "text", "text": "tool raised %s"
                                  % type(exc).__name__}], "isError": True}
