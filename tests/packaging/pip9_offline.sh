@@ -14,12 +14,15 @@ python -m build --wheel --outdir "$tmp/dist" "$root" >/dev/null
 wheel=$(ls "$tmp"/dist/mcpauth-*-py3-none-any.whl)
 echo "pip9: built $(basename "$wheel")"
 "$py36" -m venv "$tmp/venv36"
-# The dependencies as RHEL 8 ships them (there they come from RPMs).
+# The dependencies as RHEL 8 ships them (there they come from RPMs). The venv's own pip 18
+# cannot pick dependency versions by Requires-Python from every index; pip 21.3.1 can.
+"$tmp/venv36/bin/python" -m pip install -q "pip==21.3.1"
 "$tmp/venv36/bin/python" -m pip install -q "requests==2.20.0" "cryptography==3.2.1"
 "$tmp/venv36/bin/python" -m pip install -q "pip==9.0.3"
 "$tmp/venv36/bin/python" -m pip --version
-"$tmp/venv36/bin/python" -m pip install --no-index --disable-pip-version-check "$wheel"
+# From $tmp, so the checkout (and any mcpauth.egg-info in it) is not on sys.path.
 cd "$tmp"
+"$tmp/venv36/bin/python" -m pip install --no-index --disable-pip-version-check "$wheel"
 "$tmp/venv36/bin/python" - <<'PY'
 import sys
 import mcpauth
