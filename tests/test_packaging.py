@@ -344,3 +344,14 @@ def test_subpackages_are_packages():
             directory = directory.parent
     for name, _ in _package_modules():
         assert importlib.util.find_spec(name) is not None, name
+
+
+def test_ci_runs_the_readme_test_command():
+    """The README's second console command is the exact command .ci/run runs."""
+    with open(os.path.join(ROOT, "README.rst")) as fh:
+        commands = [line.strip()[2:] for line in fh if line.strip().startswith("$ ")]
+    assert len(commands) >= 2
+    with open(os.path.join(ROOT, ".ci", "run")) as fh:
+        ci_lines = [line.strip() for line in fh]
+    assert commands[1] in ci_lines
+    assert "demo" in commands[0] and commands[0].startswith("python3 -m venv")
