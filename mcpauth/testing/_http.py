@@ -243,6 +243,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "mcpauth-testing"
     sys_version = ""
+    # Headers and body go out in separate writes; with Nagle's algorithm on, the body
+    # waits for the client's delayed ACK (~40 ms a response on Linux loopback).
+    disable_nagle_algorithm = True
     server: Any  # set by socketserver.BaseRequestHandler.__init__
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
