@@ -35,6 +35,15 @@ from .providers import (
     ClientCredentialsProvider,
     PrivateKeyJwtProvider,
 )
+from .crossapp import (
+    CrossAppAccessContext,
+    CrossAppAccessProvider,
+    JwtAuthGrant,
+    discover_and_request_jwt_auth_grant,
+    exchange_jwt_auth_grant,
+    request_jwt_authorization_grant,
+)
+from .workload import WorkloadIdentityProvider
 
 logging.getLogger("mcpauth").addHandler(logging.NullHandler())
 
@@ -44,7 +53,15 @@ __all__ = [
     "AuthProvider",
     "BearerTokenProvider",
     "ClientCredentialsProvider",
+    "CrossAppAccessContext",
+    "CrossAppAccessProvider",
     "PrivateKeyJwtProvider",
+    "WorkloadIdentityProvider",
+    # Cross-app access: the ID-JAG exchanges (RFC 8693, RFC 7523)
+    "JwtAuthGrant",
+    "discover_and_request_jwt_auth_grant",
+    "exchange_jwt_auth_grant",
+    "request_jwt_authorization_grant",
     # Token caches
     "MemoryTokenCache",
     "TokenCache",

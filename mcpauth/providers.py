@@ -83,7 +83,8 @@ class AuthContext(NamedTuple):
     Attributes:
         response: the refused ``requests.Response`` (read ``WWW-Authenticate`` from it).
         server_url: the MCP server URL (scheme, host, port and path of the request).
-        session: the ``requests.Session`` the provider uses for its own HTTP calls.
+        session: the ``requests.Session`` given to the provider (``session=``), whose TLS
+            and proxy settings its own HTTP calls use; None when it was given none.
         challenge: the parsed Bearer challenge, or None if the server sent none.
     """
 
@@ -547,9 +548,6 @@ class OAuthProvider(AuthProvider):
     # -- internals -------------------------------------------------------------------------
 
     def _session_for_context(self) -> Any:
-        if self._session is None:
-            transport = self._transport
-            return transport.session if isinstance(transport, RequestsTransport) else None
         return self._session
 
     def _state(self, server: str) -> _ServerState:

@@ -200,7 +200,10 @@ class AuthorizationServer(LoopbackServer):
     ``redirect_token_endpoint_to`` (answer 307 there), ``client_assertion_audiences``
     (accepted assertion ``aud`` values; default the issuer only),
     ``require_assertion_typ``, ``require_jti``, ``require_resource``,
-    ``allowed_resources``; failures via :attr:`next_error` / :meth:`fail_next`; any
+    ``allowed_resources``, ``reject_replayed_id_jag`` (default True: an ID-JAG's ``jti``
+    is accepted once, RFC 7523 §3 "MAY ensure that JWTs are not replayed"; False lets a
+    client re-submit the original ID-JAG as the ID-JAG draft's "Refresh Token" section
+    allows); failures via :attr:`next_error` / :meth:`fail_next`; any
     canned response via :meth:`set_route`.
     """
 
@@ -251,6 +254,7 @@ class AuthorizationServer(LoopbackServer):
         self.require_assertion_typ: Optional[str] = None
         self.require_jti = True
         self.require_resource = False
+        self.reject_replayed_id_jag = True
         self.allowed_resources: Optional[List[str]] = None
         # state (guarded by self._lock)
         self._clients: Dict[str, Client] = {}
@@ -934,7 +938,10 @@ class AuthorizationServer(LoopbackServer):
             raise invalid_grant("resource does not match the ID-JAG resource")
         if resource is None and isinstance(claim_resource, str):
             resource = claim_resource
-        self._check_jti(idp.issuer, claims, exp, invalid_grant, True)
+        if self.reject_replayed_id_jag:
+            self._check_jti(idp.issuer, claims, exp, invalid_grant, True)
+        elif not isinstance(claims.get("jti"), str) or not claims["jti"]:
+            raise invalid_grant("jti is required")
         claim_scope = claims.get("scope")
         jag_scopes = parse_scope(claim_scope) if isinstance(claim_scope, str) else None
         scope = self._grant_scope(parse_scope(form.get("scope")),
