@@ -18,6 +18,7 @@ from .errors import (
     IssuerMismatchError,
     MCPAuthError,
     MCPAuthWarning,
+    MCPError,
     MissingDependencyError,
     OAuthError,
     ProtocolError,
@@ -44,6 +45,7 @@ from .crossapp import (
     request_jwt_authorization_grant,
 )
 from .workload import WorkloadIdentityProvider
+from .client import MCPClient
 
 logging.getLogger("mcpauth").addHandler(logging.NullHandler())
 
@@ -62,6 +64,8 @@ __all__ = [
     "discover_and_request_jwt_auth_grant",
     "exchange_jwt_auth_grant",
     "request_jwt_authorization_grant",
+    # MCP client (Streamable HTTP, both lifecycles)
+    "MCPClient",
     # Token caches
     "MemoryTokenCache",
     "TokenCache",
@@ -75,6 +79,7 @@ __all__ = [
     "IssuerMismatchError",
     "MCPAuthError",
     "MCPAuthWarning",
+    "MCPError",
     "MissingDependencyError",
     "OAuthError",
     "ProtocolError",

@@ -18,6 +18,8 @@ The tree::
     │   │                                       not the pinned `expected_issuer`
     │   └── TokenResponseError                  2xx without a usable token, bad JSON
     ├── OAuthError                              RFC 6749 §5.2 error response
+    ├── MCPError                                a JSON-RPC error from the MCP server:
+    │                                           .code .data .status_code
     ├── UnauthorizedError                       the MCP server refused the token (401)
     └── InsufficientScopeError                  403 insufficient_scope after step-up
     MCPAuthWarning(UserWarning)
@@ -45,6 +47,7 @@ __all__ = [
     "AuthorizationServerMismatchError",
     "TokenResponseError",
     "OAuthError",
+    "MCPError",
     "UnauthorizedError",
     "InsufficientScopeError",
     "MCPAuthWarning",
@@ -222,6 +225,34 @@ class OAuthError(MCPAuthError):
         return (self.error in _RETRYABLE_OAUTH_CODES
                 or self.status_code == 429
                 or (self.status_code is not None and self.status_code >= 500))
+
+
+class MCPError(MCPAuthError):
+    """The MCP server answered a request with a JSON-RPC error (JSON-RPC 2.0 §5.1).
+
+    Raised for the ``error`` member of a response, whatever the HTTP status that carried
+    it (a 2026-07-28 server sends its protocol errors with 400 or 404). A tool that
+    fails answers with a *result* whose ``isError`` is true, which is returned, not
+    raised.
+
+    Attributes:
+        message: the server's ``error.message``, cleaned and truncated.
+        code: the ``error.code`` (an int such as -32601, or None if the server sent none).
+        data: the ``error.data`` value as received (JSON), or None.
+        status_code: the HTTP status of the response, or None.
+    """
+
+    def __init__(self, message: Any, code: Optional[int] = None, data: Any = None,
+                 status_code: Optional[int] = None) -> None:
+        super().__init__(clean_peer_text(message) or "JSON-RPC error without a message")
+        self.code = code if isinstance(code, int) and not isinstance(code, bool) else None
+        self.data = data
+        self.status_code = status_code
+
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
+        return self.status_code == 429 or (
+            self.status_code is not None and self.status_code >= 500)
 
 
 class UnauthorizedError(MCPAuthError):

@@ -22,6 +22,7 @@ from mcpauth.errors import (
     IssuerMismatchError,
     MCPAuthError,
     MCPAuthWarning,
+    MCPError,
     MissingDependencyError,
     OAuthError,
     ProtocolError,
@@ -54,6 +55,7 @@ def _samples():
         TokenResponseError("no access_token", status_code=200),
         OAuthError("invalid_client", "Client authentication failed",
                    "https://as.example/errors#invalid_client", 401),
+        MCPError("Unknown tool: x", code=-32602, data={"requested": "x"}, status_code=400),
         UnauthorizedError("refused after a fresh token", 401, error="invalid_token",
                           error_description="expired", scope="mcp:read",
                           resource_metadata="https://mcp.example/.well-known/x"),
@@ -160,7 +162,7 @@ def test_every_exported_exception_derives_from_the_root():
 
 def test_local_and_remote_errors_are_distinct():
     remote = (TransportError, ProtocolError, OAuthError, UnauthorizedError,
-              InsufficientScopeError)
+              InsufficientScopeError, MCPError)
     for cls in remote:
         assert not issubclass(cls, ConfigurationError), cls
         assert not issubclass(cls, ValueError), cls
@@ -239,6 +241,30 @@ def test_oauth_error_with_unusable_error_code(bad):
     assert exc.error_description is None
     assert exc.error_uri is None
     assert str(exc) == "invalid_response"
+
+
+# ---------------------------------------------------------------- MCPError (JSON-RPC 2.0 §5.1)
+
+
+def test_mcp_error_fields_and_cleaned_message():
+    exc = MCPError("Unknown tool:\nINFO forged", code=-32602, data={"a": [1]}, status_code=400)
+    assert str(exc) == exc.message == "Unknown tool: INFO forged"
+    assert (exc.code, exc.data, exc.status_code) == (-32602, {"a": [1]}, 400)
+    assert exc.retryable is False
+    assert MCPError("x" * 5000).message == "x" * MAX_PEER_TEXT + "..."
+
+
+@pytest.mark.parametrize("message, code", [(None, "-32602"), (42, True), ({"m": 1}, 1.5)])
+def test_mcp_error_with_unusable_message_or_code(message, code):
+    exc = MCPError(message, code=code)
+    assert str(exc) == "JSON-RPC error without a message"
+    assert exc.code is None
+
+
+@pytest.mark.parametrize("status, retryable", [(None, False), (400, False), (404, False),
+                                               (429, True), (500, True), (503, True)])
+def test_mcp_error_retryable_by_status(status, retryable):
+    assert MCPError("m", code=-32603, status_code=status).retryable is retryable
 
 
 # ---------------------------------------------------------------- peer text

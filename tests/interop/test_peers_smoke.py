@@ -5,7 +5,12 @@ client_credentials (RFC 6749 §4.4) with client_secret_basic/post (§2.3.1) and
 private_key_jwt (RFC 7523 §2.2, RS256 and ES256), RFC 8707 resource-bound JWT access tokens
 (RFC 9068), the MCP server's 401 + ``resource_metadata`` (RFC 9728 §5.1) and its protected
 resource metadata (RFC 9728 §3), and MCP initialize / tools/list / tools/call over
-Streamable HTTP (SSE and JSON replies, sessionless and stateful).
+Streamable HTTP (SSE and JSON replies, sessionless and stateful); and that the SDK 2.x
+peer speaks the stateless 2026-07-28 wire (SEP-2575 ``_meta``, SEP-2243 headers) next to
+its stateless 2025 fallback.
+
+Skipped when the Node peers are not installed (tests/interop/install.sh), failing instead
+when ``MCPAUTH_REQUIRE_NODE=1``.
 """
 
 import base64
@@ -23,10 +28,14 @@ import requests
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peers as peers_mod  # noqa: E402
 
+REQUIRE_NODE = os.environ.get("MCPAUTH_REQUIRE_NODE") == "1"
+
+# With MCPAUTH_REQUIRE_NODE=1 nothing is skipped: every test starts the peers, and
+# start_peers raises PeerStartError when they are not installed.
 pytestmark = [
     pytest.mark.node,
     pytest.mark.e2e,
-    pytest.mark.skipif(not peers_mod.node_available(),
+    pytest.mark.skipif(not REQUIRE_NODE and not peers_mod.node_available(),
                        reason="Node peers not installed (run tests/interop/install.sh)"),
 ]
 
@@ -398,3 +407,28 @@ def test_json_stateful_and_required_scope(tmp_path: Any) -> None:
                     if r.get("rpc_method") == "tools/call"}
         assert sessions == {facts["session"]}
     assert running._as.proc.poll() is not None and running._mcp.proc.poll() is not None
+
+
+def test_sdk_v2_speaks_both_wires(tmp_path: Any) -> None:
+    clients = [peers_mod.secret_client("c", "s", "client_secret_post")]
+    with peers_mod.start_peers(tmp_path, clients, sdk="v2", response_mode="json") as running:
+        token = token_request(running, {"client_id": "c", "client_secret": "s",
+                                        "resource": running.mcp_url}).json()["access_token"]
+        meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {}}
+        modern = {"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "server/discover"}
+        discover = rpc(running.mcp_url, token, "server/discover", {"_meta": meta},
+                       headers=modern)
+        assert discover.status_code == 200, discover.text
+        assert discover.headers["Content-Type"].startswith("application/json")
+        result = discover.json()["result"]
+        assert result["supportedVersions"] == ["2026-07-28"]
+        assert result["resultType"] == "complete"
+        no_method = rpc(running.mcp_url, token, "tools/list", {"_meta": meta},
+                        headers={"MCP-Protocol-Version": "2026-07-28"})
+        assert no_method.status_code == 400 and no_method.json()["error"]["code"] == -32020
+        facts = run_mcp_session(running.mcp_url, token)  # the 2025 fallback
+        assert facts["init"]["result"]["protocolVersion"] == "2025-11-25"
+        assert facts["tools"] == ["add", "echo", "notify", "whoami"]
+        assert (facts["echo"], facts["add"]) == ("hi", "5")
+        assert facts["claims"]["client_id"] == "c"
