@@ -28,7 +28,7 @@ from .errors import (
     UnauthorizedError,
 )
 
-from .cache import MemoryTokenCache, TokenCache
+from .cache import FileTokenCache, MemoryTokenCache, TokenCache
 from .providers import (
     AuthContext,
     AuthProvider,
@@ -67,6 +67,7 @@ __all__ = [
     # MCP client (Streamable HTTP, both lifecycles)
     "MCPClient",
     # Token caches
+    "FileTokenCache",
     "MemoryTokenCache",
     "TokenCache",
     # Errors and warnings

@@ -5,19 +5,45 @@ authorization server, its token endpoint) and the tokens it obtained. Tokens are
 by (issuer, resource, client_id, scope) so a token is never sent to a server other than
 the one it was obtained for (MCP "Token Handling"; REQUIREMENTS G2, H1).
 
-:class:`MemoryTokenCache` is the default. Stores hold absolute expiry times (``time.time()``
-clock), never a client secret or a private key.
+:class:`MemoryTokenCache` is the default. :class:`FileTokenCache` keeps the same data in
+a 0600 JSON file shared by processes, so a cron job with a valid cached token sends
+only its MCP request. Stores hold absolute expiry times (``time.time()`` clock; RFC 6749
+§5.1 ``expires_in`` counted from when the response arrived), never a client secret, a
+private key or an assertion (MCP security best practices, "Token Theft": secure token
+storage).
 """
 
 import abc
 import contextlib
 import json
+import logging
+import math
+import os
+import secrets
 import threading
-from typing import Any, Dict, Iterator, Optional
+import time
+import warnings
+from typing import Any, Dict, Iterator, Optional, Tuple
 
+from .errors import ConfigurationError, MCPAuthWarning, clean_peer_text
 from .grants import TokenResponse
 
-__all__ = ["TokenCache", "MemoryTokenCache", "token_key"]
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+try:
+    import msvcrt
+except ImportError:
+    msvcrt = None  # type: ignore[assignment]
+
+__all__ = ["TokenCache", "MemoryTokenCache", "FileTokenCache", "token_key",
+           "FILE_FORMAT", "FILE_VERSION", "DEFAULT_LOCK_TIMEOUT", "MAX_FILE_BYTES"]
+
+logger = logging.getLogger("mcpauth")
+
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def token_key(issuer: Optional[str], resource: str, client_id: Optional[str],
@@ -99,3 +125,470 @@ class MemoryTokenCache(TokenCache):
     def delete_discovery(self, server_url: str) -> None:
         with self._lock:
             self._discovery.pop(server_url, None)
+
+
+# --------------------------------------------------------------------------------------
+# A cache file shared by processes (cron jobs)
+# --------------------------------------------------------------------------------------
+
+#: The ``format`` member of a cache file; anything else is a foreign file.
+FILE_FORMAT = "mcpauth-token-cache"
+#: The version of the cache file layout written by this module.
+FILE_VERSION = 1
+#: Seconds :meth:`FileTokenCache.lock` waits for another process before going on unlocked.
+DEFAULT_LOCK_TIMEOUT = 60.0
+#: A cache file larger than this is not read (it is not one of ours).
+MAX_FILE_BYTES = 8 * 1024 * 1024
+
+_TOKEN_STR_FIELDS = ("scope", "issued_token_type")
+
+
+class _ProcessLock(object):
+    """One lock file, shared by every FileTokenCache of this process that uses it.
+
+    Threads are serialised by an RLock; the first (outermost) acquisition in a thread
+    also takes an exclusive ``flock`` on the lock file, so other processes wait.
+    ``flock`` belongs to the open file description, so one descriptor per process is
+    the only way nesting and several cache objects on one path stay safe.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.rlock = threading.RLock()
+        self.depth = 0  # touched only by the thread holding rlock
+        self.fd = None  # type: Optional[int]
+
+    def acquire(self, timeout: float) -> None:
+        self.rlock.acquire()
+        if self.depth == 0:
+            try:
+                self.fd = _lock_file(self.path, timeout)
+            except BaseException:
+                self.rlock.release()
+                raise
+        self.depth += 1
+
+    def release(self) -> None:
+        self.depth -= 1
+        try:
+            if self.depth == 0 and self.fd is not None:
+                fd, self.fd = self.fd, None
+                _unlock_file(fd)
+        finally:
+            self.rlock.release()
+
+
+_PROCESS_LOCKS = {}  # type: Dict[str, _ProcessLock]
+_PROCESS_LOCKS_GUARD = threading.Lock()
+
+
+def _process_lock(path: str) -> _ProcessLock:
+    key = os.path.normcase(os.path.abspath(path))
+    with _PROCESS_LOCKS_GUARD:
+        lock = _PROCESS_LOCKS.get(key)
+        if lock is None:
+            lock = _PROCESS_LOCKS[key] = _ProcessLock(path)
+        return lock
+
+
+def _try_lock(fd: int) -> bool:
+    """Try once to take the exclusive lock on ``fd``; False if another process holds it."""
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except (BlockingIOError, InterruptedError):
+            return False
+        return True
+    if msvcrt is not None:  # pragma: no cover - Windows
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    return True  # pragma: no cover - no locking primitive: single-process use only
+
+
+def _lock_file(path: str, timeout: float) -> Optional[int]:
+    """Open ``path`` (0600) and lock it exclusively; None when that is impossible.
+
+    Waits up to ``timeout`` seconds. A process that holds the lock longer than that is
+    stuck (token requests time out well before), so the caller goes on without the lock:
+    the worst outcome is one extra token request, never a wrong token.
+    """
+    try:
+        _make_parent(path)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC, 0o600)
+    except OSError as exc:
+        _warn("cannot open the token cache lock file {} ({}); going on without the "
+              "cross-process lock".format(path, _os_reason(exc)))
+        return None
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        try:
+            if _try_lock(fd):
+                break
+        except OSError as exc:  # e.g. ENOLCK on a network filesystem without locks
+            os.close(fd)
+            _warn("cannot lock the token cache lock file {} ({}); going on without the "
+                  "cross-process lock".format(path, _os_reason(exc)))
+            return None
+        if time.monotonic() >= deadline:
+            os.close(fd)
+            _warn("another process has held the token cache lock {} for more than {:g} s; "
+                  "going on without it".format(path, timeout))
+            return None
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+    return fd
+
+
+def _unlock_file(fd: int) -> None:
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        elif msvcrt is not None:  # pragma: no cover - Windows
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+    finally:
+        os.close(fd)  # closing releases the lock anyway
+
+
+def _make_parent(path: str) -> None:
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        os.makedirs(parent, 0o700, exist_ok=True)
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+def _warn(message: str) -> None:
+    logger.warning("%s", message)
+    warnings.warn(message, MCPAuthWarning, stacklevel=3)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def _token_from_entry(entry: Any) -> Optional[TokenResponse]:
+    """A TokenResponse from a stored entry, or None if the entry is malformed."""
+    if not isinstance(entry, dict):
+        return None
+    access_token = entry.get("access_token")
+    token_type = entry.get("token_type")
+    received_at = entry.get("received_at")  # type: Any
+    expires_in = entry.get("expires_in")
+    if not isinstance(access_token, str) or not access_token \
+            or not isinstance(token_type, str) or not token_type \
+            or not _is_number(received_at) \
+            or not (expires_in is None or _is_number(expires_in)):
+        return None
+    for name in _TOKEN_STR_FIELDS:
+        if not (entry.get(name) is None or isinstance(entry.get(name), str)):
+            return None
+    return TokenResponse(access_token, token_type,
+                         None if expires_in is None else float(expires_in),
+                         scope=entry.get("scope"),
+                         issued_token_type=entry.get("issued_token_type"),
+                         received_at=float(received_at))
+
+
+def _entry_from_token(token: TokenResponse) -> Dict[str, Any]:
+    # The refresh token is deliberately not written: nothing here uses it (M2M grants
+    # are re-run instead), and a long-lived credential should not sit in a file.
+    return {
+        "access_token": token.access_token,
+        "token_type": token.token_type,
+        "expires_in": token.expires_in,
+        "expires_at": token.expires_at,
+        "received_at": token.received_at,
+        "scope": token.scope,
+        "issued_token_type": token.issued_token_type,
+    }
+
+
+class _Document(object):
+    """The parsed content of a cache file."""
+
+    __slots__ = ("tokens", "discovery")
+
+    def __init__(self, tokens: Optional[Dict[str, Dict[str, Any]]] = None,
+                 discovery: Optional[Dict[str, Dict[str, Any]]] = None) -> None:
+        self.tokens = dict(tokens or {})
+        self.discovery = dict(discovery or {})
+
+
+def _parse_document(raw: bytes) -> Tuple[Optional[_Document], Optional[str]]:
+    """Parse a cache file: (document, None) or (None, why it cannot be used)."""
+    if len(raw) > MAX_FILE_BYTES:
+        return None, "it is larger than {} bytes".format(MAX_FILE_BYTES)
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None, "it is not JSON"
+    if not isinstance(doc, dict) or doc.get("format") != FILE_FORMAT:
+        return None, "it is not an mcpauth token cache"
+    version = doc.get("version")
+    if type(version) is not int or version != FILE_VERSION:
+        return None, "it has version {!r}, not {}".format(
+            clean_peer_text(str(version), 20), FILE_VERSION)
+    tokens = doc.get("tokens", {})
+    discovery = doc.get("discovery", {})
+    if not isinstance(tokens, dict) or not isinstance(discovery, dict):
+        return None, "its tokens or discovery member is not an object"
+    for entry in tokens.values():
+        if _token_from_entry(entry) is None:
+            return None, "it holds a malformed token entry"
+    for value in discovery.values():
+        if not isinstance(value, dict):
+            return None, "it holds a malformed discovery entry"
+    return _Document(tokens, discovery), None
+
+
+class FileTokenCache(TokenCache):
+    """A token cache in a JSON file, shared by processes: a cron job's warm start.
+
+    With a valid token and the discovery results on disk, a new process sends one HTTP
+    request, the MCP call itself: no metadata fetches, no token request. Every provider
+    accepts it (``cache=FileTokenCache(path)``).
+
+    * Entries are keyed by (issuer, resource, client_id, scope) (:func:`token_key`), so
+      one file serves several servers, clients and scopes without mixing them up
+      (MCP "Token Handling": tokens go only to the server they were issued for).
+    * It holds access tokens with their absolute expiry (``received_at`` and
+      ``expires_at`` on the ``time.time()`` clock) and discovery results. Never a
+      client secret, private key, assertion or refresh token: the providers never give
+      it one, and refresh tokens are dropped (client credentials grants are re-run).
+    * The file is created with mode 0600 and replaced atomically (written to a
+      temporary file in the same directory, fsynced, then ``os.replace``), so a reader
+      never sees half a file. A missing parent directory is created with mode 0700.
+      Expired tokens (other than the one being stored) are dropped whenever the file
+      is written.
+    * Every read re-reads the file, so tokens written by other processes are seen.
+    * :meth:`lock` takes an exclusive lock on ``path + ".lock"`` (``fcntl.flock``; on
+      Windows ``msvcrt.locking``), held while a provider requests a token: two
+      processes that start together make one token request; the second one finds the
+      first one's token when it gets the lock. Writes take the same lock briefly, so
+      concurrent writers never lose each other's entries. The lock is re-entrant
+      within a thread and shared by every FileTokenCache on the same path in a process.
+      After ``lock_timeout`` seconds of waiting for a stuck process it goes on unlocked
+      (with a warning): at worst one extra token request.
+    * A corrupt or foreign file (not JSON, another format or version, malformed
+      entries) is ignored with a :class:`~mcpauth.errors.MCPAuthWarning` and a log
+      warning, and rewritten by the next write; it never raises. A file that cannot be
+      written is reported the same way, and the process goes on with the token it got.
+
+    The file holds bearer tokens: anyone who can read it can use them until they
+    expire. Keep it in a directory only the job's user can read (MCP security best
+    practices, "Token Theft"; RFC 6750 §5.3 "Safeguard bearer tokens"). Windows
+    support (``msvcrt.locking``, no POSIX modes) is best effort and untested.
+
+    Args:
+        path: the cache file (str or ``os.PathLike``), made absolute at once.
+        lock_timeout: seconds to wait for another process's lock.
+
+    Raises:
+        ConfigurationError: ``path`` is not a str path, or is a directory;
+            ``lock_timeout`` is negative.
+    """
+
+    def __init__(self, path: Any, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+        try:
+            fspath = os.fspath(path)
+        except TypeError:
+            raise ConfigurationError("path must be a str or os.PathLike") from None
+        if not isinstance(fspath, str) or not fspath:
+            raise ConfigurationError("path must be a non-empty str or str os.PathLike")
+        if os.path.isdir(fspath):
+            raise ConfigurationError("the token cache path is a directory; give a file "
+                                     "name inside it")
+        if not _is_number(lock_timeout) or lock_timeout < 0:
+            raise ConfigurationError("lock_timeout must be a non-negative number")
+        # Absolute from the start, so that a later chdir() changes nothing.
+        self.path = os.path.abspath(fspath)
+        self.lock_timeout = float(lock_timeout)
+        self._lock_path = self.path + ".lock"
+        self._process_lock = _process_lock(self._lock_path)
+        self._state_lock = threading.Lock()
+        self._last_raw = None  # type: Optional[bytes]
+        self._last_doc = _Document()
+
+    def __repr__(self) -> str:
+        return "FileTokenCache({!r})".format(self.path)
+
+    # -- reading ---------------------------------------------------------------------
+
+    def _read(self) -> _Document:
+        """The file's current content (empty when missing, corrupt or foreign)."""
+        try:
+            with open(self.path, "rb") as f:
+                raw = f.read(MAX_FILE_BYTES + 1)
+        except FileNotFoundError:
+            raw = b""
+        except OSError as exc:
+            with self._state_lock:
+                changed = self._last_raw is not None
+                self._last_raw = None
+                self._last_doc = _Document()
+            if changed:
+                _warn("cannot read the token cache {} ({}); ignoring it".format(
+                    self.path, _os_reason(exc)))
+            return _Document()
+        with self._state_lock:
+            if raw == self._last_raw:
+                return self._last_doc
+        doc = _Document()
+        if raw != b"":
+            parsed, problem = _parse_document(raw)
+            if parsed is None:
+                _warn("ignoring the token cache {}: {}; it will be rewritten".format(
+                    self.path, problem))
+            else:
+                doc = parsed
+        with self._state_lock:
+            self._last_raw = raw
+            self._last_doc = doc
+        return doc
+
+    def get_token(self, key: str) -> Optional[TokenResponse]:
+        """The stored token for ``key``, read from the file now, or None."""
+        return _token_from_entry(self._read().tokens.get(key))
+
+    def get_discovery(self, server_url: str) -> Optional[Dict[str, Any]]:
+        """The stored discovery results for ``server_url``, read from the file now."""
+        value = self._read().discovery.get(server_url)
+        return dict(value) if value is not None else None
+
+    # -- writing ---------------------------------------------------------------------
+
+    def set_token(self, key: str, token: TokenResponse) -> None:
+        """Store ``token`` under ``key`` (read-modify-write under the file lock)."""
+        with self.lock(key):
+            doc = self._read()
+            tokens = dict(doc.tokens)
+            tokens[key] = _entry_from_token(token)
+            self._write(_Document(tokens, doc.discovery), keep=key)
+
+    def delete_token(self, key: str, access_token: Optional[str] = None) -> None:
+        """Forget the token under ``key`` (only if it is ``access_token``, when given)."""
+        with self.lock(key):
+            doc = self._read()
+            current = _token_from_entry(doc.tokens.get(key))
+            if current is None or (access_token is not None
+                                   and current.access_token != access_token):
+                return
+            tokens = dict(doc.tokens)
+            del tokens[key]
+            self._write(_Document(tokens, doc.discovery))
+
+    def set_discovery(self, server_url: str, value: Dict[str, Any]) -> None:
+        """Store discovery results (a JSON-able dict) for ``server_url``."""
+        with self.lock(server_url):
+            doc = self._read()
+            discovery = dict(doc.discovery)
+            discovery[server_url] = dict(value)
+            self._write(_Document(doc.tokens, discovery))
+
+    def delete_discovery(self, server_url: str) -> None:
+        """Forget the discovery results for ``server_url``."""
+        with self.lock(server_url):
+            doc = self._read()
+            if server_url not in doc.discovery:
+                return
+            discovery = dict(doc.discovery)
+            del discovery[server_url]
+            self._write(_Document(doc.tokens, discovery))
+
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """Hold the cache file's exclusive lock (every key shares the one lock file)."""
+        self._process_lock.acquire(self.lock_timeout)
+        try:
+            yield
+        finally:
+            self._process_lock.release()
+
+    def _write(self, doc: _Document, keep: Optional[str] = None) -> None:
+        now = time.time()
+        tokens = {}
+        for key, entry in doc.tokens.items():
+            token = _token_from_entry(entry)
+            if token is None:
+                continue
+            expires_at = token.expires_at
+            if key != keep and expires_at is not None and expires_at <= now:
+                # Expired: drop it. The entry being stored is kept whatever its times
+                # say (a provider with an injected clock decides expiry itself).
+                continue
+            tokens[key] = entry
+        payload = {"format": FILE_FORMAT, "version": FILE_VERSION,
+                   "tokens": tokens, "discovery": doc.discovery}
+        try:
+            raw = (json.dumps(payload, sort_keys=True, indent=1) + "\n").encode("utf-8")
+        except (TypeError, ValueError):
+            raise ConfigurationError("discovery results must be JSON-serialisable") from None
+        try:
+            _atomic_write(self.path, raw)
+        except OSError as exc:
+            _warn("cannot write the token cache {} ({}); the token is used but not "
+                  "saved".format(self.path, _os_reason(exc)))
+            return
+        with self._state_lock:
+            self._last_raw = raw
+            self._last_doc = _Document(tokens, doc.discovery)
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    """Write ``data`` to a new 0600 file beside ``path``, fsync it, and rename it over."""
+    _make_parent(path)
+    directory, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(directory, ".{}.{}.tmp".format(name, secrets.token_hex(6)))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC
+                 | getattr(os, "O_BINARY", 0), 0o600)
+    try:
+        try:
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, 0o600)  # whatever the umask did
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    if hasattr(os, "O_DIRECTORY"):
+        # Make the rename itself durable (best effort; not every filesystem allows it).
+        try:
+            dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return
+        try:
+            os.fsync(dfd)
+        except OSError:
+            pass
+        finally:
+            os.close(dfd)
+
+
+def _replace(src: str, dst: str) -> None:
+    # Windows refuses to replace a file another process has open for a moment; retry.
+    for attempt in range(10):
+        try:
+            os.replace(src, dst)
+            return
+        except PermissionError:
+            if os.name != "nt" or attempt == 9:
+                raise
+            time.sleep(0.02)  # pragma: no cover - Windows

@@ -1,25 +1,760 @@
-"""The ``mcpauth`` command."""
+"""The ``mcpauth`` command: tokens, tool calls and discovery from a shell or a cron job.
+
+Subcommands::
+
+    mcpauth token URL                       print an access token for the MCP server
+    mcpauth tools URL                       list the server's tools (JSON)
+    mcpauth call URL TOOL [--arg k=v ...]   call a tool (JSON result)
+    mcpauth discover URL                    show what discovery finds (no credentials)
+    mcpauth demo                            run every flow against loopback servers
+
+Credentials come from files named by flags or from environment variables, never from
+an argument value (argument values show in ``ps`` and in shell history). Discovery
+follows RFC 9728 (protected resource metadata, including the §5.1 ``resource_metadata``
+of a 401 challenge) and RFC 8414 (authorization server metadata); tokens come from the
+providers (RFC 6749 §4.4 client credentials with a secret or an RFC 7523 §2.2 key,
+RFC 7523 §2.1 workload assertions, or a token of your own).
+
+Exit statuses (also in ``mcpauth --help``)::
+
+    0   success
+    1   the tool ran and reported an error (``isError``; ``call`` only)
+    2   usage or configuration error (bad flags, missing or unreadable credentials)
+    3   authorization refused (RFC 6749 §5.2 error, 401/403 from the MCP server,
+        an authorization server other than --expected-issuer)
+    4   network or transient failure (connection, timeout, 5xx, 429): retry later
+    5   protocol error (a server broke RFC 9728/8414/6749 or answered a JSON-RPC error)
+    70  internal error (a bug in mcpauth; --verbose shows the traceback)
+
+Errors are one line on stderr, ``mcpauth: error: <message>``; ``--verbose`` adds the
+mcpauth log (DEBUG) on stderr, which never contains secrets or tokens. The module uses
+only relative imports, so ``python -m yourpkg._vendor.mcpauth`` works when vendored.
+"""
 
 import argparse
+import json
+import logging
+import os
 import sys
-from typing import List, Optional
+import traceback
+import warnings
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, TextIO, Tuple
 
 from ._version import __version__
+from .errors import (
+    AuthorizationServerMismatchError,
+    ConfigurationError,
+    DiscoveryError,
+    InsecureEndpointError,
+    InsufficientScopeError,
+    MCPAuthError,
+    MCPAuthWarning,
+    OAuthError,
+    TransportError,
+    UnauthorizedError,
+)
+from .transport import DEFAULT_TIMEOUT, redact_url
 
-__all__ = ["main"]
+__all__ = [
+    "main",
+    "build_parser",
+    "exit_code_for",
+    "EXIT_OK",
+    "EXIT_TOOL_ERROR",
+    "EXIT_USAGE",
+    "EXIT_AUTH",
+    "EXIT_NETWORK",
+    "EXIT_PROTOCOL",
+    "EXIT_INTERNAL",
+]
+
+logger = logging.getLogger("mcpauth")
+
+EXIT_OK = 0
+EXIT_TOOL_ERROR = 1
+EXIT_USAGE = 2
+EXIT_AUTH = 3
+EXIT_NETWORK = 4
+EXIT_PROTOCOL = 5
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+
+_ENV_PREFIX = "MCPAUTH_"
+
+_EPILOG = """\
+credentials (a flag wins over the environment; never pass a secret as a value):
+  client secret     --client-id ID --client-secret-file FILE
+                    or MCPAUTH_CLIENT_ID + MCPAUTH_CLIENT_SECRET (or _FILE)
+  private key JWT   --client-id ID --private-key-file PEM_OR_JWK [--algorithm ALG]
+                    [--key-id KID], or MCPAUTH_PRIVATE_KEY_FILE / MCPAUTH_PRIVATE_KEY
+  your own token    --token-file FILE, or MCPAUTH_TOKEN / MCPAUTH_TOKEN_FILE
+  workload identity --workload-token-file FILE (re-read for each token request),
+                    or MCPAUTH_WORKLOAD_TOKEN_FILE
+  Every other option can also be set as MCPAUTH_<OPTION>, e.g. MCPAUTH_SCOPE,
+  MCPAUTH_EXPECTED_ISSUER, MCPAUTH_CACHE, MCPAUTH_TIMEOUT.
+
+exit status:
+  0 success; 1 the tool reported an error (call); 2 usage or configuration error;
+  3 authorization refused; 4 network or transient failure (retry later);
+  5 protocol error; 70 internal error.
+
+examples:
+  curl -H "Authorization: Bearer $(mcpauth token https://mcp.example.com/mcp)" ...
+  mcpauth call https://mcp.example.com/mcp add --arg a=2 --arg b=3 --cache ~/.cache/mcpauth.json
+"""
+
+# (option name, value forms in the environment) per credential kind.
+_KIND_FLAGS = (
+    ("client secret", "client_secret_file"),
+    ("private key", "private_key_file"),
+    ("token", "token_file"),
+    ("workload token", "workload_token_file"),
+)
+_KIND_ENV = (
+    ("client secret", ("MCPAUTH_CLIENT_SECRET", "MCPAUTH_CLIENT_SECRET_FILE")),
+    ("private key", ("MCPAUTH_PRIVATE_KEY", "MCPAUTH_PRIVATE_KEY_FILE")),
+    ("token", ("MCPAUTH_TOKEN", "MCPAUTH_TOKEN_FILE")),
+    ("workload token", ("MCPAUTH_WORKLOAD_TOKEN_FILE",)),
+)
+# Flags that would put a secret on the command line: accepted by the parser only to be
+# refused with a pointer to the safe alternative (and never echoed).
+_REFUSED_FLAGS = (
+    ("--client-secret", "--client-secret-file FILE or MCPAUTH_CLIENT_SECRET"),
+    ("--token", "--token-file FILE or MCPAUTH_TOKEN"),
+    ("--private-key", "--private-key-file FILE or MCPAUTH_PRIVATE_KEY"),
+    ("--password", "a file or an environment variable"),
+)
+# Option defaults (applied after parsing, so that options work before or after the
+# subcommand and the environment fills in what the command line left out).
+_DEFAULTS = {
+    "timeout": DEFAULT_TIMEOUT,
+    "verbose": False,
+}
+
+
+class UsageError(Exception):
+    """A command-line or configuration problem found by the command itself (exit 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors are one line and never echo what looks like a value."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("argument COMMAND:"):
+            # argparse quotes the word it did not know; it may be a misplaced secret.
+            message = ("unknown command; the commands are token, tools, call, discover "
+                       "and demo, and options go after the command")
+        raise UsageError(message)
+
+
+# --------------------------------------------------------------------------------------
+# The parser
+# --------------------------------------------------------------------------------------
+
+def _add_common(parser: argparse.ArgumentParser, credentials: bool = True) -> None:
+    S = argparse.SUPPRESS
+    parser.add_argument("-v", "--verbose", action="store_true", default=S,
+                        help="log what mcpauth does (DEBUG) on stderr; never secrets")
+    parser.add_argument("--timeout", type=float, default=S, metavar="SECONDS",
+                        help="seconds for each HTTP request (default %g)" % DEFAULT_TIMEOUT)
+    parser.add_argument("--expected-issuer", default=S, metavar="URL",
+                        help="refuse any authorization server but this issuer")
+    parser.add_argument("--issuer", default=S, metavar="URL",
+                        help="use this authorization server instead of choosing one from "
+                             "the MCP server's metadata")
+    parser.add_argument("--scope", default=S, help="space-separated scopes to request")
+    if not credentials:
+        return
+    parser.add_argument("--token-endpoint", default=S, metavar="URL",
+                        help="skip discovery and request tokens here")
+    parser.add_argument("--cache", default=S, metavar="FILE",
+                        help="keep tokens and discovery results in FILE (mode 0600) "
+                             "across runs")
+    group = parser.add_argument_group("credentials")
+    group.add_argument("--client-id", default=S, metavar="ID",
+                       help="the client registered at the authorization server")
+    group.add_argument("--client-secret-file", default=S, metavar="FILE",
+                       help="file holding the client secret")
+    group.add_argument("--auth-method", default=S,
+                       choices=("client_secret_basic", "client_secret_post"),
+                       help="how to send the secret (default: from the server's metadata)")
+    group.add_argument("--private-key-file", default=S, metavar="FILE",
+                       help="PEM, DER or JWK private key for private_key_jwt")
+    group.add_argument("--algorithm", default=S, metavar="ALG",
+                       help="JWS algorithm for the key (default: the key's)")
+    group.add_argument("--key-id", default=S, metavar="KID", help="kid header")
+    group.add_argument("--token-file", default=S, metavar="FILE",
+                       help="file holding a token of your own (no OAuth)")
+    group.add_argument("--workload-token-file", default=S, metavar="FILE",
+                       help="file holding the platform's workload identity JWT")
+    for flag, _ in _REFUSED_FLAGS:
+        group.add_argument(flag, dest="refused_" + flag[2:].replace("-", "_"),
+                           nargs="?", const="", default=S, help=S)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mcpauth",
-        description="Machine-to-machine OAuth for MCP servers.")
-    parser.add_argument("--version", action="version",
-                        version="mcpauth " + __version__)
+    """The argument parser of the ``mcpauth`` command."""
+    parser = _Parser(
+        prog="mcpauth", allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Machine-to-machine OAuth for MCP servers: get tokens, list and call "
+                    "tools, inspect discovery.",
+        epilog=_EPILOG)
+    parser.add_argument("--version", action="version", version="mcpauth " + __version__)
+    parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="log what mcpauth does (DEBUG) on stderr; never secrets")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text,
+                              allow_abbrev=False, epilog=_EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    p = command("token", "print an access token for the MCP server at URL (and nothing else)")
+    p.add_argument("url", metavar="URL", help="the MCP server URL")
+    _add_common(p)
+
+    p = command("tools", "list the tools of the MCP server at URL, as JSON")
+    p.add_argument("url", metavar="URL", help="the MCP server URL")
+    _add_common(p)
+    _add_client_options(p)
+
+    p = command("call", "call TOOL on the MCP server at URL and print the result as JSON")
+    p.add_argument("url", metavar="URL", help="the MCP server URL")
+    p.add_argument("tool", metavar="TOOL", help="the tool name")
+    p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="an argument; VALUE is read as JSON when it parses (2, true, "
+                        "[1]) and as a string otherwise; KEY:=JSON requires JSON")
+    p.add_argument("--json", dest="json_args", metavar="OBJECT", default=None,
+                   help="all arguments as one JSON object (--arg values override)")
+    _add_common(p)
+    _add_client_options(p)
+
+    p = command("discover", "show what discovery finds for the MCP server at URL "
+                            "(needs no credentials)")
+    p.add_argument("url", metavar="URL", help="the MCP server URL")
+    _add_common(p)
+
+    p = command("demo", "run every flow against loopback test servers (no network needed)")
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="also show the mcpauth log")
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def _add_client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--protocol-version", default=argparse.SUPPRESS, metavar="VERSION",
+                        help="pin the MCP protocol version (default: 2026-07-28 if the "
+                             "server supports it, else the stateful lifecycle)")
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    args, extra = parser.parse_known_args(list(argv))
+    if extra:
+        # Show the unknown options, but never a bare value: it may be a misplaced secret.
+        shown = [a.split("=", 1)[0] for a in extra if a.startswith("-")]
+        values = len(extra) - len(shown)
+        text = ", ".join(shown)
+        if values:
+            text += (", and " if shown else "") + "{} unexpected value(s)".format(values)
+        raise UsageError("unrecognized arguments: " + text)
+    for flag, alternative in _REFUSED_FLAGS:
+        if hasattr(args, "refused_" + flag[2:].replace("-", "_")):
+            raise UsageError("{} is not accepted: a secret on the command line shows in ps "
+                             "and shell history; use {}".format(flag, alternative))
+    return args
+
+
+def _option(args: argparse.Namespace, name: str, env: Optional[str] = None) -> Any:
+    """An option's value: the command line, else MCPAUTH_<NAME>, else the default."""
+    if hasattr(args, name):
+        value = getattr(args, name)  # type: Any
+    else:
+        value = os.environ.get(env or _ENV_PREFIX + name.upper()) or None
+        if value is None:
+            return _DEFAULTS.get(name)
+        if name == "verbose":
+            return value.lower() not in ("0", "false", "no")
+    if name == "timeout":
+        try:
+            value = float(value)
+        except ValueError:
+            value = float("nan")
+        if not 0 < value < float("inf"):
+            raise UsageError("the timeout must be a positive number of seconds")
+    return value
+
+
+# --------------------------------------------------------------------------------------
+# Credentials
+# --------------------------------------------------------------------------------------
+
+def _read_file(path: str, flag: str, binary: bool = False) -> Any:
+    """Read a credential file; errors never show its content (nor, to be safe, its path)."""
+    try:
+        with open(os.path.expanduser(path), "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise UsageError("cannot read the file given by {} ({})".format(
+            flag, exc.strerror or type(exc).__name__)) from None
+    if binary:
+        if not data.strip():
+            raise UsageError("the file given by {} is empty".format(flag))
+        return data
+    try:
+        text = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise UsageError("the file given by {} is not UTF-8 text".format(flag)) from None
+    if not text:
+        raise UsageError("the file given by {} is empty".format(flag))
+    if any(c in text for c in "\r\n\x00"):
+        raise UsageError("the file given by {} holds more than one line".format(flag))
+    return text
+
+
+def _credential_kind(args: argparse.Namespace) -> Tuple[Optional[str], bool]:
+    """(kind, from_flags): which credential the command line or environment names."""
+    flagged = [kind for kind, name in _KIND_FLAGS if hasattr(args, name)]
+    if len(flagged) > 1:
+        raise UsageError("choose one kind of credential; got {}".format(" and ".join(flagged)))
+    if flagged:
+        return flagged[0], True
+    in_env = [kind for kind, names in _KIND_ENV if any(os.environ.get(n) for n in names)]
+    if len(in_env) > 1:
+        raise UsageError("the environment sets more than one kind of credential ({}); "
+                         "unset one, or choose with a flag".format(" and ".join(in_env)))
+    return (in_env[0] if in_env else None), False
+
+
+def _secret_from(args: argparse.Namespace, from_flags: bool, flag_name: str, flag: str,
+                 value_env: Optional[str], file_env: str, binary: bool = False) -> Any:
+    if from_flags:
+        return _read_file(getattr(args, flag_name), flag, binary)
+    if value_env is not None and os.environ.get(value_env):
+        value = os.environ[value_env]
+        if binary:
+            return value.encode("utf-8")
+        value = value.strip()
+        if not value or any(c in value for c in "\r\n\x00"):
+            raise UsageError("{} must be one non-empty line".format(value_env))
+        return value
+    return _read_file(os.environ[file_env], file_env, binary)
+
+
+def _cache(args: argparse.Namespace) -> Any:
+    """The FileTokenCache named by --cache / MCPAUTH_CACHE, or None."""
+    path = _option(args, "cache")
+    if not path:
+        return None
+    from .cache import FileTokenCache
+
+    return FileTokenCache(os.path.expanduser(path))
+
+
+def build_provider(args: argparse.Namespace, url: str, cache: Any = None) -> Any:
+    """The provider the command line and environment describe.
+
+    Args:
+        args: the parsed command line.
+        url: the MCP server URL.
+        cache: a token cache for OAuth providers (None: in memory).
+
+    Raises:
+        UsageError: no credentials, several kinds, a missing client id, unreadable files.
+        ConfigurationError: a provider refused the configuration.
+    """
+    from .providers import BearerTokenProvider, ClientCredentialsProvider, PrivateKeyJwtProvider
+
+    kind, from_flags = _credential_kind(args)
+    if kind is None:
+        raise UsageError(
+            "no credentials: set MCPAUTH_CLIENT_ID and MCPAUTH_CLIENT_SECRET (or pass "
+            "--client-id and --client-secret-file, --private-key-file, --token-file or "
+            "--workload-token-file)")
+    if kind == "token":
+        token = _secret_from(args, from_flags, "token_file", "--token-file",
+                             "MCPAUTH_TOKEN", "MCPAUTH_TOKEN_FILE")
+        return BearerTokenProvider(token)
+
+    options = {"server_url": url, "timeout": _option(args, "timeout")}  # type: Dict[str, Any]
+    for name in ("scope", "expected_issuer", "issuer", "token_endpoint"):
+        value = _option(args, name)
+        if value is not None:
+            options[name] = value
+    if cache is not None:
+        options["cache"] = cache
+    client_id = _option(args, "client_id")
+
+    if kind == "workload token":
+        from .workload import WorkloadIdentityProvider
+        path = str(args.workload_token_file) if from_flags \
+            else os.environ["MCPAUTH_WORKLOAD_TOKEN_FILE"]
+        path = os.path.expanduser(path)
+        if not os.path.isfile(path):
+            raise UsageError("the workload token file does not exist or is not a file")
+        return WorkloadIdentityProvider(path, client_id=client_id, **options)
+
+    if not client_id:
+        raise UsageError("a {} needs a client id: pass --client-id or set "
+                         "MCPAUTH_CLIENT_ID".format(kind))
+    if kind == "private key":
+        key = _secret_from(args, from_flags, "private_key_file", "--private-key-file",
+                           "MCPAUTH_PRIVATE_KEY", "MCPAUTH_PRIVATE_KEY_FILE", binary=True)
+        return PrivateKeyJwtProvider(client_id, key, _option(args, "algorithm"),
+                                     key_id=_option(args, "key_id"), **options)
+    secret = _secret_from(args, from_flags, "client_secret_file", "--client-secret-file",
+                          "MCPAUTH_CLIENT_SECRET", "MCPAUTH_CLIENT_SECRET_FILE")
+    return ClientCredentialsProvider(
+        client_id, secret, token_endpoint_auth_method=_option(args, "auth_method"),
+        **options)
+
+
+# --------------------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------------------
+
+def _print_json(value: Any, out: TextIO) -> None:
+    out.write(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def _cmd_token(args: argparse.Namespace, out: TextIO) -> int:
+    from .providers import OAuthProvider
+
+    provider = build_provider(args, args.url, _cache(args))
+    if isinstance(provider, OAuthProvider):
+        token = provider.token(args.url)
+    else:
+        token = provider.token()
+    if not token:
+        raise UsageError("no token is available")
+    out.write(token + "\n")
+    return EXIT_OK
+
+
+# The cache entry (a discovery entry under a key that is never a URL) remembering that
+# the server speaks the stateless 2026-07-28 protocol, so that a warm run pins it and
+# skips the server/discover probe: one HTTP request, the call itself.
+_PROTOCOL_MEMO = "mcpauth-cli protocol "
+
+
+def _may_be_version_trouble(exc: MCPAuthError) -> bool:
+    """Whether an error could mean the server no longer speaks the remembered version."""
+    from .errors import MCPError, ProtocolError
+
+    if isinstance(exc, MCPError):
+        # -32000: the TypeScript SDK's "Bad Request" (a legacy server); -32020 header
+        # mismatch; -32022 unsupported protocol version; or an HTTP-level refusal.
+        return exc.code in (-32000, -32020, -32022) or exc.status_code in (400, 404)
+    return isinstance(exc, ProtocolError)
+
+
+def _with_client(args: argparse.Namespace, use: Callable[[Any], Any]) -> Any:
+    """Run ``use(client)`` with an MCPClient for args.url; remember the protocol."""
+    from .client import STATELESS_PROTOCOL_VERSIONS, MCPClient
+
+    cache = _cache(args)
+    provider = build_provider(args, args.url, cache)
+    kwargs = {"timeout": _option(args, "timeout")}  # type: Dict[str, Any]
+    pinned = _option(args, "protocol_version")
+    remembered = None
+    if not pinned and cache is not None:
+        memo = cache.get_discovery(_PROTOCOL_MEMO + args.url) or {}
+        if memo.get("protocol_version") in STATELESS_PROTOCOL_VERSIONS:
+            remembered = memo["protocol_version"]
+    if pinned or remembered:
+        kwargs["protocol_version"] = pinned or remembered
+    try:
+        with MCPClient(args.url, auth=provider, **kwargs) as client:
+            result = use(client)
+            version, lifecycle = client.protocol_version, client.lifecycle
+    except MCPAuthError as exc:
+        if remembered is not None and _may_be_version_trouble(exc):
+            # Perhaps the server changed its protocol: detect again next time.
+            cache.delete_discovery(_PROTOCOL_MEMO + args.url)
+        raise
+    if cache is not None and not pinned and version != remembered:
+        if lifecycle == "stateless" and version in STATELESS_PROTOCOL_VERSIONS:
+            cache.set_discovery(_PROTOCOL_MEMO + args.url, {"protocol_version": version})
+        elif remembered is not None:
+            cache.delete_discovery(_PROTOCOL_MEMO + args.url)
+    return result
+
+
+def _cmd_tools(args: argparse.Namespace, out: TextIO) -> int:
+    tools = _with_client(args, lambda client: client.list_tools())
+    _print_json(tools, out)
+    return EXIT_OK
+
+
+def parse_tool_arguments(pairs: Sequence[str], json_object: Optional[str]) -> Dict[str, Any]:
+    """Tool arguments from ``--json OBJECT`` and ``--arg KEY=VALUE`` / ``KEY:=JSON``.
+
+    ``KEY=VALUE`` reads VALUE as JSON when it parses (``2``, ``true``, ``[1, 2]``,
+    ``"quoted"``) and as a plain string otherwise; ``KEY:=JSON`` requires JSON. The
+    ``--arg`` values override members of ``--json``.
+
+    Raises:
+        UsageError: malformed pairs or JSON.
+    """
+    arguments = {}  # type: Dict[str, Any]
+    if json_object is not None:
+        try:
+            parsed = json.loads(json_object)
+        except ValueError:
+            raise UsageError("--json is not valid JSON") from None
+        if not isinstance(parsed, dict):
+            raise UsageError("--json must be a JSON object")
+        arguments.update(parsed)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key or key == ":":
+            raise UsageError("--arg needs KEY=VALUE or KEY:=JSON")
+        if key.endswith(":"):
+            key = key[:-1]
+            try:
+                arguments[key] = json.loads(value)
+            except ValueError:
+                raise UsageError("--arg {}:= needs a JSON value".format(key)) from None
+            continue
+        try:
+            arguments[key] = json.loads(value)
+        except ValueError:
+            arguments[key] = value
+    return arguments
+
+
+def _cmd_call(args: argparse.Namespace, out: TextIO) -> int:
+    arguments = parse_tool_arguments(args.arg, args.json_args)
+    result = _with_client(args, lambda client: client.call_tool(args.tool, arguments))
+    _print_json(result, out)
+    if isinstance(result, dict) and result.get("isError") is True:
+        return EXIT_TOOL_ERROR
+    return EXIT_OK
+
+
+def _probe_challenge(transport: Any, url: str) -> Any:
+    """POST an unauthenticated JSON-RPC ping and return the Bearer challenge, if any."""
+    from . import discovery
+    from .transport import HttpRequest
+
+    probe = HttpRequest(
+        "POST", url,
+        (("Content-Type", "application/json"),
+         ("Accept", "application/json, text/event-stream")),
+        b'{"jsonrpc":"2.0","id":"mcpauth-probe","method":"ping"}')
+    response = transport(probe)
+    if response.status != 401:
+        return None
+    return discovery.bearer_challenge(response.header("WWW-Authenticate"))
+
+
+def _chosen_client_auth(args: argparse.Namespace, advertised: Optional[Sequence[str]]
+                        ) -> Optional[str]:
+    from .grants import select_auth_method
+
+    kind, _ = _credential_kind(args)
+    if kind == "token":
+        return None  # a token of your own: no token request at all
+    if kind == "private key":
+        return select_auth_method(advertised, "private_key_jwt")
+    if kind == "workload token":
+        return "none"  # the workload assertion is the grant; no client authentication
+    return select_auth_method(advertised, _option(args, "auth_method"))
+
+
+def discover_server(args: argparse.Namespace, url: str) -> Dict[str, Any]:
+    """What discovery finds for ``url`` (RFC 9728, RFC 8414), as a JSON-able dict.
+
+    Well-known URLs first; when the server publishes its metadata only in the
+    ``resource_metadata`` of a 401 challenge (RFC 9728 §5.1), an unauthenticated
+    JSON-RPC ``ping`` is sent to get one. No credentials are read or sent.
+    """
+    from . import discovery
+    from .grants import normalize_scope
+    from .transport import RequestsTransport
+
+    transport = RequestsTransport(timeout=_option(args, "timeout"))
+    expected_issuer = _option(args, "expected_issuer")
+    issuer = _option(args, "issuer")
+    found_via = "well-known URL"
+    challenge_scope = None
+    try:
+        result = discovery.discover(transport, url, expected_issuer=expected_issuer,
+                                    issuer=issuer)
+    except DiscoveryError as first:
+        not_published = (type(first) is DiscoveryError and not first.retryable
+                         and first.status_code is not None
+                         and 400 <= first.status_code < 500)
+        if not not_published:
+            raise
+        challenge = _probe_challenge(transport, url)
+        metadata_url = challenge.params.get("resource_metadata") if challenge else None
+        if metadata_url is None:
+            raise first
+        challenge_scope = challenge.params.get("scope") if challenge else None
+        found_via = "401 challenge (WWW-Authenticate resource_metadata)"
+        result = discovery.discover(transport, url, resource_metadata_url=metadata_url,
+                                    expected_issuer=expected_issuer, issuer=issuer)
+    prm = result.prm
+    md = result.metadata
+
+    def as_list(value: Optional[Sequence[str]]) -> Optional[List[str]]:
+        return None if value is None else list(value)
+
+    scopes_supported = prm.scopes_supported if prm is not None else None
+    scope = _option(args, "scope") or challenge_scope or (
+        normalize_scope(scopes_supported) if scopes_supported else None)
+    return {
+        "server_url": url,
+        "found_via": found_via,
+        "protected_resource_metadata_url": prm.url if prm is not None else None,
+        "resource": result.resource,
+        "authorization_servers": list(prm.authorization_servers) if prm else [],
+        "issuer": result.issuer,
+        "authorization_server_metadata_url": md.url,
+        "token_endpoint": md.token_endpoint,
+        "token_endpoint_auth_methods_supported": as_list(
+            md.token_endpoint_auth_methods_supported),
+        "token_endpoint_auth_signing_alg_values_supported": as_list(
+            md.token_endpoint_auth_signing_alg_values_supported),
+        "grant_types_supported": as_list(md.grant_types_supported),
+        "client_authentication": _chosen_client_auth(
+            args, md.token_endpoint_auth_methods_supported),
+        "scopes_supported": as_list(scopes_supported),
+        "scope": scope,
+    }
+
+
+def _cmd_discover(args: argparse.Namespace, out: TextIO) -> int:
+    _print_json(discover_server(args, args.url), out)
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
+    from ._demo import run_demo
+
+    return run_demo(out)
+
+
+_COMMANDS = {
+    "token": _cmd_token,
+    "tools": _cmd_tools,
+    "call": _cmd_call,
+    "discover": _cmd_discover,
+    "demo": _cmd_demo,
+}  # type: Dict[str, Callable[[argparse.Namespace, TextIO], int]]
+
+
+# --------------------------------------------------------------------------------------
+# Errors, logging, warnings
+# --------------------------------------------------------------------------------------
+
+def exit_code_for(exc: BaseException) -> int:
+    """The exit status for an exception (see the module docstring for the table)."""
+    import requests
+
+    if isinstance(exc, (UsageError, ConfigurationError, InsecureEndpointError)):
+        return EXIT_USAGE
+    if isinstance(exc, MCPAuthError):
+        if exc.retryable or isinstance(exc, TransportError):
+            return EXIT_NETWORK
+        if isinstance(exc, (OAuthError, UnauthorizedError, InsufficientScopeError,
+                            AuthorizationServerMismatchError)):
+            return EXIT_AUTH
+        return EXIT_PROTOCOL
+    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                        requests.exceptions.InvalidSchema, requests.exceptions.URLRequired)):
+        return EXIT_USAGE
+    if isinstance(exc, requests.exceptions.RequestException):
+        return EXIT_NETWORK
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return EXIT_INTERNAL
+
+
+def _error_message(exc: BaseException, url: Optional[str]) -> str:
+    import requests
+
+    if isinstance(exc, (UsageError, MCPAuthError)):
+        return str(exc)
+    where = " talking to " + redact_url(url) if url else ""
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "timed out" + where
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return "could not connect" + where
+    if isinstance(exc, requests.exceptions.RequestException):
+        return "HTTP request failed{} ({})".format(where, type(exc).__name__)
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    # Anything else is a bug; its text could hold anything, so show only its type.
+    return "internal error ({}); run with --verbose for the traceback".format(
+        type(exc).__name__)
+
+
+class _StderrWarnings(object):
+    """Shows warnings as one ``mcpauth: warning:`` line (no source line, no path)."""
+
+    def __init__(self, err: TextIO) -> None:
+        self.err = err
+
+    def __call__(self, message: Any, category: Any, filename: str, lineno: int,
+                 file: Any = None, line: Any = None) -> None:
+        self.err.write("mcpauth: warning: {}\n".format(message))
+
+
+def _setup_logging(verbose: bool, err: TextIO) -> Optional[logging.Handler]:
+    if not verbose:
+        return None
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("mcpauth: %(levelname)s: %(message)s"))
+    log = logging.getLogger("mcpauth")
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    return handler
+
+
+def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
+         stderr: Optional[TextIO] = None) -> int:
+    """Run the ``mcpauth`` command and return its exit status.
+
+    Args:
+        argv: the arguments (default ``sys.argv[1:]``).
+        stdout, stderr: where to write (default the process's streams).
+
+    Returns:
+        The exit status (see the module docstring).
+    """
+    out = stdout if stdout is not None else sys.stdout
+    err = stderr if stderr is not None else sys.stderr
     parser = build_parser()
-    parser.parse_args(sys.argv[1:] if argv is None else argv)
-    parser.print_help()
-    return 0
+    verbose = False
+    url = None  # type: Optional[str]
+    handler = None  # type: Optional[logging.Handler]
+    saved_level = logging.getLogger("mcpauth").level
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default", MCPAuthWarning)
+            warnings.showwarning = _StderrWarnings(err)
+            try:
+                args = _parse(parser, sys.argv[1:] if argv is None else argv)
+            except SystemExit as exc:  # --help, --version
+                return int(exc.code or 0)
+            verbose = bool(_option(args, "verbose"))
+            handler = _setup_logging(verbose, err)
+            if not getattr(args, "command", None):
+                raise UsageError("a command is required ({}); see mcpauth --help".format(
+                    ", ".join(_COMMANDS)))
+            url = getattr(args, "url", None)
+            return _COMMANDS[args.command](args, out)
+    except (Exception, KeyboardInterrupt) as exc:
+        if verbose and not isinstance(exc, UsageError):
+            traceback.print_exc(file=err)
+        err.write("mcpauth: error: {}\n".format(_error_message(exc, url)))
+        return exit_code_for(exc)
+    finally:
+        if handler is not None:
+            logging.getLogger("mcpauth").removeHandler(handler)
+            logging.getLogger("mcpauth").setLevel(saved_level)
+        try:
+            out.flush()
+        except (OSError, ValueError):
+            pass

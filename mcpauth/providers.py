@@ -319,6 +319,9 @@ class _Target(NamedTuple):
     auth_methods: Optional[Tuple[str, ...]]
     signing_algs: Optional[Tuple[str, ...]]
     scopes_supported: Optional[Tuple[str, ...]]
+    #: The scope of the 401 challenge that led to discovery (kept so a later run with a
+    #: file cache computes the same token key).
+    challenge_scope: Optional[str] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self._asdict().items()}
@@ -339,10 +342,14 @@ class _Target(NamedTuple):
             issuer = value.get("issuer")
             if issuer is not None and not isinstance(issuer, str):
                 return None
+            challenge_scope = value.get("challenge_scope")
+            if challenge_scope is not None:
+                challenge_scope = validate_scope(challenge_scope)
             return cls(value["server_url"], value["resource"], issuer,
                        value["token_endpoint"], tup(value.get("auth_methods")),
-                       tup(value.get("signing_algs")), tup(value.get("scopes_supported")))
-        except (ValueError, TypeError, AttributeError):
+                       tup(value.get("signing_algs")), tup(value.get("scopes_supported")),
+                       challenge_scope)
+        except (ValueError, TypeError, AttributeError, ConfigurationError):
             return None
 
 
@@ -542,7 +549,8 @@ class OAuthProvider(AuthProvider):
                 state.target = None
                 self._cache.delete_discovery(ctx.server_url)
             if state.target is None:
-                state.target = self._discover(ctx.server_url, params.get("resource_metadata"))
+                state.target = self._discover(
+                    ctx.server_url, params.get("resource_metadata"), state.challenge_scope)
             self._ensure_token(ctx.server_url, state, state.target, refused=refused)
 
     # -- internals -------------------------------------------------------------------------
@@ -593,6 +601,8 @@ class OAuthProvider(AuthProvider):
             base = self.scope
         elif state.challenge_scope is not None:
             base = state.challenge_scope
+        elif target.challenge_scope is not None:
+            base = target.challenge_scope
         elif target.scopes_supported:
             base = normalize_scope(target.scopes_supported, "scopes_supported")
         if state.step_up_scope is None:
@@ -663,10 +673,12 @@ class OAuthProvider(AuthProvider):
                              self._grant_fields(target, scope), client_auth,
                              issuer=target.issuer, clock=self._clock)
 
-    def _discover(self, server: str, resource_metadata_url: Optional[str]) -> _Target:
+    def _discover(self, server: str, resource_metadata_url: Optional[str],
+                  challenge_scope: Optional[str] = None) -> _Target:
         if self.token_endpoint is not None:
             target = _Target(server, self.resource or server, self.issuer or
-                             self.expected_issuer, self.token_endpoint, None, None, None)
+                             self.expected_issuer, self.token_endpoint, None, None, None,
+                             challenge_scope)
         else:
             result = _discovery.discover(
                 self._transport, server, resource_metadata_url=resource_metadata_url,
@@ -676,7 +688,8 @@ class OAuthProvider(AuthProvider):
             scopes = result.prm.scopes_supported if result.prm is not None else None
             target = _Target(server, self.resource or result.resource, result.issuer,
                              md.token_endpoint, md.token_endpoint_auth_methods_supported,
-                             md.token_endpoint_auth_signing_alg_values_supported, scopes)
+                             md.token_endpoint_auth_signing_alg_values_supported, scopes,
+                             challenge_scope)
         self._cache.set_discovery(server, target.to_dict())
         return target
 
@@ -707,7 +720,7 @@ class OAuthProvider(AuthProvider):
             url = challenge.params.get("resource_metadata")
             if url is None:
                 raise first
-            return self._discover(server, url)
+            return self._discover(server, url, state.challenge_scope)
 
     def _step_up(self, ctx: AuthContext) -> bool:
         challenged = ctx.challenge.params.get("scope") if ctx.challenge else None
