@@ -4,6 +4,7 @@ Real files in tmp_path; real processes for the cross-process lock; a real loopba
 (mcpauth.testing) for the provider tests.
 """
 
+import importlib.util
 import json
 import logging
 import os
@@ -22,6 +23,9 @@ from mcpauth.cache import (FILE_FORMAT, FILE_VERSION, FileTokenCache, MemoryToke
                            TokenCache, token_key)
 from mcpauth.grants import TokenResponse
 from mcpauth.testing import LoopbackStack
+
+needs_cryptography = pytest.mark.skipif(
+    importlib.util.find_spec("cryptography") is None, reason="needs the cryptography package")
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 KEY = token_key("https://as.example", "https://mcp.example/mcp", "client-1", "b a")
@@ -426,6 +430,7 @@ def test_a_refused_token_is_deleted_from_the_file_and_replaced(path):
 
 
 @pytest.mark.crypto
+@needs_cryptography
 def test_no_key_material_or_assertion_in_the_file(path):
     from mcpauth import PrivateKeyJwtProvider, jws
 

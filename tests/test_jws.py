@@ -628,11 +628,13 @@ class TestSignVerify:
 # Verification failures
 
 
+@pytest.fixture(scope="module")
+def es_token(signing_keys):
+    return jws.sign(CLAIMS, signing_keys["P-256"])
+
+
 @pytest.mark.crypto
 class TestVerifyRefuses:
-    @pytest.fixture(scope="class")
-    def es_token(self, signing_keys):
-        return jws.sign(CLAIMS, signing_keys["P-256"])
 
     def test_alg_not_in_algorithms(self, signing_keys, es_token):
         with pytest.raises(jws.JWSVerificationError):

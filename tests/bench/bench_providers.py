@@ -89,7 +89,7 @@ def bench_signing():
     keys[1] = ("PS256", keys[0][1])
     for alg, key in keys:
         auth = PrivateKeyJwt("bench-client", key, alg)
-        us = median_us(lambda: auth.build_assertion("https://as.example", "x"), 300)
+        us = median_us(lambda auth=auth: auth.build_assertion("https://as.example", "x"), 300)
         row("%s build_assertion (claims, JSON, sign, base64url)" % alg, us)
 
 
@@ -102,7 +102,7 @@ def bench_loading():
         pem = key._key.private_bytes(serialization.Encoding.PEM,
                                      serialization.PrivateFormat.PKCS8,
                                      serialization.NoEncryption())
-        row("load_private_key(%s PEM)" % kty, median_us(lambda: jws.load_private_key(pem), 20))
+        row("load_private_key(%s PEM)" % kty, median_us(lambda pem=pem: jws.load_private_key(pem), 20))
 
 
 def main():
