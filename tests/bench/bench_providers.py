@@ -102,7 +102,8 @@ def bench_loading():
         pem = key._key.private_bytes(serialization.Encoding.PEM,
                                      serialization.PrivateFormat.PKCS8,
                                      serialization.NoEncryption())
-        row("load_private_key(%s PEM)" % kty, median_us(lambda pem=pem: jws.load_private_key(pem), 20))
+        us = median_us(lambda pem=pem: jws.load_private_key(pem), 20)
+        row("load_private_key(%s PEM)" % kty, us)
 
 
 def main():
