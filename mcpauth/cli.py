@@ -430,53 +430,21 @@ def _cmd_token(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-# The cache entry (a discovery entry under a key that is never a URL) remembering that
-# the server speaks the stateless 2026-07-28 protocol, so that a warm run pins it and
-# skips the server/discover probe: one HTTP request, the call itself.
-_PROTOCOL_MEMO = "mcpauth-cli protocol "
-
-
-def _may_be_version_trouble(exc: MCPAuthError) -> bool:
-    """Whether an error could mean the server no longer speaks the remembered version."""
-    from .errors import MCPError, ProtocolError
-
-    if isinstance(exc, MCPError):
-        # -32000: the TypeScript SDK's "Bad Request" (a legacy server); -32020 header
-        # mismatch; -32022 unsupported protocol version; or an HTTP-level refusal.
-        return exc.code in (-32000, -32020, -32022) or exc.status_code in (400, 404)
-    return isinstance(exc, ProtocolError)
-
-
 def _with_client(args: argparse.Namespace, use: Callable[[Any], Any]) -> Any:
-    """Run ``use(client)`` with an MCPClient for args.url; remember the protocol."""
-    from .client import STATELESS_PROTOCOL_VERSIONS, MCPClient
+    """Run ``use(client)`` with an MCPClient for args.url.
 
-    cache = _cache(args)
-    provider = build_provider(args, args.url, cache)
+    Without ``--protocol-version`` the client detects the lifecycle from the answer to
+    the call itself, so a warm run (cached token) sends one HTTP request.
+    """
+    from .client import MCPClient
+
+    provider = build_provider(args, args.url, _cache(args))
     kwargs = {"timeout": _option(args, "timeout")}  # type: Dict[str, Any]
     pinned = _option(args, "protocol_version")
-    remembered = None
-    if not pinned and cache is not None:
-        memo = cache.get_discovery(_PROTOCOL_MEMO + args.url) or {}
-        if memo.get("protocol_version") in STATELESS_PROTOCOL_VERSIONS:
-            remembered = memo["protocol_version"]
-    if pinned or remembered:
-        kwargs["protocol_version"] = pinned or remembered
-    try:
-        with MCPClient(args.url, auth=provider, **kwargs) as client:
-            result = use(client)
-            version, lifecycle = client.protocol_version, client.lifecycle
-    except MCPAuthError as exc:
-        if remembered is not None and _may_be_version_trouble(exc):
-            # Perhaps the server changed its protocol: detect again next time.
-            cache.delete_discovery(_PROTOCOL_MEMO + args.url)
-        raise
-    if cache is not None and not pinned and version != remembered:
-        if lifecycle == "stateless" and version in STATELESS_PROTOCOL_VERSIONS:
-            cache.set_discovery(_PROTOCOL_MEMO + args.url, {"protocol_version": version})
-        elif remembered is not None:
-            cache.delete_discovery(_PROTOCOL_MEMO + args.url)
-    return result
+    if pinned:
+        kwargs["protocol_version"] = pinned
+    with MCPClient(args.url, auth=provider, **kwargs) as client:
+        return use(client)
 
 
 def _cmd_tools(args: argparse.Namespace, out: TextIO) -> int:

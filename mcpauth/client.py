@@ -16,13 +16,17 @@ MCP "Transports" (Streamable HTTP) and "Lifecycle", revisions 2024-11-05 to 2026
   ``tools/call``, ``resources/read`` and ``prompts/get``, ``Mcp-Name``. An
   ``UnsupportedProtocolVersion`` error (-32022) is retried once with a version from
   ``data.supported``.
-* **Version detection** (the default, ``protocol_version=None``): the client sends
-  ``server/discover`` on the 2026-07-28 wire. A result, or a 2026-07-28 protocol error
-  (-32020, -32021, -32022, -32602 with 400, -32601 with 404), means a modern server;
-  anything else (the TypeScript SDK's ``400 -32000 Bad Request: Unsupported protocol
-  version``, a non-JSON 400 or 404, ...) means a legacy server, and the client falls
-  back to ``initialize`` with 2025-11-25. A -32022 whose ``data.supported`` lists only
-  legacy versions falls back to the best of those. The result is kept for the client's
+* **Version detection** (the default, ``protocol_version=None``): the first request
+  goes out on the 2026-07-28 wire and its reply tells the lifecycle, so detection costs
+  no extra round trip (a cron run with a cached token sends one HTTP request). A 2xx
+  (a result or an application error), or a 2026-07-28 protocol error (-32020, -32021,
+  -32022, -32602 with 400, -32601 with 404), means a modern server; any other 4xx (the
+  TypeScript SDK's ``400 -32000 Bad Request: Unsupported protocol version``, a non-JSON
+  400 or 404, ...) means a legacy server: the client runs ``initialize`` with
+  2025-11-25 (once, whatever the number of threads) and sends the request again on the
+  stateful wire. A -32022 whose ``data.supported`` lists only legacy versions falls
+  back to the best of those. An explicit :meth:`MCPClient.connect` detects with
+  ``server/discover`` instead, by the same rules. The result is kept for the client's
   lifetime. Pass ``protocol_version`` to pin one revision (and lifecycle) instead.
 
 Every POST sends ``Content-Type: application/json`` and ``Accept: application/json,
@@ -295,8 +299,11 @@ class MCPClient(object):
             tools = client.list_tools()
             result = client.call_tool("add", {"a": 1, "b": 2})
 
-    The first request connects (see :meth:`connect`); requests may then run from several
-    threads at once (the handshake and lifecycle switches hold a lock).
+    Without a pinned ``protocol_version`` the first request also detects the server's
+    lifecycle: it goes out on the 2026-07-28 wire, and a reply that shows a pre-2026
+    server makes the client ``initialize`` and send it again (see the module docs);
+    :meth:`connect` detects up front with ``server/discover`` instead. Requests may run
+    from several threads at once (the handshake and lifecycle switches hold a lock).
 
     Args:
         url: the MCP endpoint (https, or http on a loopback host).
@@ -388,6 +395,8 @@ class MCPClient(object):
         self._server_capabilities: Optional[Dict[str, Any]] = None
         self._instructions: Optional[str] = None
         self._connected = False
+        # True until the first reply shows which lifecycle the server speaks (no pin).
+        self._detecting = False
         self._closed = False
 
     def __repr__(self) -> str:
@@ -404,13 +413,15 @@ class MCPClient(object):
 
     @property
     def protocol_version(self) -> Optional[str]:
-        """The revision in use once connected (before that, the pinned one or None)."""
+        """The revision in use once known (before that, the pinned one or None)."""
+        if self._detecting:
+            return None
         return self._version if self._version is not None else self._pinned
 
     @property
     def lifecycle(self) -> Optional[str]:
-        """``"stateless"`` (2026-07-28) or ``"stateful"`` once connected, else None."""
-        return self._mode if self._connected else None
+        """``"stateless"`` (2026-07-28) or ``"stateful"`` once known, else None."""
+        return self._mode if self._connected and not self._detecting else None
 
     @property
     def session_id(self) -> Optional[str]:
@@ -419,7 +430,8 @@ class MCPClient(object):
 
     @property
     def server_info(self) -> Optional[Dict[str, Any]]:
-        """The server's ``serverInfo`` (initialize) or ``_meta`` serverInfo (discover)."""
+        """The server's ``serverInfo`` (initialize), or the ``_meta`` serverInfo of
+        ``server/discover`` or of the latest 2026-07-28 result that carried one."""
         return self._server_info
 
     @property
@@ -445,6 +457,10 @@ class MCPClient(object):
         ``server/discover`` (a server without it is accepted). Detecting (no pinned
         version): ``server/discover`` on the 2026-07-28 wire, falling back to the
         stateful lifecycle for a legacy server. Calling it again does nothing.
+
+        Not needed before a request: without it the first request detects the lifecycle
+        by itself, with no extra round trip. Call it to learn ``serverInfo`` and the
+        capabilities first, or to check the server before any real work.
 
         Returns:
             ``{"protocolVersion", "lifecycle", "serverInfo", "capabilities"}``.
@@ -611,9 +627,15 @@ class MCPClient(object):
             self._mode, self._version = _STATELESS, pinned
             if explicit:
                 self._discover(probe=False)
-        else:
+        elif explicit:
             self._mode, self._version = _STATELESS, LATEST_PROTOCOL_VERSION
             self._discover(probe=True)
+        else:
+            # Detect lazily: the first real request goes out on the 2026-07-28 wire and
+            # its answer tells the lifecycle, so a warm cron run costs one request, not a
+            # server/discover probe plus the call.
+            self._mode, self._version = _STATELESS, LATEST_PROTOCOL_VERSION
+            self._detecting = True
         self._connected = True
 
     def _discover(self, probe: bool, retried: bool = False) -> None:
@@ -726,15 +748,64 @@ class MCPClient(object):
 
     # -- requests --------------------------------------------------------------------
 
+    def _legacy_answer(self, reply: _Reply) -> bool:
+        """Whether a reply to a 2026-07-28 request comes from a pre-2026 server.
+
+        REQUIREMENTS §4: a dual-era client inspects a 4xx; the errors only a 2026-07-28
+        server sends (header mismatch, missing capability or _meta, unsupported version,
+        unknown method with 404) mean modern, anything else in 4xx means legacy. A 2xx
+        (result or application error) means modern.
+        """
+        if not 400 <= reply.status < 500:
+            return False
+        error = reply.message.get("error") if reply.message is not None else None
+        code = error.get("code") if isinstance(error, dict) else None
+        if code in (HEADER_MISMATCH, MISSING_REQUIRED_CLIENT_CAPABILITY,
+                    UNSUPPORTED_PROTOCOL_VERSION):
+            return False
+        if code == INVALID_PARAMS and reply.status == 400:
+            return False
+        if code == METHOD_NOT_FOUND and reply.status == 404:
+            return False
+        return True
+
+    def _fell_back(self, reply: _Reply) -> bool:
+        """End detection with the reply to a first request sent on the 2026-07-28 wire.
+
+        A legacy answer makes the client ``initialize`` (one thread does it, the others
+        wait on the lock and find it done). True when the request must be sent again on
+        the stateful wire; False when the reply stands: a modern server, or an answer
+        that tells nothing (5xx, 408, 429), after which the next request detects again.
+        """
+        if reply.status >= 500 or reply.status in (408, 429):
+            return False
+        if not self._legacy_answer(reply):
+            self._detecting = False
+            return False
+        with self._lock:
+            if self._detecting:
+                logger.debug("MCP server %s is not a 2026-07-28 server (HTTP %d); falling "
+                             "back to initialize", redact_url(self.url), reply.status)
+                self._initialize(LEGACY_PROTOCOL_VERSION)
+                self._detecting = False
+            return self._mode == _STATEFUL
+
     def _request(self, method: str, params: Dict[str, Any], retried: bool = False) -> Any:
+        # Read before the mode: a thread that finds detection over finds the mode it
+        # settled; one that finds it running sends on the 2026-07-28 wire and lets
+        # _fell_back settle the reply (another thread may have initialized meanwhile).
+        detecting = self._detecting
         if self._mode == _STATELESS:
             version = self._version
             reply = self._post_stateless(method, params, self._next_id())
+            if detecting and self._fell_back(reply):
+                return self._request(method, params, retried=True)
             error = reply.message.get("error") if reply.message is not None else None
             if (not retried and error is not None
                     and error.get("code") == UNSUPPORTED_PROTOCOL_VERSION):
                 if self._switch_version(version, error.get("data")):
                     return self._request(method, params, retried=True)
+            self._note_server_info(reply)
             return self._result_of(reply, method)
         session_id = self._session_id
         msg_id = self._next_id()
@@ -765,9 +836,23 @@ class MCPClient(object):
                 return True
             return False
 
+    def _note_server_info(self, reply: _Reply) -> None:
+        """Keep the ``_meta`` serverInfo a 2026-07-28 result carries (servers SHOULD send
+        it on every result), so a client that never sent server/discover knows it too."""
+        result = reply.message.get("result") if reply.message is not None else None
+        meta = result.get("_meta") if isinstance(result, dict) else None
+        info = meta.get(META_SERVER_INFO) if isinstance(meta, dict) else None
+        if isinstance(info, dict):
+            self._server_info = info
+
     def _notify(self, method: str, params: Dict[str, Any]) -> None:
+        detecting = self._detecting  # before the mode, as in _request
         if self._mode == _STATELESS:
-            self._check_notified(self._post_stateless(method, params, None), method)
+            reply = self._post_stateless(method, params, None)
+            if detecting and self._fell_back(reply):
+                self._notify_stateful(method, params)
+            else:
+                self._check_notified(reply, method)
         else:
             self._notify_stateful(method, params)
 

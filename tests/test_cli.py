@@ -6,6 +6,7 @@ pure helpers (argument parsing, the exit-status table) are also tested in-proces
 """
 
 import io
+import importlib.util
 import json
 import os
 import re
@@ -24,6 +25,9 @@ from mcpauth import (AuthorizationServerMismatchError, ConfigurationError, Disco
                      OAuthError, ProtocolError, ResourceMismatchError, TokenResponseError,
                      TransportError, UnauthorizedError, __version__, cli)
 from mcpauth.testing import LoopbackStack
+
+needs_cryptography = pytest.mark.skipif(
+    importlib.util.find_spec("cryptography") is None, reason="needs the cryptography package")
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_LIKE = "s3cr3t-Value-that-must-never-show"
@@ -271,6 +275,10 @@ def test_warm_cache_run_makes_one_http_request(stack, tmp_path):
     code, out, err = run(["call", stack.mcp_url, "add", "--json", '{"a": 1, "b": 2}'], env)
     assert code == 0, err
     assert len(stack.as_.token_requests()) == 1
+    # Cold: the call, refused without a token, then replayed; no server/discover.
+    assert [(r.info.get("jsonrpc_method"), r.status) for r in stack.mcp.calls()] == [
+        ("tools/call", 200)]
+    assert [r.status for r in stack.mcp.mcp_requests()] == [401, 200]
     stack.as_.reset_records()
     stack.mcp.reset_records()
 
@@ -302,15 +310,21 @@ def test_a_corrupt_cache_file_is_one_warning_line_and_the_run_succeeds(stack, tm
     assert out.strip() in cache.read_text()
 
 
-def test_a_remembered_protocol_is_forgotten_after_a_version_error():
-    from mcpauth.errors import MCPError
-
-    trouble = cli._may_be_version_trouble
-    assert trouble(MCPError("Unsupported protocol version", code=-32022, status_code=400))
-    assert trouble(MCPError("Bad Request: Server not initialized", code=-32000))
-    assert trouble(ProtocolError("not JSON-RPC"))
-    assert not trouble(MCPError("Unknown tool: x", code=-32602, status_code=200))
-    assert not trouble(OAuthError("invalid_client"))
+def test_a_legacy_server_is_detected_from_the_call_itself(tmp_path):
+    with LoopbackStack(mcp_options={"legacy_only": True, "sessions": True}) as legacy:
+        env = dict(creds(legacy), MCPAUTH_CACHE=str(tmp_path / "tokens.json"))
+        for _ in range(2):  # cold, then warm: the same detection each time
+            legacy.mcp.reset_records()
+            code, out, err = run(["call", legacy.mcp_url, "add", "--json",
+                                  '{"a": 1, "b": 2}'], env)
+            assert code == 0, err
+            assert json.loads(out)["structuredContent"] == {"result": 3}
+            calls = [(r.method, r.info.get("jsonrpc_method"), r.status)
+                     for r in legacy.mcp.mcp_requests() if r.status != 401]
+            assert calls == [("POST", "tools/call", 400), ("POST", "initialize", 200),
+                             ("POST", "notifications/initialized", 202),
+                             ("POST", "tools/call", 200), ("DELETE", None, 200)]
+        assert len(legacy.as_.token_requests()) == 1
 
 
 def test_bring_your_own_token_from_the_environment(stack):
@@ -335,6 +349,7 @@ def test_a_refused_own_token_exits_3(stack, tmp_path):
 
 
 @pytest.mark.crypto
+@needs_cryptography
 def test_private_key_file(stack, tmp_path):
     from cryptography.hazmat.backends import default_backend
     from cryptography.hazmat.primitives import serialization
@@ -361,6 +376,7 @@ def test_private_key_file(stack, tmp_path):
 
 
 @pytest.mark.crypto
+@needs_cryptography
 def test_workload_token_file(stack, tmp_path):
     from mcpauth import jws
 
@@ -502,6 +518,7 @@ def test_tool_arguments():
 # ---------------------------------------------------------------- demo and vendoring
 
 
+@needs_cryptography
 def test_demo_passes_every_flow_quickly_and_prints_no_token():
     start = time.monotonic()
     code, out, err = run(["demo"])
@@ -517,6 +534,7 @@ def test_demo_passes_every_flow_quickly_and_prints_no_token():
     assert elapsed < 15
 
 
+@needs_cryptography
 def test_demo_reports_a_failing_flow_and_exits_1(monkeypatch):
     from mcpauth import _demo
 

@@ -20,6 +20,7 @@ from mcpauth import (
     BearerTokenProvider,
     ClientCredentialsProvider,
     ConfigurationError,
+    FileTokenCache,
     InsecureEndpointError,
     InsufficientScopeError,
     ProtocolError,
@@ -34,6 +35,7 @@ from mcpauth.client import (
     META_CLIENT_CAPABILITIES,
     META_CLIENT_INFO,
     META_PROTOCOL_VERSION,
+    META_SERVER_INFO,
     MCPClient,
     _header_value,
     _iter_lines,
@@ -79,6 +81,19 @@ def methods(server):
 
 def body(record):
     return json.loads(record.body.decode("utf-8"))
+
+
+def wire(server):
+    """(JSON-RPC method or HTTP method, status) of every request to the MCP endpoint,
+    including those refused before the server read them (401, canned routes)."""
+    seen = []
+    for record in server.mcp_requests():
+        name = record.method
+        if record.method == "POST":
+            sent = body(record)
+            name = sent.get("method", "response %s" % sent.get("id"))
+        seen.append((name, record.status))
+    return seen
 
 
 def sse(*events):
@@ -141,20 +156,39 @@ def test_server_choosing_an_unknown_version_is_refused(make_server):
 
 
 def test_default_detects_a_legacy_server_and_remembers(make_server):
+    """The first real request goes out on the 2026-07-28 wire; the legacy server refuses
+    it (400 -32000), the client initializes and sends it again; no server/discover."""
     server = make_server(legacy_only=True)
     with client_for(server) as client:
-        assert client.protocol_version is None
-        client.list_tools()
-        client.call_tool("add", {"a": 1, "b": 1})
+        assert client.protocol_version is None and client.lifecycle is None
+        assert [t["name"] for t in client.list_tools()] == BUILTIN_TOOLS
         assert client.lifecycle == "stateful"
         assert client.protocol_version == LEGACY_PROTOCOL_VERSION
         assert client.server_info == {"name": "mcpauth-test-server", "version": "0.0.0"}
-    probe, init = server.calls()[:2]
-    assert probe.info["jsonrpc_method"] == "server/discover" and probe.status == 400
-    assert probe.headers["MCP-Protocol-Version"] == LATEST_PROTOCOL_VERSION
+        client.call_tool("add", {"a": 1, "b": 1})
+        client.request("ping")
+    assert wire(server) == [("tools/list", 400), ("initialize", 200),
+                            ("notifications/initialized", 202), ("tools/list", 200),
+                            ("tools/call", 200), ("ping", 200)]
+    first, init = server.calls()[:2]
+    assert first.headers["MCP-Protocol-Version"] == LATEST_PROTOCOL_VERSION
+    assert body(first)["params"]["_meta"][META_PROTOCOL_VERSION] == LATEST_PROTOCOL_VERSION
     assert body(init)["params"]["protocolVersion"] == LEGACY_PROTOCOL_VERSION
-    assert methods(server) == ["server/discover", "initialize", "notifications/initialized",
-                               "tools/list", "tools/call"]
+    # Detected once: every later request is stateful, without _meta.
+    for record in server.calls()[2:]:
+        assert record.info["lifecycle"] == "stateful"
+        assert record.headers["MCP-Protocol-Version"] == LEGACY_PROTOCOL_VERSION
+        assert "_meta" not in body(record).get("params", {})
+
+
+def test_connect_detects_a_legacy_server_with_server_discover(make_server):
+    server = make_server(legacy_only=True)
+    with client_for(server) as client:
+        assert client.connect()["lifecycle"] == "stateful"
+        client.list_tools()
+    assert wire(server) == [("server/discover", 400), ("initialize", 200),
+                            ("notifications/initialized", 202), ("tools/list", 200)]
+    assert server.calls()[0].headers["MCP-Protocol-Version"] == LATEST_PROTOCOL_VERSION
 
 
 def test_default_detects_a_stateless_only_server(make_server):
@@ -169,13 +203,22 @@ def test_default_detects_a_stateless_only_server(make_server):
     assert methods(server) == ["server/discover", "tools/call"]
 
 
-def test_default_prefers_stateless_on_a_dual_era_server(make_server):
+@pytest.mark.parametrize("explicit", [False, True], ids=["lazy", "connect"])
+def test_default_prefers_stateless_on_a_dual_era_server(make_server, explicit):
     server = make_server(response_mode="sse")
     with client_for(server) as client:
+        if explicit:
+            client.connect()
         client.list_tools()
+        client.call_tool("echo", {})
         assert client.lifecycle == "stateless"
-    assert methods(server) == ["server/discover", "tools/list"]
-    assert "initialize" not in methods(server)
+        assert client.protocol_version == LATEST_PROTOCOL_VERSION
+        # server/discover tells serverInfo; this server puts none in its results.
+        assert client.server_info == ({"name": "mcpauth-test-server", "version": "0.0.0"}
+                                      if explicit else None)
+    assert wire(server) == [("server/discover", 200)] * explicit + [
+        ("tools/list", 200), ("tools/call", 200)]
+    assert {r.info["lifecycle"] for r in server.calls()} == {"stateless"}
 
 
 def test_default_falls_back_on_a_non_json_400(make_server):
@@ -187,20 +230,105 @@ def test_default_falls_back_on_a_non_json_400(make_server):
     assert methods(server) == ["initialize", "notifications/initialized", "tools/list"]
 
 
-@pytest.mark.parametrize("status, code", [(404, -32601), (400, -32020), (400, -32602)])
-def test_a_modern_error_to_the_probe_means_a_modern_server(make_server, status, code):
-    server = make_server(stateless_only=True)
+@pytest.mark.parametrize("explicit", [False, True], ids=["lazy", "connect"])
+@pytest.mark.parametrize("status, code", [(404, -32601), (400, -32020), (400, -32021),
+                                          (400, -32022), (400, -32602)])
+def test_a_modern_error_means_a_modern_server(make_server, status, code, explicit):
+    server = make_server()  # dual-era: a fallback would be served, and seen
     server.set_route(server.path, status, {"jsonrpc": "2.0", "id": 1, "error": {
         "code": code, "message": "modern"}}, method="POST", times=1)
+    first = "server/discover" if explicit else "tools/list"
     with client_for(server) as client:
-        if code == -32601:  # a server without server/discover is still modern
-            client.list_tools()
-            assert client.lifecycle == "stateless"
+        if explicit and code == -32601:  # a server without server/discover is still modern
+            assert client.connect()["lifecycle"] == "stateless"
         else:
             with pytest.raises(MCPError) as info:
-                client.list_tools()
+                client.connect() if explicit else client.list_tools()
             assert info.value.code == code and info.value.status_code == status
-    assert "initialize" not in methods(server)
+        client.list_tools()
+        assert client.lifecycle == "stateless"
+    assert wire(server) == [(first, status), ("tools/list", 200)]
+    assert {r.info["lifecycle"] for r in server.calls()} == {"stateless"}
+
+
+def test_a_json_rpc_error_in_a_2xx_means_a_modern_server(make_server):
+    """An application error (unknown tool: -32602 in HTTP 200) is the server's answer to
+    the call, not a sign of a legacy server: no fallback, the error is raised."""
+    server = make_server()
+    with client_for(server) as client:
+        with pytest.raises(MCPError) as info:
+            client.call_tool("no-such-tool")
+        assert (info.value.code, info.value.status_code) == (-32602, 200)
+        assert client.lifecycle == "stateless"
+        assert client.protocol_version == LATEST_PROTOCOL_VERSION
+        assert client.call_tool("fail")["isError"] is True
+    assert wire(server) == [("tools/call", 200), ("tools/call", 200)]
+    assert {r.info["lifecycle"] for r in server.calls()} == {"stateless"}
+
+
+def test_server_info_from_result_meta(make_server):
+    server = make_server(stateless_only=True)
+    stamp = {"name": "stamped", "version": "9"}
+    server.add_tool("stamped", lambda args, token: {
+        "content": [], "_meta": {META_SERVER_INFO: stamp}})
+    with client_for(server) as client:
+        client.call_tool("echo")
+        assert client.server_info is None
+        client.call_tool("stamped")
+        assert client.server_info == stamp
+        client.call_tool("echo")  # a result without it keeps what is known
+        assert client.server_info == stamp
+
+
+def test_a_legacy_answer_to_a_first_notification_falls_back(make_server):
+    server = make_server(legacy_only=True)
+    with client_for(server) as client:
+        client.notify("notifications/cancelled", {"requestId": 7})
+        assert client.lifecycle == "stateful"
+        client.request("ping")
+    assert wire(server) == [("notifications/cancelled", 400), ("initialize", 200),
+                            ("notifications/initialized", 202),
+                            ("notifications/cancelled", 202), ("ping", 200)]
+    modern = make_server(stateless_only=True)
+    with client_for(modern) as client:
+        client.notify("notifications/cancelled", {"requestId": 7})
+        assert client.lifecycle == "stateless"
+    assert wire(modern) == [("notifications/cancelled", 202)]
+
+
+@pytest.mark.parametrize("status", [503, 429])
+def test_an_answer_that_tells_nothing_leaves_detection_running(make_server, status):
+    """A 5xx, 408 or 429 to the first request says nothing about the lifecycle: it is
+    raised, and the next request detects (here a legacy server, then a modern one)."""
+    for kw, after in (({"legacy_only": True}, [
+            ("tools/list", 400), ("initialize", 200), ("notifications/initialized", 202),
+            ("tools/list", 200)]), ({"stateless_only": True}, [("tools/list", 200)])):
+        server = make_server(**kw)
+        server.set_route(server.path, status, {"jsonrpc": "2.0", "id": 1, "error": {
+            "code": -32000, "message": "busy"}}, method="POST", times=1)
+        with client_for(server) as client:
+            with pytest.raises(MCPError) as info:
+                client.list_tools()
+            assert info.value.status_code == status
+            assert client.lifecycle is None and client.protocol_version is None
+            client.list_tools()
+            assert client.lifecycle == ("stateful" if "legacy_only" in kw else "stateless")
+        assert wire(server) == [("tools/list", status)] + after
+
+
+def test_detection_waits_for_an_answer(make_server):
+    """A first request that gets no MCP answer (401 without a provider) detects nothing:
+    the next request detects again."""
+    server = make_server(legacy_only=True)
+    with MCPClient(server.url) as client:
+        with pytest.raises(UnauthorizedError):
+            client.list_tools()
+        assert client.lifecycle is None and client.protocol_version is None
+        client._session.headers["Authorization"] = "Bearer " + TOKEN
+        client.list_tools()
+        assert client.lifecycle == "stateful"
+    assert wire(server) == [("tools/list", 401), ("tools/list", 400), ("initialize", 200),
+                            ("notifications/initialized", 202), ("tools/list", 200)]
 
 
 # ----------------------------------------------------------------------------- -32022
@@ -257,8 +385,8 @@ def test_unsupported_version_is_retried_only_once():
                 client.list_tools()
             assert client.lifecycle == "stateful"
     assert info.value.code == -32022
-    assert methods(server) == ["server/discover", "tools/list", "initialize",
-                               "notifications/initialized", "tools/list"]
+    assert wire(server) == [("tools/list", 400), ("initialize", 200),
+                            ("notifications/initialized", 202), ("tools/list", 400)]
 
 
 def test_pinned_stateless_raises_unsupported_version(make_server):
@@ -284,9 +412,13 @@ def test_session_id_echoed_and_deleted_on_close(make_server):
         assert server.sessions[session_id]["initialized"] is True
     assert server.sessions == {}
     assert client.session_id is None
-    after_init = [r for r in server.mcp_requests()
-                  if r.info.get("jsonrpc_method") not in ("server/discover", "initialize")]
-    assert [r.method for r in after_init] == ["POST", "POST", "POST", "DELETE"]
+    assert wire(server) == [("tools/list", 400), ("initialize", 200),
+                            ("notifications/initialized", 202), ("tools/list", 200),
+                            ("tools/call", 200), ("DELETE", 200)]
+    refused = server.mcp_requests()[0]
+    assert "Mcp-Session-Id" not in refused.headers
+    assert refused.headers["MCP-Protocol-Version"] == LATEST_PROTOCOL_VERSION
+    after_init = server.mcp_requests()[2:]
     for record in after_init:
         assert record.headers["Mcp-Session-Id"] == session_id
         assert record.headers["MCP-Protocol-Version"] == LEGACY_PROTOCOL_VERSION
@@ -334,24 +466,49 @@ def test_a_second_404_is_raised(make_server):
     assert info.value.code == -32001 and info.value.status_code == 404
 
 
-def test_concurrent_first_requests_share_one_handshake(make_server):
-    server = make_server(sessions=True, legacy_only=True)
+class GatheringServer(MCPServer):
+    """A legacy server that holds every 2026-07-28 request until ``count`` of them have
+    arrived, so that all of them are refused while detection is still running."""
+
+    def __init__(self, count, **kw):
+        MCPServer.__init__(self, **kw)
+        self.gate = threading.Barrier(count)
+
+    def handle(self, record):
+        if record.headers.get("MCP-Protocol-Version") == LATEST_PROTOCOL_VERSION:
+            self.gate.wait(timeout=10)
+        return MCPServer.handle(self, record)
+
+
+@pytest.mark.parametrize("count", [2, 8])
+def test_concurrent_first_requests_share_one_handshake(count):
     results, errors = [], []
-    with client_for(server) as client:
-        def work(i):
-            try:
-                results.append(client.call_tool("add", {"a": i, "b": 1}))
-            except Exception as exc:  # pragma: no cover - reported below
-                errors.append(exc)
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+    with GatheringServer(count, static_tokens=[TOKEN], sessions=True,
+                         legacy_only=True) as server:
+        with client_for(server) as client:
+            def work(i):
+                try:
+                    results.append(client.call_tool("add", {"a": i, "b": 1}))
+                except Exception as exc:  # pragma: no cover - reported below
+                    errors.append(exc)
+            threads = [threading.Thread(target=work, args=(i,)) for i in range(count)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert client.lifecycle == "stateful"
+        assert server.errors == []
     assert errors == []
-    assert sorted(r["structuredContent"]["result"] for r in results) == list(range(1, 9))
-    assert methods(server).count("initialize") == 1
-    assert methods(server).count("server/discover") == 1
+    assert sorted(r["structuredContent"]["result"] for r in results) == list(
+        range(1, count + 1))
+    seen = wire(server)
+    assert sorted(seen) == sorted([("tools/call", 400)] * count + [
+        ("initialize", 200), ("notifications/initialized", 202)] + [
+        ("tools/call", 200)] * count + [("DELETE", 200)])
+    # One handshake, finished before any request was sent again on the stateful wire.
+    assert seen.index(("initialize", 200)) < seen.index(("notifications/initialized", 202)) \
+        < seen.index(("tools/call", 200))
+    assert seen[-1] == ("DELETE", 200)
     ids = [body(r).get("id") for r in server.calls() if "id" in body(r)]
     assert len(ids) == len(set(ids))
 
@@ -456,7 +613,8 @@ def test_client_credentials_provider_extension_and_cold_401():
                 == stack.client_id
             client.list_tools()
         records = stack.mcp.mcp_requests()
-        assert [r.status for r in records] == [401, 200, 200, 200]
+        assert wire(stack.mcp) == [("tools/call", 401), ("tools/call", 200),
+                                   ("tools/list", 200)]
         refused, replayed = records[0], records[1]
         assert "Authorization" not in refused.headers
         assert replayed.body == refused.body
@@ -465,6 +623,32 @@ def test_client_credentials_provider_extension_and_cold_401():
         caps = replayed.info["client_capabilities"]
         assert caps == {"extensions": {EXTENSION_OAUTH_CLIENT_CREDENTIALS: {}}}
         assert len(stack.as_.token_requests()) == 1
+
+
+def test_a_warm_run_makes_exactly_one_http_request(tmp_path):
+    """REQUIREMENTS issue 5: a cron run with a valid cached token makes one HTTP request
+    in all, the MCP call itself: no token request, no discovery, no server/discover."""
+    path = str(tmp_path / "tokens.json")
+
+    def run(stack):
+        provider = ClientCredentialsProvider(stack.client_id, stack.client_secret,
+                                             cache=FileTokenCache(path))
+        with MCPClient(stack.mcp_url, auth=provider) as client:
+            return client.call_tool("add", {"a": 2, "b": 3})
+
+    with LoopbackStack() as stack:
+        assert run(stack)["structuredContent"] == {"result": 5}  # cold: fills the file
+        assert len(stack.as_.token_requests()) == 1
+        stack.as_.reset_records()
+        stack.mcp.reset_records()
+        assert run(stack)["structuredContent"] == {"result": 5}  # warm: a new process
+        assert stack.as_.requests == []
+        assert [(r.method, r.url_path, r.status) for r in stack.mcp.requests] == [
+            ("POST", "/mcp", 200)]
+        call = stack.mcp.requests[0]
+        assert body(call)["method"] == "tools/call"
+        assert call.info["lifecycle"] == "stateless"
+        assert call.headers["MCP-Protocol-Version"] == LATEST_PROTOCOL_VERSION
 
 
 def test_provider_handles_an_injected_401_mid_session(make_server):
@@ -758,8 +942,12 @@ def test_logging_names_methods_but_never_tokens_or_arguments(make_server, caplog
     caplog.set_level(logging.DEBUG, logger="mcpauth")
     with client_for(server) as client:
         client.call_tool("echo", {"password": "hunter2-argument"})
+    legacy = make_server(legacy_only=True)
+    with client_for(legacy) as client:
+        client.call_tool("echo", {"password": "hunter2-argument"})
     text = caplog.text
-    assert "tools/call" in text and "server/discover" in text
+    assert "tools/call" in text and "server/discover" not in text  # no probe
+    assert "is not a 2026-07-28 server (HTTP 400); falling back to initialize" in text
     assert "notifications/message" in text
     assert TOKEN not in text and "hunter2-argument" not in text
     assert "notification 0" not in text

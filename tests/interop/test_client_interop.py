@@ -6,6 +6,7 @@ Two independently written MCP servers (tests/interop/peers.py), each behind the 
 * SDK 1.32.2 (``@modelcontextprotocol/sdk``, ``mcp_server.mjs``): the stateful lifecycle
   only; a 2026-07-28 request gets ``400 -32000``. Tested sessionless and with
   ``Mcp-Session-Id``, with SSE and JSON replies; the default client detects it as legacy
+  from the answer to its first request (or to ``server/discover`` after ``connect()``)
   and falls back to ``initialize`` (REQUIREMENTS §4 "a dual-era client inspects the body
   of a 400").
 * SDK 2.4.0 (``@modelcontextprotocol/server``, ``mcp_server_v2.mjs``): the stateless
@@ -132,11 +133,13 @@ def test_v1_default_detects_the_legacy_server(v1: Any) -> None:
         session_id = client.session_id
     check_facts(v1, facts, V1_TOOLS)
     log = new_log(v1, since)
-    # Cold start: 401 without a token; the provider's replay is the 2026-07-28 probe,
-    # which the 1.x transport refuses with 400; then the stateful handshake.
+    # Cold start: 401 without a token; the provider's replay is the first request on the
+    # 2026-07-28 wire, which the 1.x transport refuses with 400; then the stateful
+    # handshake and the same request again. No server/discover.
     assert [(r.get("rpc_method"), r["status"]) for r in log[:4]] == [
-        ("server/discover", 401), ("server/discover", 400), ("initialize", 200),
+        ("tools/list", 401), ("tools/list", 400), ("initialize", 200),
         ("notifications/initialized", 202)]
+    assert "server/discover" not in [r.get("rpc_method") for r in log]
     assert log[1].get("mcp_protocol_version") == MODERN
     assert log[2].get("mcp_protocol_version") is None  # not on initialize
     posts = [r for r in log[3:] if r["method"] == "POST"]
@@ -158,6 +161,17 @@ def test_v1_default_detects_the_legacy_server(v1: Any) -> None:
     else:
         assert session_id is None
         assert [r for r in log if r["method"] == "DELETE"] == []
+
+
+def test_v1_connect_detects_with_server_discover(v1: Any) -> None:
+    since = len(v1.mcp_requests())
+    with MCPClient(v1.mcp_url, auth=provider(v1)) as client:
+        assert client.connect()["lifecycle"] == "stateful"
+        assert sorted(t["name"] for t in client.list_tools()) == V1_TOOLS
+    posts = [(r.get("rpc_method"), r["status"]) for r in new_log(v1, since)
+             if r["method"] == "POST"]
+    assert posts == [("server/discover", 401), ("server/discover", 400), ("initialize", 200),
+                     ("notifications/initialized", 202), ("tools/list", 200)]
 
 
 def test_v1_pinned_legacy_version_skips_the_probe(v1: Any) -> None:
@@ -211,9 +225,10 @@ def test_v2_default_speaks_the_stateless_wire(v2: Any) -> None:
     else:  # "json" drops mid-call notifications
         assert seen == []
     log = new_log(v2, since)
-    assert [(r.get("rpc_method"), r["status"]) for r in log[:2]] == [
-        ("server/discover", 401), ("server/discover", 200)]
-    assert "initialize" not in [r.get("rpc_method") for r in log]
+    # No probe: the first request (refused without a token, then replayed) detects.
+    assert [r.get("rpc_method") for r in log] == ["tools/list", "tools/list"] + [
+        "tools/call"] * 4
+    assert log[0]["status"] == 401
     expected_type = "text/event-stream" if v2.response_mode == "sse" else "application/json"
     for record in log[1:]:
         assert record["status"] == 200
@@ -228,6 +243,18 @@ def test_v2_default_speaks_the_stateless_wire(v2: Any) -> None:
             assert record.get("mcp_name") in ("echo", "add", "whoami", "notify")
         else:
             assert record.get("mcp_name") is None
+
+
+def test_v2_connect_detects_with_server_discover(v2: Any) -> None:
+    since = len(v2.mcp_requests())
+    with MCPClient(v2.mcp_url, auth=provider(v2)) as client:
+        info = client.connect()
+        assert (info["lifecycle"], info["protocolVersion"]) == ("stateless", MODERN)
+        assert info["serverInfo"] == {"name": "mcpauth-interop-mcp-v2", "version": "1.0.0"}
+        client.list_tools()
+    log = new_log(v2, since)
+    assert [(r.get("rpc_method"), r["status"]) for r in log] == [
+        ("server/discover", 401), ("server/discover", 200), ("tools/list", 200)]
 
 
 def test_v2_pinned_stateless_and_extension(v2: Any) -> None:
