@@ -15,9 +15,12 @@ lives on the ``PreparedRequest``, never in shared counters.
 
 Trust model of the OAuth providers: the MCP server names its authorization server
 (RFC 9728), and that server's metadata must name itself (RFC 8414 §3.3). Without
-``expected_issuer`` whatever authorization server the MCP server names receives the
-client's credentials; with it, discovery that leads anywhere else raises
-:class:`~mcpauth.errors.AuthorizationServerMismatchError` before anything is sent.
+``expected_issuer`` the first authorization server the MCP server names receives the
+client's credentials (trust on first use), and the credentials are then bound to it:
+discovery that later leads anywhere else raises
+:class:`~mcpauth.errors.AuthorizationServerMismatchError` (MCP "Authorization Server
+Binding", SEP-2352) unless ``allow_issuer_change=True``. With ``expected_issuer``,
+discovery that leads anywhere else raises before anything at all is sent.
 """
 
 import logging
@@ -31,10 +34,12 @@ import requests
 from . import discovery as _discovery
 from .cache import MemoryTokenCache, TokenCache, token_key
 from .errors import (
+    AuthorizationServerMismatchError,
     ConfigurationError,
     DiscoveryError,
     InsufficientScopeError,
     MCPAuthError,
+    ProtocolError,
     UnauthorizedError,
 )
 from .grants import (
@@ -95,9 +100,36 @@ class AuthContext(NamedTuple):
 
 
 def server_url_of(url: str) -> str:
-    """The MCP server URL a request targets: the URL without query or fragment."""
+    """The MCP server URL a request targets: the URL without userinfo, query or fragment.
+
+    Userinfo is dropped so that credentials embedded in a URL never become an RFC 8707
+    ``resource`` or a cache key.
+    """
     parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _covers(base: str, server: str) -> bool:
+    """True if ``server`` is ``base`` or below it (same origin, path-segment prefix)."""
+    b, s = urlsplit(base), urlsplit(server)
+    if (b.scheme.lower(), b.netloc.lower()) != (s.scheme.lower(), s.netloc.lower()):
+        return False
+    base_path = b.path.rstrip("/")
+    return s.path == b.path or s.path.startswith(base_path + "/") or base_path == ""
+
+
+def _peer_scope(value: str, what: str) -> Optional[str]:
+    """A scope received from a peer: invalid syntax is the peer's fault, not ours."""
+    try:
+        return validate_scope(value, what)
+    except ConfigurationError:
+        raise ProtocolError("the {} is not a valid RFC 6749 §3.3 scope".format(what)) from None
+
+
+# RFC 6749 Appendix A.12: access-token = 1*VSCHAR; RFC 6750 §2.1 b64token is narrower.
+def _is_vschar_token(value: str) -> bool:
+    return bool(value) and all("\x20" <= ch <= "\x7e" for ch in value)
 
 
 def _challenge_of(response: Any) -> Optional[_discovery.Challenge]:
@@ -386,11 +418,16 @@ class BearerTokenProvider(AuthProvider):
         token: the token, or a callable returning it.
         on_unauthorized: ``callable(ctx) -> None``, called once per refused request.
         session: given to the hook as ``ctx.session``.
+        server_url: bind the token to this MCP server (REQUIREMENTS G7): a request to any
+            other server (another origin, or a path outside this one) raises
+            :class:`~mcpauth.errors.ConfigurationError` instead of carrying the token.
+            Recommended whenever the session also talks to other hosts.
     """
 
     def __init__(self, token: TokenSource,
                  on_unauthorized: Optional[Callable[[AuthContext], None]] = None,
-                 session: Any = None) -> None:
+                 session: Any = None, server_url: Optional[str] = None) -> None:
+        self.server_url = server_url_of(server_url) if server_url else None
         if isinstance(token, str):
             if not token:
                 raise ConfigurationError("token must be a non-empty string or a callable")
@@ -416,12 +453,18 @@ class BearerTokenProvider(AuthProvider):
         value = self._source()
         if value is None:
             return None
-        if not isinstance(value, str) or not value or any(
-                c in value for c in "\r\n\x00"):
+        if not isinstance(value, str) or not _is_vschar_token(value):
             raise ConfigurationError(
-                "the token source returned something other than a non-empty, single-line "
-                "string")
+                "the token source returned something other than a non-empty string of "
+                "printable ASCII characters (RFC 6749 Appendix A.12)")
         return value
+
+    def _token_for(self, server_url: str) -> Optional[str]:
+        if self.server_url is not None and not _covers(self.server_url, server_url):
+            raise ConfigurationError(
+                "this BearerTokenProvider is bound to {}; refusing to send its token to "
+                "{}".format(redact_url(self.server_url), redact_url(server_url)))
+        return self.token()
 
     def on_unauthorized(self, ctx: AuthContext) -> None:
         if self._hook is None:
@@ -450,8 +493,13 @@ class OAuthProvider(AuthProvider):
                  refresh_skew: float = DEFAULT_REFRESH_SKEW,
                  max_step_up: int = DEFAULT_MAX_STEP_UP,
                  clock: Callable[[], float] = time.time,
-                 transport: Optional[Transport] = None) -> None:
+                 transport: Optional[Transport] = None,
+                 allow_issuer_change: bool = False) -> None:
         self.client_id = client_id
+        self.allow_issuer_change = allow_issuer_change
+        # H1 / SEP-2352: credentials are bound to the first authorization server they
+        # are used with (or to the pinned one) and never sent to another.
+        self._bound_issuer: Optional[str] = expected_issuer or issuer
         self.scope = validate_scope(scope)
         self.expected_issuer = expected_issuer
         self.issuer = issuer
@@ -537,8 +585,7 @@ class OAuthProvider(AuthProvider):
         refused = _bearer_of(ctx.response.request)
         with state.lock:
             if params.get("scope"):
-                state.challenge_scope = validate_scope(params["scope"],
-                                                       "scope in the 401 challenge")
+                state.challenge_scope = _peer_scope(params["scope"], "scope in the 401 challenge")
             target = state.target
             if refused is not None and target is not None:
                 key = self._key(target, state)
@@ -546,8 +593,8 @@ class OAuthProvider(AuthProvider):
                 if current is not None and current.access_token != refused:
                     return  # another thread already replaced the refused token
                 self._cache.delete_token(key, refused)
-                state.target = None
                 self._cache.delete_discovery(ctx.server_url)
+                state.target = None
             if state.target is None:
                 state.target = self._discover(
                     ctx.server_url, params.get("resource_metadata"), state.challenge_scope)
@@ -568,19 +615,54 @@ class OAuthProvider(AuthProvider):
             return state
 
     def _target(self, server: str, state: _ServerState) -> Optional[_Target]:
-        if state.target is None:
-            cached = self._cache.get_discovery(server)
-            if cached is not None:
-                target = _Target.from_dict(cached)
-                if target is not None and self._target_acceptable(target):
-                    state.target = target
-        return state.target
+        target = state.target
+        if target is not None:
+            return target
+        with state.lock:
+            if state.target is None:
+                cached = self._cache.get_discovery(server)
+                if cached is not None:
+                    loaded = _Target.from_dict(cached)
+                    if loaded is not None and self._target_acceptable(loaded):
+                        self._bind_issuer(server, loaded.issuer)
+                        state.target = loaded
+            return state.target
 
     def _target_acceptable(self, target: _Target) -> bool:
         pinned = self.expected_issuer or self.issuer
-        return pinned is None or target.issuer == pinned
+        if pinned is not None and target.issuer != pinned:
+            return False
+        with self._states_lock:
+            bound = self._bound_issuer
+        return bound is None or target.issuer == bound or self.allow_issuer_change
+
+    def _bind_issuer(self, server: str, issuer: Optional[str]) -> None:
+        """Tie this provider's credentials to ``issuer``, or refuse a different one."""
+        if issuer is None:
+            return
+        with self._states_lock:
+            bound = self._bound_issuer
+            if bound is None or bound == issuer:
+                self._bound_issuer = issuer
+                return
+            if self.allow_issuer_change:
+                logger.warning("%s now uses authorization server %s instead of %s "
+                               "(allow_issuer_change=True)", redact_url(server),
+                               redact_url(issuer), redact_url(bound))
+                self._bound_issuer = issuer
+                return
+        raise AuthorizationServerMismatchError(
+            "{} names authorization server {}, but this provider's credentials are bound "
+            "to {}; refusing to send them there (pin expected_issuer=, or pass "
+            "allow_issuer_change=True if the client is registered at both)".format(
+                redact_url(server), redact_url(issuer), redact_url(bound)),
+            expected_issuer=bound, issuer=issuer)
 
     def _token_for(self, server: str) -> Optional[str]:
+        if self.resource is not None and not _covers(self.resource, server):
+            raise ConfigurationError(
+                "this provider is configured for resource {}; refusing to send its token "
+                "to {}".format(redact_url(self.resource), redact_url(server)))
         state = self._state(server)
         target = self._target(server, state)
         if target is None and self.token_endpoint is not None:
@@ -690,6 +772,7 @@ class OAuthProvider(AuthProvider):
                              md.token_endpoint, md.token_endpoint_auth_methods_supported,
                              md.token_endpoint_auth_signing_alg_values_supported, scopes,
                              challenge_scope)
+        self._bind_issuer(server, target.issuer)
         self._cache.set_discovery(server, target.to_dict())
         return target
 
@@ -715,8 +798,8 @@ class OAuthProvider(AuthProvider):
             if response.status != 401 or challenge is None:
                 raise first
             if challenge.params.get("scope"):
-                state.challenge_scope = validate_scope(challenge.params["scope"],
-                                                       "scope in the 401 challenge")
+                state.challenge_scope = _peer_scope(challenge.params["scope"],
+                                                    "scope in the 401 challenge")
             url = challenge.params.get("resource_metadata")
             if url is None:
                 raise first
@@ -731,14 +814,19 @@ class OAuthProvider(AuthProvider):
             target = state.target
             if target is None:
                 return False
+            challenged = _peer_scope(challenged, "scope in the 403 challenge") or ""
             current = self._effective_scope(state, target)
             # SEP-2350: ask for the union of what we had and what is required.
-            union = normalize_scope((current or "").split() + challenged.split(),
-                                    "scope in the 403 challenge")
-            state.step_up_scope = normalize_scope(
-                (state.step_up_scope or "").split() + challenged.split())
-            self._ensure_token(ctx.server_url, state, target,
-                               refused=_bearer_of(ctx.response.request))
+            union = normalize_scope((current or "").split() + challenged.split())
+            previous = state.step_up_scope
+            state.step_up_scope = normalize_scope((previous or "").split() + challenged.split())
+            try:
+                self._ensure_token(ctx.server_url, state, target,
+                                   refused=_bearer_of(ctx.response.request))
+            except BaseException:
+                # A refused step-up (invalid_scope, say) must not poison later requests.
+                state.step_up_scope = previous
+                raise
             logger.debug("stepped-up scope for %s: %s", redact_url(ctx.server_url), union)
         return True
 
@@ -775,6 +863,8 @@ class ClientCredentialsProvider(OAuthProvider):
         server_url: the MCP server URL, needed only to call :meth:`token` directly.
         allow_resource_prefix: accept a PRM ``resource`` that is a same-origin path
             prefix of the server URL (what the official SDKs accept); exact by default.
+        allow_issuer_change: let the credentials go to an authorization server other
+            than the first one they were used with (bound by default, SEP-2352).
         session: a ``requests.Session`` whose TLS and proxy settings discovery and token
             requests use (its auth, headers and cookies are not sent there).
         timeout: seconds for each discovery or token request.

@@ -301,3 +301,25 @@ def test_subclass_with_on_unauthorized_is_replayed_once(server, session):
 def test_base_class_token_is_abstract():
     with pytest.raises(NotImplementedError):
         AuthProvider().token()
+
+
+# -- G7: binding to one server, and token syntax ---------------------------------------------
+
+def test_server_url_binds_the_token_to_one_server(server, session):
+    with MCPServer(static_tokens=[GOOD]) as other:
+        session.auth = BearerTokenProvider(GOOD, server_url=server.url)
+        assert call(session, server.url + "?x=1").status_code == 200   # query ignored
+        with pytest.raises(ConfigurationError) as info:
+            call(session, other.url)
+        assert other.requests == []
+        assert GOOD not in str(info.value)
+
+
+@pytest.mark.parametrize("bad", ["tok\r\nX-Injected: 1", "t\u00f6ken", "tab\tbed", "nul\x00"])
+def test_token_must_be_printable_ascii(server, session, bad):
+    """RFC 6749 Appendix A.12: access-token = 1*VSCHAR; nothing reaches the server."""
+    session.auth = BearerTokenProvider(lambda: bad)
+    with pytest.raises(ConfigurationError) as info:
+        call(session, server.url)
+    assert bad not in str(info.value)
+    assert server.requests == []

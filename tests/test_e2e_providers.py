@@ -234,19 +234,32 @@ def test_resource_mismatch_sends_no_secret(stack):
 
 
 def test_authorization_server_migration():
-    """SEP-2352: a refused token leads to re-discovery and a token from the new AS."""
+    """SEP-2352 / H1: credentials stay with the authorization server they were used at.
+
+    When the MCP server moves to another AS, an unpinned provider refuses by default
+    (nothing reaches the new AS), follows the move with allow_issuer_change=True, and a
+    pinned provider always refuses.
+    """
     with AuthorizationServer() as as1, AuthorizationServer() as as2:
         as1.register_client("c", client_secret="pw")
         as2.register_client("c", client_secret="pw")
         with MCPServer(authorization_servers=[as1, as2]) as mcp:
-            session = new_session()
-            session.auth = ClientCredentialsProvider("c", "pw")
-            assert rpc(session, mcp.url, "tools/list").status_code == 200
+            strict, lenient = new_session(), new_session()
+            strict.auth = ClientCredentialsProvider("c", "pw")
+            lenient.auth = ClientCredentialsProvider("c", "pw", allow_issuer_change=True)
+            assert rpc(strict, mcp.url, "tools/list").status_code == 200
+            assert rpc(lenient, mcp.url, "tools/list").status_code == 200
+            assert len(as1.token_requests()) == 2
             mcp.authorization_servers = [as2]
             mcp.prm_override = {"authorization_servers": [as2.issuer]}
-            r = rpc(session, mcp.url, "tools/list", msg_id=2)
+            with pytest.raises(AuthorizationServerMismatchError) as info:
+                rpc(strict, mcp.url, "tools/list", msg_id=2)
+            assert info.value.expected_issuer == as1.issuer
+            assert info.value.issuer == as2.issuer
+            assert as2.token_requests() == []
+            r = rpc(lenient, mcp.url, "tools/list", msg_id=2)
             assert r.status_code == 200
-            assert len(as1.token_requests()) == 1 and len(as2.token_requests()) == 1
+            assert len(as2.token_requests()) == 1
             # pinned to as1, the move is refused before anything reaches as2's token endpoint
             session2 = new_session()
             session2.auth = ClientCredentialsProvider("c", "pw", expected_issuer=as1.issuer)
@@ -576,13 +589,73 @@ def test_tokens_are_not_shared_between_servers():
         with MCPServer(authorization_servers=[as1]) as a, \
                 MCPServer(authorization_servers=[as2]) as b:
             session = new_session()
-            session.auth = ClientCredentialsProvider("c", "pw")
+            session.auth = ClientCredentialsProvider("c", "pw", allow_issuer_change=True)
             assert rpc(session, a.url, "tools/list").status_code == 200
             assert rpc(session, b.url, "tools/list").status_code == 200
             token_a = bearer(a.mcp_requests()[-1])
             token_b = bearer(b.mcp_requests()[-1])
             assert token_a != token_b
             assert token_a not in [bearer(r) for r in b.mcp_requests()]
+            # by default one provider's credentials serve one authorization server only
+            strict = new_session()
+            strict.auth = ClientCredentialsProvider("c", "pw")
+            assert rpc(strict, a.url, "tools/list").status_code == 200
+            before = len(as2.token_requests())
+            with pytest.raises(AuthorizationServerMismatchError):
+                rpc(strict, b.url, "tools/list")
+            assert len(as2.token_requests()) == before
+
+
+def test_configured_resource_binds_the_token(stack):
+    """G2: with resource= configured, the token never goes to another server."""
+    with MCPServer(static_tokens=["x"]) as other:
+        session = new_session()
+        session.auth = provider_for(stack, token_endpoint=stack.as_.token_endpoint,
+                                    issuer=stack.issuer, resource=stack.mcp_url)
+        assert rpc(session, stack.mcp_url, "tools/list").status_code == 200
+        with pytest.raises(ConfigurationError):
+            rpc(session, other.url, "tools/list")
+        assert other.requests == []
+
+
+def test_userinfo_never_becomes_the_resource(stack):
+    session = new_session()
+    session.auth = provider_for(stack, token_endpoint=stack.as_.token_endpoint,
+                                issuer=stack.issuer)
+    url = stack.mcp_url.replace("http://", "http://gw-user:GW-PASSWORD@")
+    rpc(session, url, "tools/list")
+    sent = stack.as_.token_requests()[0].form["resource"]
+    assert "GW-PASSWORD" not in sent and sent == stack.mcp_url
+
+
+def test_refused_step_up_does_not_poison_later_requests():
+    with LoopbackStack(allowed_scopes=["mcp:basic"],
+                       mcp_options={"challenge_scope": "mcp:basic"}) as stack:
+        session = new_session()
+        session.auth = provider_for(stack)
+        assert rpc(session, stack.mcp_url, "tools/list").status_code == 200
+        stack.mcp.fail_next(403, count=1, error="insufficient_scope", scope="mcp:admin")
+        with pytest.raises(OAuthError) as info:
+            rpc(session, stack.mcp_url, "tools/list", msg_id=2)
+        assert info.value.error == "invalid_scope"
+        # the next plain request still works with the scope the client may have, and a
+        # renewal asks for that scope, not for the refused union
+        assert rpc(session, stack.mcp_url, "tools/list", msg_id=3).status_code == 200
+        stack.mcp.fail_next(401, count=1, error="invalid_token")
+        assert rpc(session, stack.mcp_url, "tools/list", msg_id=4).status_code == 200
+        scopes = [t.form.get("scope") for t in stack.as_.token_requests()]
+        assert scopes == ["mcp:basic", "mcp:basic mcp:admin", "mcp:basic"]
+
+
+def test_invalid_challenge_scope_is_a_protocol_error(stack):
+    from mcpauth import ProtocolError
+
+    stack.mcp.challenge_scope = "caf\u00e9"     # outside RFC 6749 §3.3 scope-token
+    session = new_session()
+    session.auth = provider_for(stack)
+    with pytest.raises(ProtocolError):
+        rpc(session, stack.mcp_url, "tools/list")
+    assert stack.as_.token_requests() == []
 
 
 def test_no_authorization_after_cross_host_redirect(stack):

@@ -29,6 +29,10 @@ What it does per scenario:
   strict defaults (exact issuer and resource matching) and no issuer pin.
   ``auth/metadata-var2`` publishes a pathless PRM ``resource`` (the origin of the MCP URL),
   which mcpauth accepts only with ``allow_resource_prefix=True``, so that is set there.
+  ``auth/authorization-server-migration`` moves the client to a second authorization
+  server; mcpauth binds credentials to the first one unless ``allow_issuer_change=True``,
+  so that is set there (without it mcpauth refuses, as SEP-2352 asks of pre-registered
+  credentials).
 * ``initialize``, ``tools_call``: no auth.
 
 Then it speaks MCP: connect (initialize on the stateful wire), ``tools/list``, and one
@@ -108,8 +112,12 @@ def make_provider(scenario: str, context: Dict[str, Any]) -> Any:
     if "client_id" in context and "client_secret" in context:
         return ClientCredentialsProvider(context["client_id"], context["client_secret"],
                                          expected_issuer=expected_issuer)
-    return ClientCredentialsProvider(DUMMY_CLIENT_ID, DUMMY_SECRET,
-                                     allow_resource_prefix=scenario == "auth/metadata-var2")
+    return ClientCredentialsProvider(
+        DUMMY_CLIENT_ID, DUMMY_SECRET,
+        allow_resource_prefix=scenario == "auth/metadata-var2",
+        # The scenario registers the client at both servers; mcpauth refuses to move
+        # credentials to another authorization server unless told so (H1, SEP-2352).
+        allow_issuer_change=scenario == "auth/authorization-server-migration")
 
 
 def exercise(client: Any, scenario: str) -> List[str]:
