@@ -26,7 +26,7 @@ import warnings
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 from .errors import ConfigurationError, MCPAuthWarning, clean_peer_text
-from .grants import TokenResponse
+from .grants import TokenResponse, _is_access_token
 
 try:
     import fcntl
@@ -150,6 +150,10 @@ class _ProcessLock(object):
     also takes an exclusive ``flock`` on the lock file, so other processes wait.
     ``flock`` belongs to the open file description, so one descriptor per process is
     the only way nesting and several cache objects on one path stay safe.
+
+    Both waits share one ``timeout``: a thread that cannot get the RLock in time (another
+    thread is inside a slow token request, an assertion callback waiting on an IdP, say)
+    goes on without it, exactly as after a stuck process, and :meth:`acquire` says so.
     """
 
     def __init__(self, path: str) -> None:
@@ -158,17 +162,25 @@ class _ProcessLock(object):
         self.depth = 0  # touched only by the thread holding rlock
         self.fd = None  # type: Optional[int]
 
-    def acquire(self, timeout: float) -> None:
-        self.rlock.acquire()
+    def acquire(self, timeout: float) -> bool:
+        """Take the lock; False when it went on without it (pass that to release)."""
+        deadline = time.monotonic() + timeout
+        if not self.rlock.acquire(timeout=timeout):
+            _warn("another thread has held the token cache lock {} for more than {:g} s; "
+                  "going on without it".format(self.path, timeout))
+            return False
         if self.depth == 0:
             try:
-                self.fd = _lock_file(self.path, timeout)
+                self.fd = _lock_file(self.path, max(deadline - time.monotonic(), 0.0))
             except BaseException:
                 self.rlock.release()
                 raise
         self.depth += 1
+        return True
 
-    def release(self) -> None:
+    def release(self, held: bool = True) -> None:
+        if not held:
+            return
         self.depth -= 1
         try:
             if self.depth == 0 and self.fd is not None:
@@ -271,8 +283,12 @@ def _warn(message: str) -> None:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _token_from_entry(entry: Any) -> Optional[TokenResponse]:
@@ -283,7 +299,7 @@ def _token_from_entry(entry: Any) -> Optional[TokenResponse]:
     token_type = entry.get("token_type")
     received_at = entry.get("received_at")  # type: Any
     expires_in = entry.get("expires_in")
-    if not isinstance(access_token, str) or not access_token \
+    if not _is_access_token(access_token) \
             or not isinstance(token_type, str) or not token_type \
             or not _is_number(received_at) \
             or not (expires_in is None or _is_number(expires_in)):
@@ -291,7 +307,7 @@ def _token_from_entry(entry: Any) -> Optional[TokenResponse]:
     for name in _TOKEN_STR_FIELDS:
         if not (entry.get(name) is None or isinstance(entry.get(name), str)):
             return None
-    return TokenResponse(access_token, token_type,
+    return TokenResponse(str(access_token), token_type,
                          None if expires_in is None else float(expires_in),
                          scope=entry.get("scope"),
                          issued_token_type=entry.get("issued_token_type"),
@@ -329,7 +345,7 @@ def _parse_document(raw: bytes) -> Tuple[Optional[_Document], Optional[str]]:
         return None, "it is larger than {} bytes".format(MAX_FILE_BYTES)
     try:
         doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None, "it is not JSON"
     if not isinstance(doc, dict) or doc.get("format") != FILE_FORMAT:
         return None, "it is not an mcpauth token cache"
@@ -375,11 +391,15 @@ class FileTokenCache(TokenCache):
       processes that start together make one token request; the second one finds the
       first one's token when it gets the lock. Writes take the same lock briefly, so
       concurrent writers never lose each other's entries. The lock is re-entrant
-      within a thread and shared by every FileTokenCache on the same path in a process.
-      After ``lock_timeout`` seconds of waiting for a stuck process it goes on unlocked
-      (with a warning): at worst one extra token request.
-    * A corrupt or foreign file (not JSON, another format or version, malformed
-      entries) is ignored with a :class:`~mcpauth.errors.MCPAuthWarning` and a log
+      within a thread and shared by every FileTokenCache on the same path in a process,
+      so threads of one process queue for it too (it is one lock for every key). After
+      ``lock_timeout`` seconds of waiting, for a stuck process or for another thread in
+      a slow token request (an assertion callback waiting on an IdP), it goes on
+      unlocked with a warning: at worst one extra token request or a lost cache entry,
+      never a wrong token.
+    * A corrupt or foreign file (not JSON, JSON nested too deep to parse, another format
+      or version, malformed entries, an access token that is not RFC 6749 Appendix A.12
+      printable ASCII) is ignored with a :class:`~mcpauth.errors.MCPAuthWarning` and a log
       warning, and rewritten by the next write; it never raises. A file that cannot be
       written is reported the same way, and the process goes on with the token it got.
 
@@ -390,7 +410,7 @@ class FileTokenCache(TokenCache):
 
     Args:
         path: the cache file (str or ``os.PathLike``), made absolute at once.
-        lock_timeout: seconds to wait for another process's lock.
+        lock_timeout: seconds to wait for the lock held by another process or thread.
 
     Raises:
         ConfigurationError: ``path`` is not a str path, or is a directory;
@@ -506,12 +526,16 @@ class FileTokenCache(TokenCache):
 
     @contextlib.contextmanager
     def lock(self, key: str) -> Iterator[None]:
-        """Hold the cache file's exclusive lock (every key shares the one lock file)."""
-        self._process_lock.acquire(self.lock_timeout)
+        """Hold the cache file's exclusive lock (every key shares the one lock file).
+
+        Waits at most ``lock_timeout`` seconds, for other threads of this process and
+        for other processes together, then goes on unlocked with a warning.
+        """
+        held = self._process_lock.acquire(self.lock_timeout)
         try:
             yield
         finally:
-            self._process_lock.release()
+            self._process_lock.release(held)
 
     def _write(self, doc: _Document, keep: Optional[str] = None) -> None:
         now = time.time()

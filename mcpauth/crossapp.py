@@ -17,6 +17,9 @@ A service acts for a user who already signed in at the enterprise IdP, in two le
 
 ``resource`` (RFC 8707) is sent in both legs (REQUIREMENTS D1). ID tokens, ID-JAGs and
 secrets never appear in exception messages, reprs or log lines (EXT-EMA §7.3, §7.4.2).
+An ID-JAG is checked before it is used: it must be a compact JWT (RFC 7515 §7.1), and
+the provider sends one only to the authorization server its ``aud`` names (EXT-EMA
+§7.5.4, REQUIREMENTS J5).
 """
 
 import logging
@@ -27,7 +30,13 @@ from urllib.parse import urlsplit
 
 from . import jws
 from .discovery import AuthorizationServerMetadata, fetch_authorization_server_metadata
-from .errors import ConfigurationError, OAuthError, TokenResponseError, clean_peer_text
+from .errors import (
+    AuthorizationServerMismatchError,
+    ConfigurationError,
+    OAuthError,
+    TokenResponseError,
+    clean_peer_text,
+)
 from .grants import (
     GRANT_TYPE_JWT_BEARER,
     GRANT_TYPE_TOKEN_EXCHANGE,
@@ -206,17 +215,15 @@ def _client_auth(client_id: Any, client_secret: Optional[str], private_key: Any,
 
 def _grant_string(value: Any, what: str = "jwt_auth_grant") -> str:
     if isinstance(value, JwtAuthGrant):
-        return value.jwt_auth_grant
-    if not isinstance(value, str) or not value:
+        value = value.jwt_auth_grant
+    elif not isinstance(value, str) or not value:
         raise ConfigurationError("{} must be the ID-JAG as a non-empty string (or a "
                                  "JwtAuthGrant)".format(what))
-    return value
-
-
-def _numeric(value: Any) -> Optional[float]:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
+    if not jws.is_compact_jws(value):
+        # RFC 7523 §2.1: the assertion "MUST contain a single JWT"; never quoted.
+        raise ConfigurationError("{} is not a compact JWT (three base64url parts; RFC 7515 "
+                                 "§7.1)".format(what))
+    return str(value)
 
 
 def _audiences(claims: Dict[str, Any]) -> List[str]:
@@ -227,6 +234,19 @@ def _audiences(claims: Dict[str, Any]) -> List[str]:
     if isinstance(aud, list):
         return [a for a in aud if isinstance(a, str)]
     return []
+
+
+def _is_issuer(audience: str, issuer: str) -> bool:
+    """``audience`` names ``issuer``, allowing one trailing slash either way."""
+    return audience in (issuer, issuer + "/") or audience + "/" == issuer
+
+
+def _audience_text(audiences: List[str]) -> str:
+    """The ``aud`` values for a message: redacted, cleaned, at most three."""
+    if not audiences:
+        return "missing"
+    shown = ", ".join(clean_peer_text(redact_url(a), 100) or "?" for a in audiences[:3])
+    return shown + (", ..." if len(audiences) > 3 else "")
 
 
 def _typ_is_id_jag(typ: Any) -> bool:
@@ -263,6 +283,8 @@ def _idp_error(exc: OAuthError, token_endpoint: str) -> OAuthError:
 def _grant_from_response(token: TokenResponse, token_endpoint: str) -> JwtAuthGrant:
     grant = token.access_token
     try:
+        if not jws.is_compact_jws(grant):
+            raise ValueError("not a compact JWS")
         header, claims = jws.decode_unverified(grant)
     except (ValueError, TypeError):
         raise TokenResponseError(
@@ -276,7 +298,7 @@ def _grant_from_response(token: TokenResponse, token_endpoint: str) -> JwtAuthGr
                        "will probably refuse it", redact_url(token_endpoint),
                        clean_peer_text(header.get("typ"), 60), TYP_ID_JAG)
     return JwtAuthGrant(grant, token.expires_in, token.scope, received_at=token.received_at,
-                        exp=_numeric(claims.get("exp")))
+                        exp=jws.numeric_date(claims.get("exp")))
 
 
 def _exchange_at_idp(transport: Transport, token_endpoint: str, id_token: str,
@@ -573,7 +595,11 @@ class CrossAppAccessProvider(OAuthProvider):
     Trust model: the IdP is configuration (your callback); the authorization server is
     discovery, pinned with ``expected_issuer``. Without the pin, whichever
     authorization server the MCP server names becomes the audience of the user's
-    ID-JAG and receives this client's credentials. The access token, ID-JAG and
+    ID-JAG and receives this client's credentials. An ID-JAG whose ``aud`` (read, not
+    verified) is not that server's issuer (allowing one trailing slash) is never sent
+    to it: :class:`~mcpauth.errors.AuthorizationServerMismatchError` is raised before
+    the token request (EXT-EMA §7.5.4: no leak to third-party origins). The assertion
+    must be a compact JWT (three base64url parts). The access token, ID-JAG and
     credentials stay in memory; give each user's provider its own cache.
 
     Args:
@@ -591,7 +617,12 @@ class CrossAppAccessProvider(OAuthProvider):
         Other keyword arguments: as :class:`~mcpauth.ClientCredentialsProvider`.
 
     Raises:
-        ConfigurationError: at construction, for unusable arguments.
+        ConfigurationError: at construction, for unusable arguments; when a token is
+            needed, for an assertion that is not a compact JWT.
+        AuthorizationServerMismatchError: when a token is needed, the ID-JAG from the
+            callback is addressed to another authorization server (its
+            ``expected_issuer`` attribute is the ID-JAG's first ``aud``, ``issuer`` the
+            server it would have gone to).
     """
 
     mcp_extension = MCP_EXTENSION
@@ -744,9 +775,10 @@ class CrossAppAccessProvider(OAuthProvider):
         if not grant:
             raise ConfigurationError("the assertion callback returned an empty string, "
                                      "not the ID-JAG")
-        if grant.count(".") != 2 or any(c <= " " for c in grant):
+        if not jws.is_compact_jws(grant):
             raise ConfigurationError("the assertion callback did not return a single "
-                                     "compact JWT (an ID-JAG is a JWT; RFC 7523 §2.1)")
+                                     "compact JWT (three base64url parts; an ID-JAG is a "
+                                     "JWT, RFC 7523 §2.1)")
         try:
             header, claims = jws.decode_unverified(grant)
         except ValueError:
@@ -756,14 +788,21 @@ class CrossAppAccessProvider(OAuthProvider):
         if not _typ_is_id_jag(header.get("typ")):
             logger.warning("the ID-JAG from the assertion callback does not have typ %s; "
                            "the authorization server will probably refuse it", TYP_ID_JAG)
-        if target.issuer not in _audiences(claims):
-            logger.warning("the ID-JAG's aud is not the authorization server's issuer %s; "
-                           "request it with audience=ctx.authorization_server_url",
-                           redact_url(target.issuer or ""))
+        issuer = target.issuer or ""
+        audiences = _audiences(claims)
+        if not any(_is_issuer(a, issuer) for a in audiences):
+            # EXT-EMA §7.5.4 / REQUIREMENTS J5: an ID-JAG minted for another
+            # authorization server is not sent to this one (a malicious MCP server
+            # naming its own server would otherwise collect it with our credentials).
+            raise AuthorizationServerMismatchError(
+                "the ID-JAG's audience is {} but the authorization server is {}; refusing "
+                "to send it. Request it with audience=ctx.authorization_server_url "
+                "(EXT-EMA §4)".format(_audience_text(audiences), redact_url(issuer)),
+                expected_issuer=audiences[0] if audiences else None, issuer=issuer)
         candidates = []  # type: List[float]
         if expires_in is not None:
             candidates.append(now + expires_in)
-        exp = _numeric(claims.get("exp"))
+        exp = jws.numeric_date(claims.get("exp"))
         if exp is not None:
             candidates.append(exp)
             if exp <= now:

@@ -9,7 +9,11 @@ call a :class:`~mcpauth.transport.Transport`):
 * Protected resource metadata, RFC 9728 §3.1 (well-known URL), §3.2 (response),
   §3.3 (``resource`` validation), §7.7 (SSRF), and the MCP "Authorization Server
   Discovery" rules (header URL first, then path-based, then root; ``authorization_servers``
-  must be non-empty).
+  must be non-empty). SSRF: the peer-named URLs pass
+  :func:`validate_resource_metadata_url` before they are fetched, and
+  :class:`~mcpauth.transport.RequestsTransport` follows a metadata redirect only within
+  the same origin, so no redirect hop leaves the host that was checked (a redirect to
+  another origin ends discovery with a :class:`DiscoveryError`).
 * Authorization server metadata, RFC 8414 §3 and §3.1 (path insertion), §3.2 (response),
   §3.3 (``issuer`` must be identical), plus OpenID Connect Discovery 1.0 §4, tried in the
   MCP order.
@@ -32,7 +36,7 @@ import logging
 import re
 import socket
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 from .errors import (
     AuthorizationServerMismatchError,
@@ -715,6 +719,19 @@ def _try_next(response: HttpResponse, what: str) -> bool:
             status_code=status)
         error.retryable = True
         raise error
+    location = response.header("Location")
+    if 300 <= status < 400 and location:
+        # RequestsTransport follows redirects only within one origin: this one leaves it.
+        try:
+            target = redact_url(urljoin(response.url, location))
+        except ValueError:
+            target = "<unparseable URL>"
+        raise DiscoveryError(
+            "{} request to {} was redirected (HTTP {}) to {}, and the redirect was not "
+            "followed: metadata redirects are followed only within the origin of the URL, "
+            "whose host passed the SSRF checks (RFC 9728 §7.7)".format(
+                what, where, status, clean_peer_text(target, 200)),
+            status_code=status)
     raise DiscoveryError("{} request to {} returned HTTP {}, expected 200".format(
         what, where, status), status_code=status)
 

@@ -2,7 +2,8 @@
 
 * RFC 6749 §4.4 client credentials grant; §2.3.1 ``client_secret_basic`` (id and secret
   form-urlencoded before Base64, Appendix B) and ``client_secret_post``; §3.2 (POST,
-  form-urlencoded, no repeated parameters); §5.1 / §5.2 responses and errors.
+  form-urlencoded, no repeated parameters); §5.1 / §5.2 responses and errors;
+  Appendix A.12 (an ``access_token`` is printable ASCII, checked before it is used).
 * RFC 7523 §2.1 JWT bearer grant (``assertion``), §2.2 / §3 JWT client authentication
   (``private_key_jwt``), as updated by draft-ietf-oauth-rfc7523bis: ``aud`` is the
   authorization server's issuer as its sole value, ``typ`` ``client-authentication+jwt``.
@@ -67,11 +68,23 @@ TOKEN_TYPE_JWT = "urn:ietf:params:oauth:token-type:jwt"
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+# RFC 6749 Appendix A.12: access-token = 1*VSCHAR, VSCHAR = %x20-7E.
+_ACCESS_TOKEN = re.compile(r"\A[\x20-\x7e]+\Z")
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
 # Claims that private_key_jwt sets itself; `claims=` may add others but not replace these.
 _REGISTERED_CLAIMS = frozenset(["iss", "sub", "aud", "exp", "iat", "jti", "nbf"])
 #: Longest lifetime accepted for a client assertion (RFC 7523 §3: ASes may reject far exp).
 MAX_ASSERTION_LIFETIME = 3600
+
+
+def _is_access_token(value: Any) -> bool:
+    """True for a string an RFC 6749 Appendix A.12 ``access-token`` may be (1*VSCHAR).
+
+    Anything else (line breaks, NUL, non-ASCII) cannot be put in an ``Authorization``
+    header: http.client would raise with the token in the message, or a CR LF would
+    inject a header.
+    """
+    return isinstance(value, str) and _ACCESS_TOKEN.match(value) is not None
 
 
 def validate_scope(scope: Optional[str], what: str = "scope") -> Optional[str]:
@@ -433,7 +446,9 @@ def parse_token_response(response: HttpResponse,
 
     Raises:
         OAuthError: an RFC 6749 §5.2 error body (any status, including a 200 with ``error``).
-        TokenResponseError: anything else that does not yield a usable token.
+        TokenResponseError: anything else that does not yield a usable token, including
+            an ``access_token`` that is not 1*VSCHAR (RFC 6749 Appendix A.12: printable
+            ASCII, so no line break can reach an ``Authorization`` header).
     """
     if not 200 <= response.status < 300:
         _raise_error_response(response)
@@ -446,6 +461,11 @@ def parse_token_response(response: HttpResponse,
     if not isinstance(access_token, str) or not access_token:
         raise TokenResponseError("token response has no access_token",
                                  status_code=response.status)
+    if not _is_access_token(access_token):
+        # Never quoted: the value is a credential.
+        raise TokenResponseError(
+            "the access_token in the token response has characters outside the RFC 6749 "
+            "Appendix A.12 syntax (printable ASCII only)", status_code=response.status)
     token_type = body.get("token_type")
     if not isinstance(token_type, str) or not token_type:
         raise TokenResponseError("token response has no token_type",

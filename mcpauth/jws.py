@@ -26,6 +26,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 import re
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
@@ -40,8 +41,10 @@ __all__ = [
     "b64url_encode",
     "decode_unverified",
     "generate_private_key",
+    "is_compact_jws",
     "jwk_thumbprint",
     "load_private_key",
+    "numeric_date",
     "public_jwk",
     "sign",
     "verify",
@@ -89,6 +92,8 @@ _THUMBPRINT_MEMBERS = {
 }  # type: Dict[str, Tuple[str, ...]]
 
 _B64URL_RE = re.compile(r"\A[A-Za-z0-9_-]*\Z")
+# RFC 7515 §7.1: BASE64URL(header) "." BASE64URL(payload) "." BASE64URL(signature).
+_COMPACT_JWS_RE = re.compile(r"\A[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\Z")
 
 
 class JWSVerificationError(ValueError):
@@ -522,7 +527,7 @@ def _refuse_password(password: Optional[bytes], what: str) -> None:
 def _parse_jwk_json(text: str) -> Mapping[str, Any]:
     try:
         obj = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise InvalidKeyError("key text starts with '{' but is not valid JSON") from None
     if not isinstance(obj, dict):
         raise InvalidKeyError("a JWK must be a JSON object")
@@ -978,11 +983,49 @@ def _split(token: Any) -> Tuple[str, str, str]:
 def _json_object_part(part: str, what: str) -> Dict[str, Any]:
     try:
         obj = json.loads(b64url_decode(part).decode("utf-8"))
-    except ValueError:  # base64url, UTF-8 and JSON errors are all ValueError
+    except (ValueError, RecursionError):
+        # base64url, UTF-8 and JSON errors are all ValueError; JSON nested deeper than
+        # the interpreter's recursion limit raises RecursionError.
         raise ValueError("JWS {} is not base64url-encoded JSON".format(what)) from None
     if not isinstance(obj, dict):
         raise ValueError("JWS {} is not a JSON object".format(what))
     return obj
+
+
+def is_compact_jws(token: Any) -> bool:
+    """True when ``token`` has the shape of a compact JWS (RFC 7515 §7.1).
+
+    Three dot-separated parts of base64url characters (the header and payload
+    non-empty), nothing else: no whitespace, no line breaks, no non-ASCII. The parts
+    are not decoded; :func:`decode_unverified` does that.
+
+    Args:
+        token: any value.
+
+    Returns:
+        Whether it is a ``str`` of that shape.
+    """
+    return isinstance(token, str) and _COMPACT_JWS_RE.match(token) is not None
+
+
+def numeric_date(value: Any) -> Optional[float]:
+    """A JWT NumericDate claim (``exp``, ``iat``, ``nbf``; RFC 7519 §2) as a float.
+
+    Args:
+        value: the claim as decoded from JSON.
+
+    Returns:
+        The value as a finite float, or None when it is not a JSON number (booleans
+        included), is infinite or NaN (Python's ``json`` accepts ``Infinity``), or is
+        an integer too large for a float.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def decode_unverified(token: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:

@@ -12,8 +12,19 @@ requests; not the caller's own MCP requests):
   (OAuth 2.1 §1.5; MCP security considerations "Communication Security").
 * A timeout on every call (requests has none by default).
 * A cap on the size of every response body.
-* Requests that carry credentials are never redirected (OAuth 2.1 §7.5.3); plain
-  metadata GETs follow at most a few redirects, each hop checked by the https policy.
+* Requests that carry credentials are never redirected (OAuth 2.1 §7.5.3). Plain
+  metadata GETs follow at most a few redirects, and only within the origin (scheme,
+  host, port) of the URL they were sent to: a redirect to another origin is returned
+  as it is, not followed. The first URL of a metadata GET has passed the SSRF guard of
+  :func:`mcpauth.discovery.validate_resource_metadata_url` (RFC 9728 §7.7), which looks
+  at the host; a redirect from a host that passed it to ``127.0.0.1`` or
+  ``169.254.169.254`` would get around it, and staying on one origin keeps every hop on
+  the host that was checked. RFC 9728 and RFC 8414 do not ask clients to follow
+  redirects at all. Each hop is also checked by the https policy.
+* A URL whose host has an empty label (``https://a..b/``), or that ``requests`` or
+  urllib3 cannot parse (``https://*.example/``), raises
+  :class:`~mcpauth.errors.InsecureEndpointError` like any other unusable URL, before
+  any name is resolved.
 * None of the caller's session headers, cookies or ``session.auth`` are merged into
   these requests; the session's TLS (``verify``, ``cert``) and proxy settings are.
 """
@@ -22,6 +33,7 @@ import abc
 import ipaddress
 import json
 import logging
+import re
 import time
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Type
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
@@ -47,11 +59,14 @@ logger = logging.getLogger("mcpauth")
 DEFAULT_TIMEOUT = 30.0
 #: Largest response body read from a metadata or token endpoint (1 MiB).
 DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
-#: Redirects followed for metadata GETs; credentialed requests follow none.
+#: Same-origin redirects followed for metadata GETs; credentialed requests follow none.
 DEFAULT_MAX_REDIRECTS = 5
 # The statuses that redirect (RFC 9110 §15.4; the same set requests follows). A 300 or
 # 304 carrying a Location is returned as it is.
 _REDIRECT_STATUSES = frozenset([301, 302, 303, 307, 308])
+
+# Separators of host name labels: "." and the full stops IDNA maps to it (RFC 3490 §3.1).
+_LABEL_SEPARATORS = re.compile("[.\u3002\uff0e\uff61]")
 
 # Header and form fields whose values never appear in a repr (RFC 6749, 7523, 8693).
 SENSITIVE_HEADERS = frozenset(["authorization", "proxy-authorization", "cookie", "dpop"])
@@ -155,6 +170,22 @@ class HttpResponse(NamedTuple):
             self.status, redact_url(self.url), self.media_type, len(self.body))
 
 
+def _origin(url: str) -> Optional[Tuple[str, str, Optional[int]]]:
+    """(scheme, host, port) of ``url`` with the default port filled in, or None."""
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        port = parts.port
+    except ValueError:
+        return None
+    if port is None:
+        port = {"https": 443, "http": 80}.get(scheme)
+    host = parts.hostname
+    if not host:
+        return None
+    return scheme, host, port
+
+
 def redact_url(url: str) -> str:
     """``url`` without userinfo, query or fragment: safe for messages and logs."""
     try:
@@ -194,7 +225,9 @@ def check_url(url: Any, allow_insecure_http: bool = False, what: str = "endpoint
 
     Raises:
         InsecureEndpointError: not https, and not http on a loopback host (unless
-            ``allow_insecure_http``); or not an absolute http(s) URL at all.
+            ``allow_insecure_http``); or not an absolute http(s) URL at all, including a
+            host name with an empty label (``https://a..b/``, ``https://.a/``) or a
+            space or control character in it.
     """
     if not isinstance(url, str) or not url:
         raise InsecureEndpointError("{} URL is missing or not a string".format(what))
@@ -213,6 +246,17 @@ def check_url(url: Any, allow_insecure_http: bool = False, what: str = "endpoint
         raise InsecureEndpointError(
             "{} URL must not have a fragment: {}".format(what, redact_url(url)),
             url=redact_url(url))
+    if ":" not in host:  # a name or IPv4 address, not an IPv6 literal
+        # RFC 1035 §2.3.1 / RFC 5890: no empty label (".a", "a..b"); one trailing dot is
+        # the root. IDNA also splits at the ideographic and fullwidth full stops.
+        labels = _LABEL_SEPARATORS.split(host)
+        if labels[-1] == "":
+            labels.pop()
+        if not labels or not all(labels) or any(c <= " " or c == "\x7f" for c in host):
+            raise InsecureEndpointError(
+                "{} URL {} is not a valid URL (empty host name label, or a space or "
+                "control character in the host)".format(what, redact_url(url)),
+                url=redact_url(url))
     if scheme == "http" and not allow_insecure_http and not is_loopback_host(host):
         raise InsecureEndpointError(
             "refusing plain http for {} {}: https is required except on loopback hosts "
@@ -273,7 +317,8 @@ class RequestsTransport(Transport):
         timeout: seconds for connect and read, for every request.
         max_response_bytes: a larger response body raises ``ProtocolError``.
         allow_insecure_http: allow http to non-loopback hosts. For tests only.
-        max_redirects: redirects followed by plain GETs (never by credentialed requests).
+        max_redirects: redirects followed by plain GETs, within the origin of the URL
+            (never by credentialed requests; a redirect to another origin is returned).
 
     Raises:
         ConfigurationError: ``timeout`` is not a positive number.
@@ -308,14 +353,28 @@ class RequestsTransport(Transport):
         return self._session
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        """Send ``request``; follow same-origin redirects of a plain GET.
+
+        Raises:
+            InsecureEndpointError: a URL (or a same-origin redirect target) that the https
+                policy refuses or that is not a valid URL.
+            TransportError: no response.
+            ProtocolError: a response body over ``max_response_bytes``.
+        """
         hops = 0
+        origin = _origin(request.url)
         while True:
             response = self._send_once(request)
             location = response.header("Location")
             if (response.status in _REDIRECT_STATUSES and location and request.method == "GET"
                     and not request.credentialed and hops < self.max_redirects):
-                hops += 1
                 target = urljoin(request.url, location)
+                if origin is None or _origin(target) != origin:
+                    # Another origin: its host never passed the caller's SSRF checks.
+                    logger.info("not following the redirect from %s to %s: another origin",
+                                redact_url(request.url), redact_url(target))
+                    return response
+                hops += 1
                 logger.debug("following redirect %s -> %s", redact_url(request.url),
                              redact_url(target))
                 request = request._replace(url=target)
@@ -324,6 +383,7 @@ class RequestsTransport(Transport):
 
     def _send_once(self, request: HttpRequest) -> HttpResponse:
         import requests
+        from urllib3.exceptions import LocationParseError
 
         check_url(request.url, self.allow_insecure_http)
         session = self.session
@@ -331,21 +391,35 @@ class RequestsTransport(Transport):
         headers = dict(request.headers)
         if self._owns_session:
             headers.setdefault("Connection", "close")
-        prepared.prepare(method=request.method, url=request.url,
-                         headers=headers, data=request.body, auth=_NoAuth())
-        # The session's own verify, cert and proxies are passed as the request's values so
-        # that REQUESTS_CA_BUNDLE or *_PROXY in the environment do not override what the
-        # caller set on the session (they still fill in what the session leaves unset).
-        settings = session.merge_environment_settings(
-            prepared.url, dict(session.proxies or {}), True, session.verify, session.cert)
         start = time.monotonic()
         safe_url = redact_url(request.url)
         try:
+            prepared.prepare(method=request.method, url=request.url,
+                             headers=headers, data=request.body, auth=_NoAuth())
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema):
+            # check_url() accepts what urlsplit() parses; requests (IDNA, urllib3) is
+            # stricter, e.g. "https://*.example/" or "https://.example/".
+            raise InsecureEndpointError("endpoint URL {} is not a valid URL".format(
+                safe_url), url=safe_url) from None
+        try:
+            # The session's own verify, cert and proxies are passed as the request's values
+            # so that REQUESTS_CA_BUNDLE or *_PROXY in the environment do not override what
+            # the caller set on the session (they still fill in what the session leaves
+            # unset).
+            settings = session.merge_environment_settings(
+                prepared.url, dict(session.proxies or {}), True, session.verify,
+                session.cert)
             # The adapter, not session.send(): with allow_redirects=False, session.send()
             # still reads a whole 3xx body (to prepare ``response.next``) before the size cap
             # below can act, and it stores the peer's cookies in the caller's session.
             adapter = session.get_adapter(prepared.url)
             resp = adapter.send(prepared, timeout=self.timeout, **settings)
+        except LocationParseError:
+            # urllib3 parses the host again when it connects ("https://a..b/"), and some
+            # requests versions let its LocationParseError through unwrapped.
+            raise InsecureEndpointError("endpoint URL {} (or the proxy URL for it) is not a "
+                                        "valid URL".format(safe_url), url=safe_url) from None
         except requests.exceptions.Timeout as exc:
             raise TransportError("{} {} timed out after {} s".format(
                 request.method, safe_url, self.timeout)) from exc

@@ -10,9 +10,17 @@ none); ``client_id`` is sent only when configured.
 
 * K1: the grant above, one JWT in ``assertion`` (RFC 7523 §2.1 "MUST contain a single
   JWT").
-* K2: the JWT is decoded, not verified, and a warning is logged when its ``aud`` is
-  neither the authorization server's issuer nor its token endpoint (EXT-WIF names the
-  token endpoint; draft-ietf-oauth-rfc7523bis allows either) or when it has expired.
+* K2: the JWT must be a compact JWS (RFC 7515 §7.1: three base64url parts). It is
+  decoded, not verified, and refused before anything is sent when its ``aud`` names
+  neither the authorization server's validated issuer (with or without one trailing
+  slash) nor its token endpoint (EXT-WIF names the token endpoint;
+  draft-ietf-oauth-rfc7523bis allows either and makes the client "responsible for
+  ensuring that the audience ... is appropriate"): a platform JWT is a bearer
+  credential, and a malicious MCP server may name an authorization server of its own
+  (audience injection, REQUIREMENTS H2; EXT-EMA §7.5.4 "MUST NOT leak"). It is also
+  refused when it expired more than :data:`EXP_LEEWAY` seconds ago (RFC 7523 §3: the
+  server must reject it anyway); a token without a usable ``exp``, or expired within
+  the leeway (clock skew), is sent with a warning.
 * K3: after ``invalid_grant``, ``invalid_scope`` or ``unauthorized_client`` nothing is
   retried and no other grant is tried: the error is raised from the request that needed
   the token.
@@ -26,17 +34,20 @@ import re
 from typing import Any, Callable, List, Optional, Tuple, Union
 
 from . import jws
-from .errors import ConfigurationError
+from .errors import AuthorizationServerMismatchError, ConfigurationError, clean_peer_text
 from .grants import GRANT_TYPE_JWT_BEARER, ClientAuth, NoClientAuth
 from .providers import OAuthProvider, _Target
 from .transport import redact_url
 
-__all__ = ["WorkloadIdentityProvider", "MAX_ASSERTION_FILE_BYTES"]
+__all__ = ["WorkloadIdentityProvider", "MAX_ASSERTION_FILE_BYTES", "EXP_LEEWAY"]
 
 logger = logging.getLogger("mcpauth")
 
 #: A workload token file larger than this is refused (JWTs are a few kilobytes).
 MAX_ASSERTION_FILE_BYTES = 64 * 1024
+#: Seconds past its ``exp`` after which a workload token is refused instead of sent
+#: (clock skew between this host and the authorization server; RFC 7519 §4.1.4).
+EXP_LEEWAY = 60.0
 
 # A compact JWS whose header starts with '{"' (base64url "eyJ"): a token passed where a
 # file path was expected.
@@ -50,9 +61,11 @@ class WorkloadIdentityProvider(OAuthProvider):
 
     Trust model: the authorization server trusts the platform's token issuer (it holds
     its keys) and maps the token's ``sub`` to a workload; the client holds no secret.
-    The platform JWT is a bearer credential for whoever receives it, so pin the
-    authorization server with ``expected_issuer``: without it, whichever server the MCP
-    server names receives the token.
+    The platform JWT is a bearer credential for whoever receives it. It is sent only
+    to an authorization server its ``aud`` names (the issuer or the token endpoint), so
+    an MCP server that names another server gets an error, not the token; pin the
+    authorization server with ``expected_issuer`` as well, so the refusal comes from
+    discovery, before any request to that server.
 
     Args:
         assertion: a zero-argument callable returning the platform JWT, or the path of a
@@ -67,7 +80,13 @@ class WorkloadIdentityProvider(OAuthProvider):
 
     Raises:
         ConfigurationError: ``assertion`` is neither a callable nor a path (a JWT string
-            passed by mistake is recognised and refused without echoing it).
+            passed by mistake is recognised and refused without echoing it). When a
+            token is needed: the workload token is not a compact JWT, or expired more
+            than :data:`EXP_LEEWAY` seconds ago.
+        AuthorizationServerMismatchError: when a token is needed, the workload token's
+            ``aud`` names neither the authorization server's issuer nor its token
+            endpoint; nothing is sent (``expected_issuer`` attribute: its first ``aud``;
+            ``issuer``: the server it would have gone to).
     """
 
     def __init__(self, assertion: AssertionSource, *, scope: Optional[str] = None,
@@ -138,9 +157,11 @@ class WorkloadIdentityProvider(OAuthProvider):
             value = value.strip()
             if not value:
                 raise ConfigurationError("{} returned an empty string".format(where))
-        if value.count(".") != 2 or any(c <= " " for c in value):
-            # RFC 7523 §2.1: the assertion "MUST contain a single JWT".
-            raise ConfigurationError("{} does not hold a single compact JWT".format(where))
+        if not jws.is_compact_jws(value):
+            # RFC 7523 §2.1: the assertion "MUST contain a single JWT"; a compact JWS is
+            # three base64url parts (RFC 7515 §7.1), so no space, line break or non-ASCII.
+            raise ConfigurationError("{} does not hold a single compact JWT (three "
+                                     "base64url parts)".format(where))
         return str(value)
 
     @staticmethod
@@ -171,29 +192,47 @@ class WorkloadIdentityProvider(OAuthProvider):
         return text
 
     def _check_claims(self, assertion: str, target: _Target) -> None:
-        """K2: warn about a token the server will refuse (decoded, never verified)."""
+        """K2: refuse a token meant for another server or long expired (decoded, never
+        verified); warn about one the server will probably refuse."""
         try:
             _, claims = jws.decode_unverified(assertion)
         except ValueError:
             raise ConfigurationError("the workload assertion is not a JWT (its header or "
                                      "claims are not base64url-encoded JSON)") from None
-        accepted = set(u.rstrip("/") for u in (target.issuer, target.token_endpoint) if u)
         aud = claims.get("aud")
         auds = [aud] if isinstance(aud, str) else (
             [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else [])
-        if not any(a.rstrip("/") in accepted for a in auds):
-            logger.warning("the workload token's aud is neither the authorization server's "
-                           "issuer %s nor its token endpoint %s; the server will probably "
-                           "refuse it (EXT-WIF, RFC 7523 §3)",
-                           redact_url(target.issuer) if target.issuer else "(unknown)",
-                           redact_url(target.token_endpoint))
-        exp = claims.get("exp")
-        if isinstance(exp, bool) or not isinstance(exp, (int, float)):
-            logger.warning("the workload token has no numeric exp claim; the authorization "
-                           "server will probably refuse it (RFC 7523 §3)")
-        else:
-            now = self._clock()
-            if exp <= now:
-                logger.warning("the workload token expired %d s ago; the platform should "
-                               "have replaced it (EXT-WIF: fetch a fresh token)",
-                               int(now - exp))
+        if not any(_names(a, target.issuer) or _names(a, target.token_endpoint)
+                   for a in auds):
+            shown = ", ".join(clean_peer_text(redact_url(a), 100) or "?" for a in auds[:3])
+            raise AuthorizationServerMismatchError(
+                "the workload token's audience is {} but the authorization server is {} "
+                "(token endpoint {}); refusing to send it (EXT-WIF, RFC 7523 §3)".format(
+                    (shown + (", ..." if len(auds) > 3 else "")) or "missing",
+                    redact_url(target.issuer) if target.issuer else "(issuer unknown)",
+                    redact_url(target.token_endpoint)),
+                expected_issuer=auds[0] if auds else None, issuer=target.issuer)
+        exp = jws.numeric_date(claims.get("exp"))
+        if exp is None:
+            logger.warning("the workload token has no numeric exp claim (a finite "
+                           "NumericDate); the authorization server will probably refuse "
+                           "it (RFC 7523 §3)")
+            return
+        now = self._clock()
+        if exp + EXP_LEEWAY <= now:
+            raise ConfigurationError(
+                "the workload token expired {} s ago; refusing to send it (the "
+                "authorization server must reject it, RFC 7523 §3). The platform should "
+                "have replaced it: check that the token file or callable gives the "
+                "current token (EXT-WIF)".format(int(now - exp)))
+        if exp <= now:
+            logger.warning("the workload token expired %d s ago; sending it anyway (within "
+                           "%g s of clock skew), but the platform should have replaced it "
+                           "(EXT-WIF: fetch a fresh token)", int(now - exp), EXP_LEEWAY)
+
+
+def _names(audience: str, url: Optional[str]) -> bool:
+    """``audience`` is ``url``, allowing one trailing slash either way."""
+    if not url:
+        return False
+    return audience in (url, url + "/") or audience + "/" == url

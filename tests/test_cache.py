@@ -260,6 +260,17 @@ CORRUPT = {
     "expires-in-nan": _with(entry={"expires_in": float("nan")}),
     "scope-not-string": _with(entry={"scope": ["a"]}),
     "discovery-entry-list": _with(discovery={"https://mcp.example/mcp": []}),
+    # E: RecursionError and OverflowError escaped the "never raises" promise
+    "deeply-nested": (b'{"format":"mcpauth-token-cache","version":1,"tokens":'
+                      + b"[" * 100000 + b"]" * 100000 + b"}"),
+    "deeply-nested-discovery": (b'{"format":"mcpauth-token-cache","version":1,"tokens":{},'
+                                b'"discovery":{"u":' + b"{\"a\":" * 50000 + b"1"
+                                + b"}" * 50000 + b"}}"),
+    "received-at-huge-int": _with(entry={"received_at": 10 ** 400}),
+    "expires-in-huge-int": _with(entry={"expires_in": -10 ** 400}),
+    # B: a token that cannot go into an Authorization header (RFC 6749 Appendix A.12)
+    "token-with-crlf": _with(entry={"access_token": "tok\r\nX-Injected: 1"}),
+    "token-non-ascii": _with(entry={"access_token": "tok-\u20ac"}),
 }
 
 
@@ -341,6 +352,69 @@ def test_threads_with_separate_instances_exclude_each_other(path):
     thread.join(5)
     timer.join(5)
     assert order == ["holder-out", "waiter-in"]
+
+
+def test_a_thread_holding_the_lock_too_long_is_reported_then_skipped(path):
+    """F: lock_timeout bounds the wait for another thread too (a slow assertion callback
+    in one thread must not block unrelated servers' threads forever)."""
+    holder, waiter = FileTokenCache(path, lock_timeout=5), FileTokenCache(path, lock_timeout=0.3)
+    inside, release = threading.Event(), threading.Event()
+
+    def hold():
+        with holder.lock(KEY):
+            inside.set()
+            release.wait(10)
+            holder.set_token(KEY, token("holder"))
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert inside.wait(5)
+        other = token_key("https://as2.example", "https://mcp2.example/mcp", "c2", None)
+        start = time.monotonic()
+        with pytest.warns(MCPAuthWarning, match="another thread has held the token cache "
+                                                "lock .* for more than 0.3 s"):
+            with waiter.lock(other):
+                waited = time.monotonic() - start
+                waiter.set_token(other, token("waiter"))   # writes go on unlocked too
+        assert 0.25 <= waited < 3
+        assert thread.is_alive()                            # the holder still holds it
+    finally:
+        release.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    # Both entries survive (the holder read the file after the waiter wrote it), and
+    # the lock works normally again: no warning, the state was not disturbed.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with waiter.lock(KEY):
+            with waiter.lock(KEY):
+                pass
+        assert FileTokenCache(path).get_token(KEY).access_token == "holder"
+        assert FileTokenCache(path).get_token(other).access_token == "waiter"
+
+
+def test_lock_timeout_zero_does_not_wait_for_a_thread(path):
+    holder, waiter = FileTokenCache(path), FileTokenCache(path, lock_timeout=0)
+    inside, release = threading.Event(), threading.Event()
+
+    def hold():
+        with holder.lock(KEY):
+            inside.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert inside.wait(5)
+        start = time.monotonic()
+        with pytest.warns(MCPAuthWarning, match="another thread"):
+            with waiter.lock(KEY):
+                pass
+        assert time.monotonic() - start < 1
+    finally:
+        release.set()
+        thread.join(10)
 
 
 _HOLD_LOCK = """

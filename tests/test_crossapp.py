@@ -6,6 +6,7 @@ authorization server the RFC 7523 JWT bearer grant that redeems them (ID-JAG
 Requirement ids (D1, J2, ...) refer to shared/REQUIREMENTS.md.
 """
 
+import json
 import logging
 import pickle
 import threading
@@ -40,7 +41,7 @@ from mcpauth.grants import (  # noqa: E402
     TOKEN_TYPE_REFRESH_TOKEN,
     TOKEN_TYPE_SAML2,
 )
-from mcpauth.testing import LoopbackStack  # noqa: E402
+from mcpauth.testing import AuthorizationServer, LoopbackStack  # noqa: E402
 
 ACCEPT = "application/json, text/event-stream"
 META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
@@ -236,7 +237,20 @@ def test_bearer_token_type_is_refused(stack):
     ({"issued_token_type": TOKEN_TYPE_ID_JAG, "token_type": "N_A",
       "access_token": "opaque-not-a-jwt"}, "not a compact JWT"),
     ({"access_token": "x.y.z", "token_type": "N_A"}, "issued_token_type"),
-])
+    # not base64url in the signature part (decode_unverified never reads it)
+    ({"issued_token_type": TOKEN_TYPE_ID_JAG, "token_type": "N_A",
+      "access_token": "e30.e30.opaque-not-a-jwt!"}, "not a compact JWT"),
+    # B: not 1*VSCHAR at all (RFC 6749 Appendix A.12)
+    ({"issued_token_type": TOKEN_TYPE_ID_JAG, "token_type": "N_A",
+      "access_token": "e30.e30.opaque-not-a-jwt\r\nX-Injected: 1"}, "A.12"),
+    ({"issued_token_type": TOKEN_TYPE_ID_JAG, "token_type": "N_A",
+      "access_token": "e30.e30.opaque-not-a-jwt\u20ac"}, "A.12"),
+    # E: JSON nested past the recursion limit in the header (RecursionError before)
+    ({"issued_token_type": TOKEN_TYPE_ID_JAG, "token_type": "N_A",
+      "access_token": jws.b64url_encode(b'{"typ":' + b"[" * 100000 + b"]" * 100000 + b"}")
+      + ".e30.opaque-not-a-jwt"}, "not a compact JWT"),
+], ids=["no-token", "opaque", "no-itt", "bad-signature-part", "crlf", "non-ascii",
+        "deep-json"])
 def test_unusable_exchange_responses(stack, body, words):
     stack.idp.set_route(stack.idp.token_path, 200, body, method="POST")
     id_token = stack.id_token()
@@ -245,6 +259,20 @@ def test_unusable_exchange_responses(stack, body, words):
     assert words in str(info.value)
     assert "token exchange" in str(info.value)
     assert_clean(str(info.value), secrets_of(stack, id_token, "opaque-not-a-jwt"))
+
+
+@pytest.mark.parametrize("exp", [b"1" + b"0" * 400, b"-Infinity", b"NaN", b'"soon"'],
+                         ids=["1e400", "-inf", "nan", "string"])
+def test_unusable_exp_in_the_id_jag_is_ignored(stack, exp):
+    """An exp float() cannot take (OverflowError before) counts as no exp."""
+    grant = (jws.b64url_encode(b'{"typ":"oauth-id-jag+jwt","alg":"ES256"}') + "."
+             + jws.b64url_encode(b'{"exp":' + exp + b"}") + ".c2ln")
+    stack.idp.set_route(stack.idp.token_path, 200, {
+        "access_token": grant, "token_type": "N_A", "issued_token_type": TOKEN_TYPE_ID_JAG},
+        method="POST")
+    result = grant_for(stack, stack.id_token())
+    assert result.jwt_auth_grant == grant
+    assert result.exp is None and result.expires_at is None
 
 
 def test_insufficient_user_authentication_is_a_typed_error(stack):
@@ -457,6 +485,11 @@ def test_exchange_jwt_auth_grant_errors(stack):
     with pytest.raises(ConfigurationError):
         exchange_jwt_auth_grant(stack.as_.token_endpoint, "", stack.client_id,
                                 client_secret="s")
+    for bad in ("e30.e30.sig\r\nX: 1", "e30.e30.s\u00efg", "one.two", "opaque"):
+        with pytest.raises(ConfigurationError) as bad_info:
+            exchange_jwt_auth_grant(stack.as_.token_endpoint, bad, stack.client_id,
+                                    client_secret="s")
+        assert "compact JWT" in str(bad_info.value) and bad not in str(bad_info.value)
     with pytest.raises(ConfigurationError):
         exchange_jwt_auth_grant(stack.as_.token_endpoint, grant, stack.client_id,
                                 client_secret="s", resource="relative/path")
@@ -611,14 +644,15 @@ def test_provider_asks_once_more_when_a_reused_id_jag_is_refused(stack):
 def test_provider_does_not_loop_when_a_fresh_id_jag_is_refused(stack):
     calls = []
 
-    def wrong_audience(ctx):
+    def wrong_resource(ctx):
         calls.append(ctx)
         return request_jwt_authorization_grant(
-            stack.idp.token_endpoint, stack.id_token(), "https://elsewhere.example",
-            ctx.resource_url, stack.idp_client.client_id, client_secret=idp_secret(stack))
+            stack.idp.token_endpoint, stack.id_token(), ctx.authorization_server_url,
+            "https://elsewhere.example/mcp", stack.idp_client.client_id,
+            client_secret=idp_secret(stack))
 
     session = new_session()
-    session.auth = CrossAppAccessProvider(wrong_audience, stack.client_id,
+    session.auth = CrossAppAccessProvider(wrong_resource, stack.client_id,
                                           stack.client_secret)
     with pytest.raises(OAuthError) as info:
         whoami(session, stack.mcp_url)
@@ -632,8 +666,13 @@ def test_provider_does_not_loop_when_a_fresh_id_jag_is_refused(stack):
     (b"eyJ.bytes.grant", "bytes"),
     ("", "empty"),
     ("opaque-secret-grant", "single compact JWT"),
+    ("e30.e30.opaque-secret-grant\u00e9", "single compact JWT"),
+    ("e30.e30.opaque-secret-grant!", "single compact JWT"),
     ("a.b.c", "not a JWT"),
-])
+    (jws.b64url_encode(b'{"a":' + b"[" * 100000 + b"]" * 100000 + b"}")
+     + ".e30.opaque-secret-grant", "not a JWT"),
+], ids=["none", "bytes", "empty", "opaque", "non-ascii", "not-b64url", "not-json",
+        "deep-json"])
 def test_provider_refuses_a_bad_assertion_result(stack, value, words):
     session = new_session()
     session.auth = CrossAppAccessProvider(lambda ctx: value, stack.client_id,
@@ -643,6 +682,62 @@ def test_provider_refuses_a_bad_assertion_result(stack, value, words):
     assert words in str(info.value)
     assert_clean(str(info.value), secrets_of(stack, "opaque-secret-grant"))
     assert stack.as_.token_requests() == []
+
+
+def test_provider_refuses_an_id_jag_for_another_authorization_server(stack):
+    """Audience injection (EXT-EMA §7.5.4): the MCP server now names an AS of its own;
+    the callback hands back an ID-JAG minted for the real one. Nothing reaches evil."""
+    grant = grant_for(stack, stack.id_token())
+    evil = AuthorizationServer().start()
+    try:
+        evil.register_client(stack.client_id, client_secret="evil-knows-nothing")
+        stack.mcp.authorization_servers = [evil]
+        session = new_session()
+        session.auth = CrossAppAccessProvider(lambda ctx: grant, stack.client_id,
+                                              stack.client_secret)
+        with pytest.raises(AuthorizationServerMismatchError) as info:
+            whoami(session, stack.mcp_url)
+        message = str(info.value)
+        assert "refusing to send it" in message
+        assert stack.issuer in message and evil.issuer in message
+        assert info.value.expected_issuer == stack.issuer
+        assert info.value.issuer == evil.issuer
+        assert_clean(message + repr(info.value), secrets_of(stack, grant.jwt_auth_grant))
+        assert evil.token_requests() == [] and stack.as_.token_requests() == []
+        assert all(r.method != "POST" for r in evil.requests)
+    finally:
+        evil.stop()
+
+
+@pytest.mark.parametrize("aud", [None, [], ["https://elsewhere.example"], 7])
+def test_provider_refuses_an_id_jag_without_the_issuer_as_audience(stack, aud):
+    claims = {"typ": "x"}
+    if aud is not None:
+        claims = {"aud": aud}
+    grant = (jws.b64url_encode(b'{"typ":"oauth-id-jag+jwt","alg":"ES256"}') + "."
+             + jws.b64url_encode(json.dumps(claims).encode()) + ".c2ln")
+    provider = CrossAppAccessProvider(lambda ctx: grant, stack.client_id,
+                                      stack.client_secret, server_url=stack.mcp_url)
+    with pytest.raises(AuthorizationServerMismatchError) as info:
+        provider.token()
+    assert grant not in str(info.value)
+    assert stack.as_.token_requests() == []
+
+
+@pytest.mark.parametrize("shape", ["slash", "list"])
+def test_provider_sends_an_id_jag_whose_audience_names_the_issuer(stack, shape):
+    """aud = the issuer plus one trailing slash, or a list holding the issuer: sent
+    (the loopback AS verifies the signature and refuses this unsigned one)."""
+    aud = stack.issuer + "/" if shape == "slash" else ["https://other.example", stack.issuer]
+    grant = (jws.b64url_encode(b'{"typ":"oauth-id-jag+jwt","alg":"ES256"}') + "."
+             + jws.b64url_encode(json.dumps({"aud": aud}).encode()) + ".c2ln")
+    provider = CrossAppAccessProvider(lambda ctx: grant, stack.client_id,
+                                      stack.client_secret, server_url=stack.mcp_url)
+    with pytest.raises(OAuthError) as info:
+        provider.token()
+    assert info.value.error == "invalid_grant"
+    (record,) = stack.as_.token_requests()
+    assert record.form["assertion"] == grant
 
 
 def test_provider_assertion_exception_propagates_unchanged(stack):

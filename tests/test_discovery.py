@@ -1306,6 +1306,116 @@ def test_e2e_prm_fallback_and_missing_as(loopback_server):
                             WELL_KNOWN_OAUTH, WELL_KNOWN_OIDC]
 
 
+class _RemoteHostsTransport(RequestsTransport):
+    """RequestsTransport whose non-loopback hosts answer from a dict instead of the network.
+
+    The remote MCP server and the attacker's host exist only here; everything the
+    transport then does (redirect decisions, the https policy, real loopback sockets) is
+    the real code.
+    """
+
+    def __init__(self, fake, **kwargs):
+        super().__init__(timeout=10, **kwargs)
+        self.fake = fake
+        self.sent = []
+
+    def _send_once(self, request):
+        self.sent.append(request.url)
+        if request.url in self.fake:
+            return self.fake[request.url]._replace(url=request.url)
+        assert "127.0.0.1" in request.url, request.url   # nothing else leaves the test
+        return RequestsTransport._send_once(self, request)
+
+
+def _redirect(location, status=302):
+    return HttpResponse(status, (("Location", location),), b"")
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_e2e_prm_redirect_cannot_reach_an_internal_address(loopback_server, status):
+    """C (RFC 9728 §7.7): the header URL is on an attacker host that passes the guard and
+    redirects to a loopback service the guard refuses for a remote MCP server."""
+    pytest.importorskip("requests")
+    server, handler = loopback_server
+    internal = "http://127.0.0.1:{}/admin/delete?all=1".format(server.server_address[1])
+    handler.routes["/admin/delete?all=1"] = (200, {"Content-Type": "application/json"},
+                                             json.dumps(prm_doc()).encode())
+    with pytest.raises(DiscoveryError):
+        validate_resource_metadata_url(internal, MCP)      # refused when named directly
+    transport = _RemoteHostsTransport({"https://attacker.example/prm":
+                                       _redirect(internal, status)})
+    with pytest.raises(DiscoveryError) as info:
+        fetch_protected_resource_metadata(transport, MCP, "https://attacker.example/prm")
+    assert "redirected (HTTP {})".format(status) in str(info.value)
+    assert "all=1" not in str(info.value)                   # redacted
+    assert info.value.status_code == status and not info.value.retryable
+    assert handler.seen == []
+    assert transport.sent == ["https://attacker.example/prm"]
+
+
+@pytest.mark.e2e
+def test_e2e_as_metadata_redirect_cannot_reach_an_internal_address(loopback_server):
+    pytest.importorskip("requests")
+    server, handler = loopback_server
+    internal = "http://127.0.0.1:{}/admin".format(server.server_address[1])
+    handler.routes["/admin"] = (200, {"Content-Type": "application/json"},
+                                json.dumps(as_doc("https://attacker.example")).encode())
+    transport = _RemoteHostsTransport({
+        PRM_URL: json_response(prm_doc(servers=["https://attacker.example"])),
+        "https://attacker.example" + WELL_KNOWN_OAUTH: _redirect(internal),
+    })
+    with pytest.raises(DiscoveryError) as info:
+        discover(transport, MCP)
+    assert "authorization server metadata" in str(info.value)
+    assert "redirected" in str(info.value)
+    assert handler.seen == []
+    assert transport.sent == [PRM_URL, "https://attacker.example" + WELL_KNOWN_OAUTH]
+
+
+@pytest.mark.e2e
+def test_e2e_same_origin_metadata_redirects_are_followed(loopback_server):
+    pytest.importorskip("requests")
+    server, handler = loopback_server
+    base = "http://127.0.0.1:{}".format(server.server_address[1])
+    ctype = {"Content-Type": "application/json"}
+    handler.routes.update({
+        "/.well-known/oauth-protected-resource/mcp": (307, {"Location": "/prm.json"}, b""),
+        "/prm.json": (200, ctype, json.dumps(prm_doc(resource=base + "/mcp",
+                                                     servers=[base])).encode()),
+        WELL_KNOWN_OAUTH: (301, {"Location": base + "/as.json"}, b""),
+        "/as.json": (200, ctype, json.dumps(as_doc(base)).encode()),
+    })
+    result = discover(RequestsTransport(timeout=10), base + "/mcp")
+    assert result.issuer == base and result.metadata.token_endpoint == base + "/token"
+    assert handler.seen == ["/.well-known/oauth-protected-resource/mcp", "/prm.json",
+                            WELL_KNOWN_OAUTH, "/as.json"]
+
+
+@pytest.mark.e2e
+def test_e2e_cross_origin_redirect_between_loopback_servers_is_not_followed(loopback_server):
+    pytest.importorskip("requests")
+    server, handler = loopback_server
+    other = type("Handler", (_Handler,), {"routes": {}, "seen": []})
+    other_server = _ThreadingServer(("127.0.0.1", 0), other)
+    thread = threading.Thread(target=other_server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = "http://127.0.0.1:{}".format(server.server_address[1])
+        elsewhere = "http://127.0.0.1:{}/prm".format(other_server.server_address[1])
+        handler.routes["/.well-known/oauth-protected-resource/mcp"] = (
+            302, {"Location": elsewhere}, b"")
+        with pytest.raises(DiscoveryError) as info:
+            fetch_protected_resource_metadata(RequestsTransport(timeout=10), base + "/mcp")
+        assert elsewhere in str(info.value) and "not followed" in str(info.value)
+        assert other.seen == []
+        assert handler.seen == ["/.well-known/oauth-protected-resource/mcp"]
+    finally:
+        other_server.shutdown()
+        other_server.server_close()
+        thread.join(5)
+
+
 # --------------------------------------------------------------------------------------
 # Property tests (h11 fuzz contract: garbage is accepted or raises the documented error)
 # --------------------------------------------------------------------------------------

@@ -196,6 +196,32 @@ def test_unusable_success_bodies(body):
     assert "t\"" not in str(info.value)
 
 
+@pytest.mark.parametrize("token", [
+    "SECRET-AT\r\nX-Injected: 1",     # header injection / http.client ValueError
+    "SECRET-AT\n",
+    "SECRET-\u20ac",                   # UnicodeEncodeError in http.client
+    "SECRET-\u00e9",                   # latin-1 encodable, still not VSCHAR
+    "SECRET\x00AT",
+    "SECRET\tAT",
+    "SECRET\x7fAT",
+], ids=["crlf", "lf", "euro", "latin1", "nul", "tab", "del"])
+def test_access_token_outside_rfc6749_a12_is_refused(token):
+    """RFC 6749 Appendix A.12: access-token = 1*VSCHAR (%x20-7E)."""
+    body = {"access_token": token, "token_type": "Bearer", "expires_in": 60}
+    with pytest.raises(TokenResponseError) as info:
+        grants.parse_token_response(_response(200, body))
+    message = str(info.value) + repr(info.value)
+    assert "SECRET" not in message
+    assert "A.12" in message and info.value.status_code == 200
+
+
+@pytest.mark.parametrize("token", [
+    "a", "2YotnFZFEjr1zCsicMWpAA", "a b~!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}", "eyJ.eyJ.sig-_=="])
+def test_every_vschar_access_token_is_accepted(token):
+    body = {"access_token": token, "token_type": "Bearer"}
+    assert grants.parse_token_response(_response(200, body)).access_token == token
+
+
 def test_non_json_success_body():
     with pytest.raises(TokenResponseError) as info:
         grants.parse_token_response(_response(200, b"<html>secret-page</html>", "text/html"))

@@ -319,6 +319,72 @@ class TestDecodeUnverified:
                     assert part not in str(info.value)
 
 
+    @pytest.mark.parametrize("where", ["header", "payload"])
+    def test_json_nested_past_the_recursion_limit(self, where):
+        """A RecursionError from json escaped before; it is a ValueError like any bad JSON."""
+        deep = b64e(b'{"a":' + b"[" * 100000 + b"]" * 100000 + b"}")
+        parts = [A2["protected_b64"], A2["payload_b64"], "c2ln"]
+        parts[0 if where == "header" else 1] = deep
+        with pytest.raises(ValueError) as info:
+            jws.decode_unverified(".".join(parts))
+        assert "not base64url-encoded JSON" in str(info.value)
+
+
+def test_deeply_nested_jwk_text_is_an_invalid_key(crypto):
+    with pytest.raises(InvalidKeyError) as info:
+        jws.load_private_key('{"kty":' + "[" * 100000 + "]" * 100000 + "}")
+    assert "not valid JSON" in str(info.value)
+
+
+@pytest.mark.parametrize("token, expected", [
+    (A2["jws"], True),
+    ("e30.e30.", True),                              # empty signature: still the shape
+    ("e30.e30.c2ln", True),
+    ("a-_.b-_.c-_", True),
+    ("e30..c2ln", False),
+    (".e30.c2ln", False),
+    ("e30.e30", False),
+    ("e30.e30.c2ln.c2ln", False),
+    ("e30.e30.c2ln=", False),                        # padding is not base64url (RFC 7515 §2)
+    ("e30.e30.c2ln\n", False),
+    ("e30.e30.c2\r\nln", False),
+    (" e30.e30.c2ln", False),
+    ("e30.e30.c2l\u00f1", False),
+    ("e30.e30.c2ln!", False),
+    ("\uff45\uff13\uff10.e30.c2ln", False),           # fullwidth letters are not ASCII
+    (b"e30.e30.c2ln", False),
+    (None, False),
+    (42, False),
+])
+def test_is_compact_jws(token, expected):
+    assert jws.is_compact_jws(token) is expected
+
+
+@pytest.mark.parametrize("value, expected", [
+    (1300819380, 1300819380.0),
+    (1300819380.5, 1300819380.5),
+    (0, 0.0),
+    (-5, -5.0),
+    (True, None),
+    (False, None),
+    ("1300819380", None),
+    (None, None),
+    ([1], None),
+    (float("inf"), None),
+    (float("-inf"), None),
+    (float("nan"), None),
+    (10 ** 400, None),                                # float() raises OverflowError
+    (-10 ** 400, None),
+])
+def test_numeric_date(value, expected):
+    assert jws.numeric_date(value) == expected
+
+
+def test_numeric_date_of_json_values():
+    claims = json.loads('{"a": -Infinity, "b": NaN, "c": 1' + "0" * 400 + ', "d": 17}')
+    assert [jws.numeric_date(claims[k]) for k in "abcd"] == [None, None, None, 17.0]
+
+
 # ---------------------------------------------------------------------------
 # Import hygiene
 

@@ -27,7 +27,7 @@ from mcpauth import (  # noqa: E402
     jws,
 )
 from mcpauth.grants import GRANT_TYPE_JWT_BEARER  # noqa: E402
-from mcpauth.testing import LoopbackStack  # noqa: E402
+from mcpauth.testing import AuthorizationServer, LoopbackStack  # noqa: E402
 
 PLATFORM = "https://platform.example"
 ACCEPT = "application/json, text/event-stream"
@@ -240,6 +240,9 @@ def test_unreadable_or_odd_files(stack, tmp_path):
     ("   ", "empty string"),
     ("secret-value", "single compact JWT"),
     ("one.two.three four", "single compact JWT"),
+    ("e30.e30.s\u00efg", "single compact JWT"),       # non-ASCII signature part
+    ("e30.e30.sig!", "single compact JWT"),             # not base64url
+    ("e30\r\n.e30.sig", "single compact JWT"),
     ("a.b.c", "not a JWT"),
 ])
 def test_callable_returning_something_unusable(stack, session, value, words):
@@ -276,19 +279,63 @@ def test_exceptions_from_the_callable_propagate(stack, session):
     assert info.value is boom
 
 
-# -- K2: client-side warnings -------------------------------------------------------------------
+# -- K2: client-side checks ----------------------------------------------------------------------
 
 
-def test_warns_about_a_foreign_audience(stack, platform, session, caplog):
+def _mismatch_checks(info, stack, token, issuer):
+    message = str(info.value)
+    assert token not in message and token not in repr(info.value)
+    assert "refusing to send it" in message
+    assert issuer in message
+    assert info.value.issuer == issuer
+
+
+def test_refuses_a_foreign_audience(stack, platform, session):
     session.auth = WorkloadIdentityProvider(lambda: platform.jwt(aud="https://wrong.example"))
-    with caplog.at_level(logging.WARNING, logger="mcpauth"):
-        with pytest.raises(OAuthError) as info:
+    with pytest.raises(AuthorizationServerMismatchError) as info:
+        whoami(session, stack.mcp_url)
+    _mismatch_checks(info, stack, platform.issued[0], stack.issuer)
+    assert "https://wrong.example" in str(info.value)
+    assert info.value.expected_issuer == "https://wrong.example"
+    assert token_requests(stack) == []                # nothing reached the token endpoint
+    assert len(platform.issued) == 1
+
+
+def test_refuses_when_the_mcp_server_names_another_authorization_server(
+        stack, platform, session):
+    """Audience injection: the platform JWT is for stack's AS; the MCP server names evil."""
+    evil = AuthorizationServer().start()
+    try:
+        stack.mcp.authorization_servers = [evil]
+        session.auth = WorkloadIdentityProvider(platform)
+        with pytest.raises(AuthorizationServerMismatchError) as info:
             whoami(session, stack.mcp_url)
-    assert info.value.error == "invalid_grant"       # wif-assertion-audience
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("aud is neither" in w and stack.issuer in w for w in warnings)
-    assert all(platform.issued[0] not in w and "wrong.example" not in w for w in warnings)
-    assert len(token_requests(stack)) == 1            # K3: no retry
+        _mismatch_checks(info, stack, platform.issued[0], evil.issuer)
+        assert info.value.expected_issuer == stack.issuer
+        assert evil.token_requests() == [] and token_requests(stack) == []
+        assert all(r.path != "/token" for r in evil.requests)
+    finally:
+        evil.stop()
+
+
+@pytest.mark.parametrize("aud", [None, [], 42, ["https://wrong.example", 7]])
+def test_refuses_a_token_without_a_usable_audience(stack, platform, aud):
+    provider = WorkloadIdentityProvider(lambda: platform.jwt(aud=aud),
+                                        server_url=stack.mcp_url)
+    with pytest.raises(AuthorizationServerMismatchError) as info:
+        provider.token()
+    assert token_requests(stack) == []
+    assert platform.issued[0] not in str(info.value)
+
+
+def test_refuses_a_foreign_audience_with_a_configured_token_endpoint(stack, platform):
+    provider = WorkloadIdentityProvider(lambda: platform.jwt(aud="https://wrong.example"),
+                                        server_url=stack.mcp_url,
+                                        token_endpoint=stack.as_.token_endpoint)
+    with pytest.raises(AuthorizationServerMismatchError) as info:
+        provider.token()
+    assert "issuer unknown" in str(info.value)
+    assert token_requests(stack) == []
 
 
 def test_token_endpoint_audience_is_fine(stack, platform, session, caplog):
@@ -299,13 +346,40 @@ def test_token_endpoint_audience_is_fine(stack, platform, session, caplog):
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
-def test_warns_about_an_expired_token(stack, platform, session, caplog):
+@pytest.mark.parametrize("shape", ["slash", "list"])
+def test_issuer_audience_variants_are_sent(stack, platform, shape):
+    """aud = the issuer with one trailing slash, or a list holding the issuer."""
+    aud = stack.issuer + "/" if shape == "slash" else ["https://other.example", stack.issuer]
+    provider = WorkloadIdentityProvider(lambda: platform.jwt(aud=aud),
+                                        server_url=stack.mcp_url)
+    if shape == "list":
+        assert provider.token()
+    else:
+        # The loopback AS is strict about the slash; what matters is that it was asked.
+        with pytest.raises(OAuthError) as info:
+            provider.token()
+        assert info.value.error == "invalid_grant"
+    assert len(token_requests(stack)) == 1
+    assert token_requests(stack)[0].form["assertion"] == platform.issued[0]
+
+
+def test_refuses_an_expired_token(stack, platform, session):
     session.auth = WorkloadIdentityProvider(
         lambda: platform.jwt(exp=int(time.time()) - 120))
+    with pytest.raises(ConfigurationError) as info:
+        whoami(session, stack.mcp_url)
+    assert "expired" in str(info.value) and "refusing" in str(info.value)
+    assert platform.issued[0] not in str(info.value)
+    assert token_requests(stack) == []                # wif-assertion-expired never sent
+
+
+def test_warns_about_a_token_expired_within_the_leeway(stack, platform, session, caplog):
+    session.auth = WorkloadIdentityProvider(
+        lambda: platform.jwt(exp=int(time.time()) - 5))
     with caplog.at_level(logging.WARNING, logger="mcpauth"):
         with pytest.raises(OAuthError) as info:
             whoami(session, stack.mcp_url)
-    assert info.value.error == "invalid_grant"       # wif-assertion-expired
+    assert info.value.error == "invalid_grant"       # the AS decides (clock skew)
     assert any("expired" in r.getMessage() for r in caplog.records)
     assert len(token_requests(stack)) == 1
 
@@ -317,6 +391,34 @@ def test_warns_about_a_missing_exp(stack, platform, caplog):
         with pytest.raises(OAuthError):
             provider.token()
     assert any("no numeric exp" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("exp", [b"-Infinity", b"Infinity", b"NaN", b"1" + b"0" * 400,
+                                 b"true", b'"1700000000"'],
+                         ids=["-inf", "inf", "nan", "1e400", "bool", "string"])
+def test_unusable_exp_is_a_warning_not_a_crash(stack, platform_key, caplog, exp):
+    """exp values json accepts but float arithmetic does not (OverflowError before)."""
+    claims = (b'{"iss":"' + PLATFORM.encode() + b'","sub":"wl-1","aud":"'
+              + stack.issuer.encode() + b'","iat":1,"jti":"j","exp":' + exp + b"}")
+    token = jws.sign(claims, platform_key, "ES256")
+    provider = WorkloadIdentityProvider(lambda: token, server_url=stack.mcp_url)
+    with caplog.at_level(logging.WARNING, logger="mcpauth"):
+        try:
+            provider.token()                          # the AS decides what it accepts
+        except OAuthError:
+            pass
+    assert any("no numeric exp" in r.getMessage() for r in caplog.records)
+    assert len(token_requests(stack)) == 1
+
+
+def test_deeply_nested_claims_are_a_configuration_error(stack):
+    deep = jws.b64url_encode(b'{"a":' + b"[" * 100000 + b"]" * 100000 + b"}")
+    token = jws.b64url_encode(b'{"alg":"ES256"}') + "." + deep + ".c2ln"
+    provider = WorkloadIdentityProvider(lambda: token, server_url=stack.mcp_url)
+    with pytest.raises(ConfigurationError) as info:
+        provider.token()
+    assert "not a JWT" in str(info.value)
+    assert token_requests(stack) == []
 
 
 # -- K3: no retry, no other grant ---------------------------------------------------------------
