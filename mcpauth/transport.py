@@ -436,6 +436,10 @@ class RequestsTransport(Transport):
             body = self._read_capped(resp, request)
         finally:
             resp.close()
+            if self._owns_session:
+                # Some urllib3 versions pool the socket despite "Connection: close";
+                # closing our own session's pools leaves nothing open behind us.
+                session.close()
         elapsed_ms = (time.monotonic() - start) * 1000.0
         logger.debug("%s %s -> %s (%.0f ms)", request.method, safe_url, resp.status_code,
                      elapsed_ms)
