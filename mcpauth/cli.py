@@ -499,22 +499,6 @@ def _cmd_call(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _probe_challenge(transport: Any, url: str) -> Any:
-    """POST an unauthenticated JSON-RPC ping and return the Bearer challenge, if any."""
-    from . import discovery
-    from .transport import HttpRequest
-
-    probe = HttpRequest(
-        "POST", url,
-        (("Content-Type", "application/json"),
-         ("Accept", "application/json, text/event-stream")),
-        b'{"jsonrpc":"2.0","id":"mcpauth-probe","method":"ping"}')
-    response = transport(probe)
-    if response.status != 401:
-        return None
-    return discovery.bearer_challenge(response.header("WWW-Authenticate"))
-
-
 def _chosen_client_auth(args: argparse.Namespace, advertised: Optional[Sequence[str]]
                         ) -> Optional[str]:
     from .grants import select_auth_method
@@ -549,12 +533,7 @@ def discover_server(args: argparse.Namespace, url: str) -> Dict[str, Any]:
         result = discovery.discover(transport, url, expected_issuer=expected_issuer,
                                     issuer=issuer)
     except DiscoveryError as first:
-        not_published = (type(first) is DiscoveryError and not first.retryable
-                         and first.status_code is not None
-                         and 400 <= first.status_code < 500)
-        if not not_published:
-            raise
-        challenge = _probe_challenge(transport, url)
+        challenge = discovery.fetch_challenge(transport, url, first)
         metadata_url = challenge.params.get("resource_metadata") if challenge else None
         if metadata_url is None:
             raise first

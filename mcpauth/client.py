@@ -495,15 +495,7 @@ class MCPClient(object):
             UnauthorizedError, InsufficientScopeError: the auth provider gave up.
             ConfigurationError: the client is closed, or a lifecycle method was given.
         """
-        if not isinstance(method, str) or not method:
-            raise TypeError("method must be a non-empty string")
-        if method in _LIFECYCLE_METHODS:
-            raise ConfigurationError("{} is sent by the client itself (connect())".format(
-                method))
-        if params is not None and not isinstance(params, Mapping):
-            raise TypeError("params must be a mapping or None")
-        self._ensure_connected()
-        return self._request(method, dict(params or {}))
+        return self._request(method, self._prepare(method, params))
 
     def notify(self, method: str, params: Optional[Mapping[str, Any]] = None) -> None:
         """Send a JSON-RPC notification (no reply is expected; the server answers 202).
@@ -511,15 +503,7 @@ class MCPClient(object):
         Raises:
             MCPError, ProtocolError, TransportError: as :meth:`request`.
         """
-        if not isinstance(method, str) or not method:
-            raise TypeError("method must be a non-empty string")
-        if method in _LIFECYCLE_METHODS:
-            raise ConfigurationError("{} is sent by the client itself (connect())".format(
-                method))
-        if params is not None and not isinstance(params, Mapping):
-            raise TypeError("params must be a mapping or None")
-        self._ensure_connected()
-        self._notify(method, dict(params or {}))
+        self._notify(method, self._prepare(method, params))
 
     def list_tools(self) -> List[Dict[str, Any]]:
         """All tools of the server, following ``nextCursor`` across pages.
@@ -609,6 +593,18 @@ class MCPClient(object):
     def _check_open(self) -> None:
         if self._closed:
             raise ConfigurationError("this MCPClient is closed")
+
+    def _prepare(self, method: str, params: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+        """Check a caller's method and params, connect if needed; return a copy of params."""
+        if not isinstance(method, str) or not method:
+            raise TypeError("method must be a non-empty string")
+        if method in _LIFECYCLE_METHODS:
+            raise ConfigurationError("{} is sent by the client itself (connect())".format(
+                method))
+        if params is not None and not isinstance(params, Mapping):
+            raise TypeError("params must be a mapping or None")
+        self._ensure_connected()
+        return dict(params or {})
 
     def _ensure_connected(self) -> None:
         if self._connected:

@@ -76,6 +76,7 @@ __all__ = [
     "validate_resource_metadata_url",
     "fetch_protected_resource_metadata",
     "fetch_authorization_server_metadata",
+    "fetch_challenge",
     "discover",
 ]
 
@@ -736,6 +737,18 @@ def _try_next(response: HttpResponse, what: str) -> bool:
         what, where, status), status_code=status)
 
 
+def _first_published(transport: Transport, urls: List[str],
+                     what: str) -> Tuple[Optional[HttpResponse], int]:
+    """GET ``urls`` in order: (the first 200, 200), or (None, the last 4xx) (see _try_next)."""
+    status = 404
+    for url in urls:
+        response = _get(transport, url, what)
+        if not _try_next(response, what):
+            return response, 200
+        status = response.status
+    return None, status
+
+
 def _find_prm(transport: Transport, server_url: str, resource_metadata_url: Optional[str],
               require_authorization_servers: bool
               ) -> Tuple[Optional[ProtectedResourceMetadata], List[str], int]:
@@ -748,19 +761,15 @@ def _find_prm(transport: Transport, server_url: str, resource_metadata_url: Opti
     else:
         urls = protected_resource_metadata_urls(server_url)
     what = "protected resource metadata"
-    status = 404
-    for url in urls:
-        response = _get(transport, url, what)
-        if _try_next(response, what):
-            status = response.status
-            continue
-        prm = parse_protected_resource_metadata(
-            response, require_authorization_servers=require_authorization_servers)
-        logger.debug("discovery: %s %s names resource %s and %d authorization server(s)",
-                     what, redact_url(prm.url), redact_url(prm.resource),
-                     len(prm.authorization_servers))
-        return prm, urls, 200
-    return None, urls, status
+    response, status = _first_published(transport, urls, what)
+    if response is None:
+        return None, urls, status
+    prm = parse_protected_resource_metadata(
+        response, require_authorization_servers=require_authorization_servers)
+    logger.debug("discovery: %s %s names resource %s and %d authorization server(s)",
+                 what, redact_url(prm.url), redact_url(prm.resource),
+                 len(prm.authorization_servers))
+    return prm, urls, 200
 
 
 def _not_published(server_url: str, urls: List[str], status: int) -> DiscoveryError:
@@ -832,20 +841,17 @@ def fetch_authorization_server_metadata(transport: Transport,
     """
     what = "authorization server metadata"
     urls = authorization_server_metadata_urls(issuer)
-    status = 404
-    for url in urls:
-        response = _get(transport, url, what)
-        if _try_next(response, what):
-            status = response.status
-            continue
-        metadata = parse_authorization_server_metadata(
-            response, issuer, allow_insecure_http=_allow_http(transport))
-        logger.debug("discovery: issuer %s has token endpoint %s", redact_url(issuer),
-                     redact_url(metadata.token_endpoint))
-        return metadata
-    raise DiscoveryError(
-        "authorization server {} does not publish metadata (tried: {})".format(
-            redact_url(issuer), ", ".join(redact_url(u) for u in urls)), status_code=status)
+    response, status = _first_published(transport, urls, what)
+    if response is None:
+        raise DiscoveryError(
+            "authorization server {} does not publish metadata (tried: {})".format(
+                redact_url(issuer), ", ".join(redact_url(u) for u in urls)),
+            status_code=status)
+    metadata = parse_authorization_server_metadata(
+        response, issuer, allow_insecure_http=_allow_http(transport))
+    logger.debug("discovery: issuer %s has token endpoint %s", redact_url(issuer),
+                 redact_url(metadata.token_endpoint))
+    return metadata
 
 
 def _servers_text(servers: Tuple[str, ...]) -> str:
@@ -853,6 +859,45 @@ def _servers_text(servers: Tuple[str, ...]) -> str:
     if len(servers) > 5:
         shown += ", ..."
     return shown or "none"
+
+
+def fetch_challenge(transport: Transport, server_url: str,
+                    discovery_error: DiscoveryError) -> Optional[Challenge]:
+    """Ask the MCP server itself for its Bearer challenge, after :func:`discover` failed.
+
+    A server may publish its protected resource metadata only in the ``resource_metadata``
+    parameter of its 401 challenge (RFC 9728 §5.1). This POSTs an unauthenticated
+    JSON-RPC ``ping`` to ``server_url`` to get one, but only when ``discovery_error`` says
+    the metadata is simply not published at the well-known URLs (a 4xx that is not
+    retryable): a mismatch, a bad document or an outage is reported as it is.
+
+    Args:
+        transport: sends the POST.
+        server_url: the MCP server URL.
+        discovery_error: what :func:`discover` raised without a ``resource_metadata_url``.
+
+    Returns:
+        The first Bearer challenge (RFC 6750 §3) of a 401 answer; None when the error is
+        not "not published" (nothing is sent), the answer is not a 401, or it has no
+        Bearer challenge.
+
+    Raises:
+        TransportError, InsecureEndpointError: as the transport.
+    """
+    status = discovery_error.status_code
+    not_published = (type(discovery_error) is DiscoveryError and not discovery_error.retryable
+                     and status is not None and 400 <= status < 500)
+    if not not_published:
+        return None
+    probe = HttpRequest(
+        "POST", server_url,
+        (("Content-Type", "application/json"),
+         ("Accept", "application/json, text/event-stream")),
+        b'{"jsonrpc":"2.0","id":"mcpauth-probe","method":"ping"}')
+    response = transport(probe)
+    if response.status != 401:
+        return None
+    return bearer_challenge(response.header("WWW-Authenticate"))
 
 
 def discover(transport: Transport, server_url: str, *,

@@ -56,7 +56,6 @@ from .grants import (
 )
 from .transport import (
     DEFAULT_TIMEOUT,
-    HttpRequest,
     RequestsTransport,
     Transport,
     check_url,
@@ -781,21 +780,8 @@ class OAuthProvider(AuthProvider):
         try:
             return self._discover(server, None)
         except DiscoveryError as first:
-            # Only "not published at the well-known URLs" justifies asking the server
-            # itself; a mismatch, a bad document or an outage is reported as it is.
-            not_published = (type(first) is DiscoveryError and not first.retryable
-                             and first.status_code is not None
-                             and 400 <= first.status_code < 500)
-            if not not_published:
-                raise
-            probe = HttpRequest(
-                "POST", server,
-                (("Content-Type", "application/json"),
-                 ("Accept", "application/json, text/event-stream")),
-                b'{"jsonrpc":"2.0","id":"mcpauth-probe","method":"ping"}')
-            response = self._transport(probe)
-            challenge = _discovery.bearer_challenge(response.header("WWW-Authenticate"))
-            if response.status != 401 or challenge is None:
+            challenge = _discovery.fetch_challenge(self._transport, server, first)
+            if challenge is None:
                 raise first
             if challenge.params.get("scope"):
                 state.challenge_scope = _peer_scope(challenge.params["scope"],

@@ -7,7 +7,6 @@ BearerTokenProvider and a hand-written AuthProvider subclass, over real loopback
 import pickle
 
 import pytest
-import requests
 
 from mcpauth import (
     AuthContext,
@@ -45,13 +44,6 @@ def bearer_of(record):
 def server():
     with MCPServer(static_tokens=[GOOD, OTHER], challenge_scope="tools") as s:
         yield s
-
-
-@pytest.fixture
-def session():
-    s = requests.Session()
-    yield s
-    s.close()
 
 
 def assert_no_secret(exc, *secrets):

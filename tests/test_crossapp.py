@@ -13,7 +13,6 @@ import threading
 import time
 
 import pytest
-import requests
 
 pytest.importorskip("cryptography")
 
@@ -54,22 +53,6 @@ def whoami(session, url, msg_id=1):
     return session.post(url, json=body, headers={
         "Accept": ACCEPT, "MCP-Protocol-Version": "2026-07-28",
         "Mcp-Method": "tools/call", "Mcp-Name": "whoami"})
-
-
-_SESSIONS = []
-
-
-def new_session():
-    session = requests.Session()
-    _SESSIONS.append(session)
-    return session
-
-
-@pytest.fixture(autouse=True)
-def _close_sessions():
-    yield
-    while _SESSIONS:
-        _SESSIONS.pop().close()
 
 
 @pytest.fixture
@@ -421,7 +404,7 @@ def test_discovery_validates_arguments_before_any_request(stack):
 # ==========================================================================================
 
 
-def test_exchange_jwt_auth_grant_basic_default(stack):
+def test_exchange_jwt_auth_grant_basic_default(stack, new_session):
     grant = grant_for(stack, stack.id_token("carol@example.com"))
     token = exchange_jwt_auth_grant(stack.as_.token_endpoint, grant, stack.client_id,
                                     client_secret=stack.client_secret,
@@ -503,7 +486,7 @@ def test_exchange_jwt_auth_grant_errors(stack):
 # ==========================================================================================
 
 
-def test_provider_end_to_end(stack, caplog):
+def test_provider_end_to_end(stack, caplog, new_session):
     assertion = Assertion(stack)
     session = new_session()
     provider = CrossAppAccessProvider(assertion, stack.client_id, stack.client_secret,
@@ -564,7 +547,7 @@ def test_provider_audience_is_the_issuer_exactly():
         assert stack.idp.token_requests()[0].form["audience"] == stack.issuer
 
 
-def test_provider_scope_reaches_both_legs(stack):
+def test_provider_scope_reaches_both_legs(stack, new_session):
     assertion = Assertion(stack)
     session = new_session()
     session.auth = CrossAppAccessProvider(assertion, stack.client_id, stack.client_secret,
@@ -576,7 +559,7 @@ def test_provider_scope_reaches_both_legs(stack):
     assert stack.as_.token_requests()[0].form["scope"] == "tools"
 
 
-def test_provider_step_up_asks_for_a_new_id_jag_with_the_union_scope():
+def test_provider_step_up_asks_for_a_new_id_jag_with_the_union_scope(new_session):
     with LoopbackStack(idp=True, mcp_options={"required_scope": "tools"}) as stack:
         assertion = Assertion(stack)
         session = new_session()
@@ -592,7 +575,7 @@ def test_provider_step_up_asks_for_a_new_id_jag_with_the_union_scope():
         assert reply.json()["result"]["structuredContent"]["scope"] == "tools"
 
 
-def test_provider_expected_issuer_pin(stack):
+def test_provider_expected_issuer_pin(stack, new_session):
     assertion = Assertion(stack)
     session = new_session()
     session.auth = CrossAppAccessProvider(assertion, stack.client_id, stack.client_secret,
@@ -604,7 +587,7 @@ def test_provider_expected_issuer_pin(stack):
     assert stack.as_.token_requests() == []
 
 
-def test_provider_reuses_the_id_jag_until_it_expires(stack):
+def test_provider_reuses_the_id_jag_until_it_expires(stack, new_session):
     """J6: a new access token re-submits the cached ID-JAG; an old one is replaced."""
     stack.as_.reject_replayed_id_jag = False
     offset = [0.0]
@@ -627,7 +610,7 @@ def test_provider_reuses_the_id_jag_until_it_expires(stack):
     assert stack.as_.token_requests()[2].form["assertion"] != first.form["assertion"]
 
 
-def test_provider_asks_once_more_when_a_reused_id_jag_is_refused(stack):
+def test_provider_asks_once_more_when_a_reused_id_jag_is_refused(stack, new_session):
     """A server that refuses replayed ID-JAGs: one invalid_grant, one new grant, done."""
     assert stack.as_.reject_replayed_id_jag is True
     assertion = Assertion(stack)
@@ -641,7 +624,7 @@ def test_provider_asks_once_more_when_a_reused_id_jag_is_refused(stack):
     assert len(assertion.contexts) == 2 and len(stack.idp.token_requests()) == 2
 
 
-def test_provider_does_not_loop_when_a_fresh_id_jag_is_refused(stack):
+def test_provider_does_not_loop_when_a_fresh_id_jag_is_refused(stack, new_session):
     calls = []
 
     def wrong_resource(ctx):
@@ -673,7 +656,7 @@ def test_provider_does_not_loop_when_a_fresh_id_jag_is_refused(stack):
      + ".e30.opaque-secret-grant", "not a JWT"),
 ], ids=["none", "bytes", "empty", "opaque", "non-ascii", "not-b64url", "not-json",
         "deep-json"])
-def test_provider_refuses_a_bad_assertion_result(stack, value, words):
+def test_provider_refuses_a_bad_assertion_result(stack, value, words, new_session):
     session = new_session()
     session.auth = CrossAppAccessProvider(lambda ctx: value, stack.client_id,
                                           stack.client_secret)
@@ -684,7 +667,7 @@ def test_provider_refuses_a_bad_assertion_result(stack, value, words):
     assert stack.as_.token_requests() == []
 
 
-def test_provider_refuses_an_id_jag_for_another_authorization_server(stack):
+def test_provider_refuses_an_id_jag_for_another_authorization_server(stack, new_session):
     """Audience injection (EXT-EMA §7.5.4): the MCP server now names an AS of its own;
     the callback hands back an ID-JAG minted for the real one. Nothing reaches evil."""
     grant = grant_for(stack, stack.id_token())
@@ -740,7 +723,7 @@ def test_provider_sends_an_id_jag_whose_audience_names_the_issuer(stack, shape):
     assert record.form["assertion"] == grant
 
 
-def test_provider_assertion_exception_propagates_unchanged(stack):
+def test_provider_assertion_exception_propagates_unchanged(stack, new_session):
     class IdPDown(Exception):
         pass
 
@@ -757,7 +740,7 @@ def test_provider_assertion_exception_propagates_unchanged(stack):
     assert stack.as_.token_requests() == []
 
 
-def test_provider_step_up_at_the_idp_surfaces(stack):
+def test_provider_step_up_at_the_idp_surfaces(stack, new_session):
     stack.idp.require_step_up = True
     session = new_session()
     session.auth = CrossAppAccessProvider(Assertion(stack), stack.client_id,
@@ -778,7 +761,7 @@ def test_provider_post_when_only_post_is_advertised(stack):
     assert "Authorization" not in record.headers
 
 
-def test_provider_private_key_jwt():
+def test_provider_private_key_jwt(new_session):
     key = jws.generate_private_key("EC", curve="P-256")
     with LoopbackStack(idp=True, public_jwk=key.public_jwk(),
                        auth_method="private_key_jwt") as stack:
@@ -791,7 +774,7 @@ def test_provider_private_key_jwt():
         assert record.info["client_assertion_claims"]["aud"] == stack.issuer
 
 
-def test_provider_accepts_a_jwt_auth_grant(stack):
+def test_provider_accepts_a_jwt_auth_grant(stack, new_session):
     stack.as_.reject_replayed_id_jag = False
     grants = []
 

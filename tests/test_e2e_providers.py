@@ -12,7 +12,6 @@ import threading
 import time
 
 import pytest
-import requests
 
 from mcpauth import (
     AuthorizationServerMismatchError,
@@ -50,23 +49,6 @@ def bearer(record):
     return value[7:] if value.startswith("Bearer ") else None
 
 
-_SESSIONS = []
-
-
-def new_session():
-    """A requests session closed when the test ends (no leaked sockets)."""
-    session = requests.Session()
-    _SESSIONS.append(session)
-    return session
-
-
-@pytest.fixture(autouse=True)
-def _close_sessions():
-    yield
-    while _SESSIONS:
-        _SESSIONS.pop().close()
-
-
 @pytest.fixture
 def stack():
     with LoopbackStack() as s:
@@ -80,7 +62,7 @@ def provider_for(stack, **kw):
 
 # -- the five-line example ------------------------------------------------------------------
 
-def test_five_line_example(stack):
+def test_five_line_example(stack, new_session):
     session = new_session()
     session.auth = ClientCredentialsProvider(client_id=stack.client_id,
                                              client_secret=stack.client_secret)
@@ -104,7 +86,7 @@ def test_five_line_example(stack):
     assert "access_token" not in calls[2].path                              # A2
 
 
-def test_the_same_request_is_replayed(stack):
+def test_the_same_request_is_replayed(stack, new_session):
     """G6: the replay carries the same body and MCP headers, and a new Authorization."""
     session = new_session()
     session.auth = provider_for(stack)
@@ -118,7 +100,7 @@ def test_the_same_request_is_replayed(stack):
     assert second.headers.get("Authorization").startswith("Bearer ")
 
 
-def test_file_body_is_rewound_for_the_replay(stack):
+def test_file_body_is_rewound_for_the_replay(stack, new_session):
     session = new_session()
     session.auth = provider_for(stack)
     payload = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list",
@@ -131,7 +113,7 @@ def test_file_body_is_rewound_for_the_replay(stack):
     assert [c.body for c in stack.mcp.mcp_requests()] == [payload, payload]
 
 
-def test_streaming_body_is_not_replayed(stack):
+def test_streaming_body_is_not_replayed(stack, new_session):
     session = new_session()
     session.auth = provider_for(stack)
 
@@ -147,7 +129,7 @@ def test_streaming_body_is_not_replayed(stack):
 
 # -- G3: exactly one retry --------------------------------------------------------------------
 
-def test_second_401_raises_unauthorized_after_exactly_one_retry():
+def test_second_401_raises_unauthorized_after_exactly_one_retry(new_session):
     with LoopbackStack(mcp_options={"token_validator": lambda token: None}) as stack:
         session = new_session()
         session.auth = provider_for(stack)
@@ -160,7 +142,7 @@ def test_second_401_raises_unauthorized_after_exactly_one_retry():
         assert info.value.resource_metadata == stack.mcp.prm_url
 
 
-def test_refused_token_is_replaced_once(stack):
+def test_refused_token_is_replaced_once(stack, new_session):
     session = new_session()
     session.auth = provider_for(stack)
     assert rpc(session, stack.mcp_url, "tools/list").status_code == 200
@@ -174,7 +156,7 @@ def test_refused_token_is_replaced_once(stack):
     assert len(stack.mcp.prm_requests()) == 2
 
 
-def test_token_refused_twice_in_a_row_raises(stack):
+def test_token_refused_twice_in_a_row_raises(stack, new_session):
     session = new_session()
     session.auth = provider_for(stack)
     assert rpc(session, stack.mcp_url, "tools/list").status_code == 200
@@ -186,7 +168,7 @@ def test_token_refused_twice_in_a_row_raises(stack):
 
 # -- H1: expected_issuer pinning ----------------------------------------------------------------
 
-def test_mismatched_issuer_receives_nothing():
+def test_mismatched_issuer_receives_nothing(new_session):
     with AuthorizationServer() as honest, AuthorizationServer() as evil:
         honest.register_client("c", client_secret="s3cret-value")
         evil.register_client("c", client_secret="s3cret-value")
@@ -203,7 +185,7 @@ def test_mismatched_issuer_receives_nothing():
             assert "s3cret-value" not in str(info.value)
 
 
-def test_pinned_issuer_is_chosen_among_several():
+def test_pinned_issuer_is_chosen_among_several(new_session):
     """B6: PRM lists [as1, as2]; the client is registered at as2."""
     with AuthorizationServer() as as1, AuthorizationServer() as as2:
         as2.register_client("c", client_secret="pw")
@@ -215,7 +197,7 @@ def test_pinned_issuer_is_chosen_among_several():
             assert len(as2.token_requests()) == 1
 
 
-def test_metadata_issuer_mismatch_sends_no_secret(stack):
+def test_metadata_issuer_mismatch_sends_no_secret(stack, new_session):
     stack.as_.metadata_override = {"issuer": "https://attacker.example.com"}
     session = new_session()
     session.auth = provider_for(stack)
@@ -224,7 +206,7 @@ def test_metadata_issuer_mismatch_sends_no_secret(stack):
     assert stack.as_.token_requests() == []
 
 
-def test_resource_mismatch_sends_no_secret(stack):
+def test_resource_mismatch_sends_no_secret(stack, new_session):
     stack.mcp.prm_override = {"resource": "https://evil.example.com/mcp"}
     session = new_session()
     session.auth = provider_for(stack)
@@ -233,7 +215,7 @@ def test_resource_mismatch_sends_no_secret(stack):
     assert stack.as_.token_requests() == []
 
 
-def test_authorization_server_migration():
+def test_authorization_server_migration(new_session):
     """SEP-2352 / H1: credentials stay with the authorization server they were used at.
 
     When the MCP server moves to another AS, an unpinned provider refuses by default
@@ -275,7 +257,7 @@ def test_authorization_server_migration():
     (["client_secret_post"], "client_secret_post"),
     (None, "client_secret_basic"),
 ])
-def test_auth_method_follows_metadata(advertised, expected):
+def test_auth_method_follows_metadata(advertised, expected, new_session):
     with LoopbackStack(as_options={"token_endpoint_auth_methods_supported": advertised}) as stack:
         session = new_session()
         session.auth = provider_for(stack)
@@ -288,7 +270,7 @@ def test_auth_method_follows_metadata(advertised, expected):
             assert "client_secret" not in req.form
 
 
-def test_configured_auth_method_wins():
+def test_configured_auth_method_wins(new_session):
     with LoopbackStack(auth_method="client_secret_post") as stack:
         session = new_session()
         session.auth = provider_for(stack, token_endpoint_auth_method="client_secret_post")
@@ -296,7 +278,7 @@ def test_configured_auth_method_wins():
         assert stack.as_.token_requests()[0].info["auth_method"] == "client_secret_post"
 
 
-def test_special_characters_in_basic_credentials():
+def test_special_characters_in_basic_credentials(new_session):
     """E3: RFC 6749 §2.3.1 form-encoding; the test AS decodes it as the RFC says."""
     with LoopbackStack(client_id="a:b@c", client_secret="p w+%&\u00a3") as stack:
         session = new_session()
@@ -304,7 +286,7 @@ def test_special_characters_in_basic_credentials():
         assert rpc(session, stack.mcp_url, "tools/list").status_code == 200
 
 
-def test_wrong_secret_is_an_oauth_error(stack):
+def test_wrong_secret_is_an_oauth_error(stack, new_session):
     session = new_session()
     session.auth = ClientCredentialsProvider(stack.client_id, "wrong-secret-value")
     with pytest.raises(OAuthError) as info:
@@ -313,7 +295,7 @@ def test_wrong_secret_is_an_oauth_error(stack):
     assert "wrong-secret-value" not in str(info.value) + repr(info.value)
 
 
-def test_token_endpoint_redirect_is_not_followed(stack):
+def test_token_endpoint_redirect_is_not_followed(stack, new_session):
     with AuthorizationServer() as other:
         stack.as_.redirect_token_endpoint_to = other.token_endpoint
         session = new_session()
@@ -324,7 +306,7 @@ def test_token_endpoint_redirect_is_not_followed(stack):
         assert other.requests == []
 
 
-def test_unsupported_token_type_is_refused(stack):
+def test_unsupported_token_type_is_refused(stack, new_session):
     stack.as_.token_type = "mac"
     session = new_session()
     session.auth = provider_for(stack)
@@ -332,7 +314,7 @@ def test_unsupported_token_type_is_refused(stack):
         rpc(session, stack.mcp_url, "tools/list")
 
 
-def test_authorization_server_down_is_a_transport_error(stack):
+def test_authorization_server_down_is_a_transport_error(stack, new_session):
     session = new_session()
     session.auth = provider_for(stack, timeout=2)
     stack.as_.stop()
@@ -346,7 +328,7 @@ def test_http_token_endpoint_is_refused_before_io():
         ClientCredentialsProvider("c", "s", token_endpoint="http://as.example.com/token")
 
 
-def test_http_token_endpoint_in_metadata_is_refused(stack):
+def test_http_token_endpoint_in_metadata_is_refused(stack, new_session):
     stack.as_.metadata_override = {"token_endpoint": "http://as.example.com/token"}
     session = new_session()
     session.auth = provider_for(stack)
@@ -354,7 +336,7 @@ def test_http_token_endpoint_in_metadata_is_refused(stack):
         rpc(session, stack.mcp_url, "tools/list")
 
 
-def test_explicit_token_endpoint_skips_discovery(stack):
+def test_explicit_token_endpoint_skips_discovery(stack, new_session):
     provider = provider_for(stack, token_endpoint=stack.as_.token_endpoint,
                             issuer=stack.issuer)
     session = new_session()
@@ -367,28 +349,27 @@ def test_explicit_token_endpoint_skips_discovery(stack):
 
 # -- D3: scope selection ------------------------------------------------------------------------
 
-def _scope_sent(stack, **kw):
-    session = new_session()
+def _scope_sent(session, stack, **kw):
     session.auth = provider_for(stack, **kw)
     assert rpc(session, stack.mcp_url, "tools/list").status_code == 200
     return stack.as_.token_requests()[0].form.get("scope")
 
 
-def test_scope_from_challenge():
+def test_scope_from_challenge(session):
     with LoopbackStack(mcp_options={"challenge_scope": "mcp:basic",
                                     "scopes_supported": ["mcp:basic", "mcp:write"]}) as stack:
-        assert _scope_sent(stack) == "mcp:basic"
+        assert _scope_sent(session, stack) == "mcp:basic"
 
 
-def test_scope_from_scopes_supported():
+def test_scope_from_scopes_supported(session):
     with LoopbackStack(mcp_options={"scopes_supported": ["mcp:read", "mcp:write"]}) as stack:
-        assert _scope_sent(stack) == "mcp:read mcp:write"
+        assert _scope_sent(session, stack) == "mcp:read mcp:write"
 
 
-def test_configured_scope_wins():
+def test_configured_scope_wins(session):
     with LoopbackStack(mcp_options={"challenge_scope": "mcp:basic",
                                     "scopes_supported": ["mcp:basic"]}) as stack:
-        assert _scope_sent(stack, scope="reports:read") == "reports:read"
+        assert _scope_sent(session, stack, scope="reports:read") == "reports:read"
 
 
 def test_invalid_configured_scope():
@@ -398,7 +379,7 @@ def test_invalid_configured_scope():
 
 # -- G4: step-up --------------------------------------------------------------------------------
 
-def test_step_up_requests_the_union():
+def test_step_up_requests_the_union(new_session):
     with LoopbackStack(mcp_options={"required_scope": "mcp:write",
                                     "challenge_scope": "mcp:basic"}) as stack:
         session = new_session()
@@ -411,7 +392,7 @@ def test_step_up_requests_the_union():
         assert scopes == ["mcp:basic", "mcp:basic mcp:write"]      # SEP-2350 union
 
 
-def test_step_up_is_bounded_and_names_the_scope():
+def test_step_up_is_bounded_and_names_the_scope(new_session):
     with LoopbackStack(allowed_scopes=["mcp:basic"],
                        mcp_options={"required_scope": "mcp:admin"}) as stack:
         stack.as_.extra_token_response = {}
@@ -424,7 +405,7 @@ def test_step_up_is_bounded_and_names_the_scope():
         assert "mcp:admin" in str(info.value) or getattr(info.value, "error", "") == "invalid_scope"
 
 
-def test_step_up_gives_up_when_server_keeps_refusing():
+def test_step_up_gives_up_when_server_keeps_refusing(new_session):
     with LoopbackStack() as stack:
         session = new_session()
         session.auth = provider_for(stack)
@@ -447,7 +428,7 @@ class FakeClock(object):
         return self.now
 
 
-def test_proactive_refresh_with_skew():
+def test_proactive_refresh_with_skew(new_session):
     clock = FakeClock()
     with LoopbackStack(as_options={"clock": clock, "token_lifetime": 3600}) as stack:
 
@@ -466,7 +447,7 @@ def test_proactive_refresh_with_skew():
         assert bearer(stack.mcp.mcp_requests()[-1]) != first
 
 
-def test_short_lived_tokens_are_not_renewed_on_every_call():
+def test_short_lived_tokens_are_not_renewed_on_every_call(new_session):
     clock = FakeClock()
     with LoopbackStack(as_options={"clock": clock, "token_lifetime": 30}) as stack:
         session = new_session()
@@ -481,7 +462,7 @@ def test_short_lived_tokens_are_not_renewed_on_every_call():
         assert len(stack.as_.token_requests()) == 2
 
 
-def test_expired_token_is_never_sent():
+def test_expired_token_is_never_sent(new_session):
     clock = FakeClock()
     with LoopbackStack(as_options={"clock": clock, "token_lifetime": 100}) as stack:
         session = new_session()
@@ -494,7 +475,7 @@ def test_expired_token_is_never_sent():
         assert old not in [bearer(c) for c in stack.mcp.mcp_requests()[2:]]
 
 
-def test_failed_renewal_keeps_a_still_valid_token(caplog):
+def test_failed_renewal_keeps_a_still_valid_token(caplog, new_session):
     clock = FakeClock()
     with LoopbackStack(as_options={"clock": clock, "token_lifetime": 3600}) as stack:
         session = new_session()
@@ -511,7 +492,7 @@ def test_failed_renewal_keeps_a_still_valid_token(caplog):
 
 # -- concurrency: single flight ----------------------------------------------------------------
 
-def test_sixteen_threads_share_one_token_request():
+def test_sixteen_threads_share_one_token_request(new_session):
     with LoopbackStack() as stack:
         stack.as_.delay = 0.3          # a slow token endpoint widens the race window
         provider = provider_for(stack)
@@ -552,7 +533,7 @@ def test_sixteen_threads_share_one_token_request():
         assert peak >= 2
 
 
-def test_valid_token_holders_do_not_wait_for_a_renewal():
+def test_valid_token_holders_do_not_wait_for_a_renewal(new_session):
     clock = FakeClock()
     with LoopbackStack(as_options={"clock": clock, "token_lifetime": 3600}) as stack:
         provider = provider_for(stack, clock=clock, refresh_skew=60)
@@ -582,7 +563,7 @@ def test_valid_token_holders_do_not_wait_for_a_renewal():
 
 # -- G2: tokens stay with their server ----------------------------------------------------------
 
-def test_tokens_are_not_shared_between_servers():
+def test_tokens_are_not_shared_between_servers(new_session):
     with AuthorizationServer() as as1, AuthorizationServer() as as2:
         as1.register_client("c", client_secret="pw")
         as2.register_client("c", client_secret="pw")
@@ -606,7 +587,7 @@ def test_tokens_are_not_shared_between_servers():
             assert len(as2.token_requests()) == before
 
 
-def test_configured_resource_binds_the_token(stack):
+def test_configured_resource_binds_the_token(stack, new_session):
     """G2: with resource= configured, the token never goes to another server."""
     with MCPServer(static_tokens=["x"]) as other:
         session = new_session()
@@ -618,7 +599,7 @@ def test_configured_resource_binds_the_token(stack):
         assert other.requests == []
 
 
-def test_userinfo_never_becomes_the_resource(stack):
+def test_userinfo_never_becomes_the_resource(stack, new_session):
     session = new_session()
     session.auth = provider_for(stack, token_endpoint=stack.as_.token_endpoint,
                                 issuer=stack.issuer)
@@ -628,7 +609,7 @@ def test_userinfo_never_becomes_the_resource(stack):
     assert "GW-PASSWORD" not in sent and sent == stack.mcp_url
 
 
-def test_refused_step_up_does_not_poison_later_requests():
+def test_refused_step_up_does_not_poison_later_requests(new_session):
     with LoopbackStack(allowed_scopes=["mcp:basic"],
                        mcp_options={"challenge_scope": "mcp:basic"}) as stack:
         session = new_session()
@@ -647,7 +628,7 @@ def test_refused_step_up_does_not_poison_later_requests():
         assert scopes == ["mcp:basic", "mcp:basic mcp:admin", "mcp:basic"]
 
 
-def test_invalid_challenge_scope_is_a_protocol_error(stack):
+def test_invalid_challenge_scope_is_a_protocol_error(stack, new_session):
     from mcpauth import ProtocolError
 
     stack.mcp.challenge_scope = "caf\u00e9"     # outside RFC 6749 §3.3 scope-token
@@ -658,7 +639,7 @@ def test_invalid_challenge_scope_is_a_protocol_error(stack):
     assert stack.as_.token_requests() == []
 
 
-def test_no_authorization_after_cross_host_redirect(stack):
+def test_no_authorization_after_cross_host_redirect(stack, new_session):
     """A5: requests drops Authorization across hosts, and the hook does not re-add it."""
     with MCPServer(static_tokens=["x"]) as elsewhere:
         session = new_session()
@@ -675,7 +656,7 @@ def test_no_authorization_after_cross_host_redirect(stack):
 
 # -- secrets never leak --------------------------------------------------------------------------
 
-def test_no_secret_or_token_in_logs_reprs_or_errors(caplog):
+def test_no_secret_or_token_in_logs_reprs_or_errors(caplog, new_session):
     caplog.set_level(logging.DEBUG)
     secret = "Sup3r-Secret-Value-42"
     with LoopbackStack(client_secret=secret) as stack:

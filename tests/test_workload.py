@@ -14,7 +14,6 @@ import time
 import uuid
 
 import pytest
-import requests
 
 pytest.importorskip("cryptography")
 
@@ -54,13 +53,6 @@ def stack(platform_key):
         s.as_.trust_workload_issuer(PLATFORM, platform_key.public_jwk(),
                                     allowed_subjects=["wl-1"], allowed_scopes=["read"])
         yield s
-
-
-@pytest.fixture
-def session():
-    s = requests.Session()
-    yield s
-    s.close()
 
 
 class Platform(object):

@@ -21,8 +21,10 @@ prints its issuer; the issuer is written to the MCP server's stdin; the MCP serv
 the AS metadata and prints its ready line.
 
 Both peers can append one JSON line per HTTP request to a log, read back with
-:meth:`Peers.as_requests` and :meth:`Peers.mcp_requests`. Their stderr goes to files in the
-temporary directory (``as.stderr``, ``mcp.stderr``).
+:meth:`Peers.as_requests` and :meth:`Peers.mcp_requests`; a peer may write a request's line
+just after the client has read the response, so tests read the logs through
+:func:`settled_log`. Their stderr goes to files in the temporary directory (``as.stderr``,
+``mcp.stderr``).
 
 Install the Node packages with ``tests/interop/install.sh`` (``npm ci``).
 """
@@ -34,7 +36,7 @@ import queue
 import subprocess
 import threading
 import time
-from typing import IO, Any, Dict, Iterable, List, Optional
+from typing import IO, Any, Callable, Dict, Iterable, List, Optional
 
 INTEROP_DIR = os.path.dirname(os.path.abspath(__file__))
 NODE_MODULES = os.path.join(INTEROP_DIR, "node_modules")
@@ -44,6 +46,8 @@ MCP_SCRIPT = os.path.join(INTEROP_DIR, "mcp_server.mjs")
 MCP_V2_SCRIPT = os.path.join(INTEROP_DIR, "mcp_server_v2.mjs")
 MIN_NODE_MAJOR = 22
 DEFAULT_SCOPES = ("mcp:tools",)
+LOG_TIMEOUT = 5.0  # seconds settled_log waits at the most
+LOG_QUIET = 0.2  # seconds without a new line after which a log counts as settled
 
 _node_ok: Optional[bool] = None
 
@@ -260,11 +264,44 @@ class Peers(object):
         self._as.stop()
 
 
+def settled_log(
+    read: Callable[[], List[Dict[str, Any]]],
+    until: Optional[Callable[[List[Dict[str, Any]]], bool]] = None,
+    timeout: float = LOG_TIMEOUT,
+) -> List[Dict[str, Any]]:
+    """Re-read a peer's request log until the entry a test expects has been written.
+
+    A peer logs a request when its response has finished, which can be just after the
+    client has read the response, so a log read right after a request can miss its line.
+
+    Args:
+        read: :meth:`Peers.as_requests` or :meth:`Peers.mcp_requests` (of a running pair).
+        until: Return as soon as ``until(entries)`` holds. Without it, return once the log
+            has not changed for ``LOG_QUIET`` seconds.
+        timeout: Seconds after which the entries are returned as they are.
+
+    Returns:
+        The log entries, oldest first.
+    """
+    start = changed = time.monotonic()
+    entries = read()
+    while True:
+        now = time.monotonic()
+        done = until(entries) if until is not None else now - changed >= LOG_QUIET
+        if done or now - start >= timeout:
+            return entries
+        time.sleep(0.02)
+        latest = read()
+        if latest != entries:
+            entries, changed = latest, time.monotonic()
+
+
 def _read_jsonl(path: str) -> List[Dict[str, Any]]:
     if not os.path.exists(path):
         return []
     with open(path) as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+        # A line without its newline is still being written: it is not there yet.
+        return [json.loads(line) for line in handle if line.endswith("\n") and line.strip()]
 
 
 def _write_json(path: str, value: Dict[str, Any]) -> str:

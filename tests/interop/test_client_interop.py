@@ -22,31 +22,17 @@ when ``MCPAUTH_REQUIRE_NODE=1``.
 """
 
 import json
-import os
-import sys
-import time
 from typing import Any, Dict, Iterator, List
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import peers as peers_mod  # noqa: E402
-
-from mcpauth import ClientCredentialsProvider  # noqa: E402
-from mcpauth.client import (  # noqa: E402
+import peers as peers_mod  # tests/interop/peers.py, on sys.path by conftest.py
+from mcpauth import ClientCredentialsProvider
+from mcpauth.client import (
     EXTENSION_OAUTH_CLIENT_CREDENTIALS,
     MCPClient,
 )
-from mcpauth.errors import MCPError  # noqa: E402
-
-REQUIRE_NODE = os.environ.get("MCPAUTH_REQUIRE_NODE") == "1"
-
-pytestmark = [
-    pytest.mark.node,
-    pytest.mark.e2e,
-    pytest.mark.skipif(not REQUIRE_NODE and not peers_mod.node_available(),
-                       reason="Node peers not installed (run tests/interop/install.sh)"),
-]
+from mcpauth.errors import MCPError
 
 CLIENT_ID = "cron-job"
 SECRET = "cron-secret"
@@ -87,18 +73,15 @@ def provider(peers: Any) -> ClientCredentialsProvider:
     return ClientCredentialsProvider(CLIENT_ID, SECRET, expected_issuer=peers.issuer)
 
 
+def log_size(peers: Any) -> int:
+    """How many requests the MCP server has logged, late lines of earlier tests included."""
+    return len(peers_mod.settled_log(peers.mcp_requests))
+
+
 def new_log(peers: Any, since: int) -> List[Dict[str, Any]]:
-    """The MCP endpoint's log records after ``since``, once the log has settled (the peer
-    logs a request when its response has finished, which may be just after the client
-    read it)."""
-    deadline = time.monotonic() + 5
-    before = -1
-    while True:
-        records = peers.mcp_requests()
-        if len(records) == before or time.monotonic() > deadline:
-            return [r for r in records[since:] if r.get("path") == "/mcp"]
-        before = len(records)
-        time.sleep(0.2)
+    """The MCP endpoint's log records after ``since``, once the log has settled."""
+    return [r for r in peers_mod.settled_log(peers.mcp_requests)[since:]
+            if r.get("path") == "/mcp"]
 
 
 def use_tools(client: MCPClient) -> Dict[str, Any]:
@@ -124,7 +107,7 @@ def check_facts(peers: Any, facts: Dict[str, Any], tools: List[str]) -> None:
 
 
 def test_v1_default_detects_the_legacy_server(v1: Any) -> None:
-    since = len(v1.mcp_requests())
+    since = log_size(v1)
     with MCPClient(v1.mcp_url, auth=provider(v1)) as client:
         facts = use_tools(client)
         assert client.lifecycle == "stateful"
@@ -164,7 +147,7 @@ def test_v1_default_detects_the_legacy_server(v1: Any) -> None:
 
 
 def test_v1_connect_detects_with_server_discover(v1: Any) -> None:
-    since = len(v1.mcp_requests())
+    since = log_size(v1)
     with MCPClient(v1.mcp_url, auth=provider(v1)) as client:
         assert client.connect()["lifecycle"] == "stateful"
         assert sorted(t["name"] for t in client.list_tools()) == V1_TOOLS
@@ -175,7 +158,7 @@ def test_v1_connect_detects_with_server_discover(v1: Any) -> None:
 
 
 def test_v1_pinned_legacy_version_skips_the_probe(v1: Any) -> None:
-    since = len(v1.mcp_requests())
+    since = log_size(v1)
     with MCPClient(v1.mcp_url, auth=provider(v1), protocol_version="2025-06-18") as client:
         facts = use_tools(client)
         assert client.protocol_version == "2025-06-18"
@@ -208,7 +191,7 @@ def test_v1_tool_errors_are_results(v1: Any) -> None:
 
 
 def test_v2_default_speaks_the_stateless_wire(v2: Any) -> None:
-    since = len(v2.mcp_requests())
+    since = log_size(v2)
     seen: List[Dict[str, Any]] = []
     with MCPClient(v2.mcp_url, auth=provider(v2), on_notification=seen.append) as client:
         facts = use_tools(client)
@@ -246,7 +229,7 @@ def test_v2_default_speaks_the_stateless_wire(v2: Any) -> None:
 
 
 def test_v2_connect_detects_with_server_discover(v2: Any) -> None:
-    since = len(v2.mcp_requests())
+    since = log_size(v2)
     with MCPClient(v2.mcp_url, auth=provider(v2)) as client:
         info = client.connect()
         assert (info["lifecycle"], info["protocolVersion"]) == ("stateless", MODERN)
@@ -258,7 +241,7 @@ def test_v2_connect_detects_with_server_discover(v2: Any) -> None:
 
 
 def test_v2_pinned_stateless_and_extension(v2: Any) -> None:
-    since = len(v2.mcp_requests())
+    since = log_size(v2)
     with MCPClient(v2.mcp_url, auth=provider(v2), protocol_version=MODERN) as client:
         facts = use_tools(client)
     check_facts(v2, facts, V2_TOOLS)
@@ -273,7 +256,7 @@ def test_v2_pinned_stateless_and_extension(v2: Any) -> None:
 
 
 def test_v2_legacy_fallback_serves_the_stateful_wire(v2: Any) -> None:
-    since = len(v2.mcp_requests())
+    since = log_size(v2)
     with MCPClient(v2.mcp_url, auth=provider(v2), protocol_version=LEGACY) as client:
         facts = use_tools(client)
         assert client.lifecycle == "stateful"

@@ -18,31 +18,17 @@ when ``MCPAUTH_REQUIRE_NODE=1`` (as in the tox ``interop`` env).
 """
 
 import json
-import os
-import sys
-import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import peers as peers_mod  # noqa: E402
-
-from mcpauth import (  # noqa: E402
+import peers as peers_mod  # tests/interop/peers.py, on sys.path by conftest.py
+from mcpauth import (
     AuthorizationServerMismatchError,
     ClientCredentialsProvider,
     MCPClient,
     PrivateKeyJwtProvider,
 )
-
-REQUIRE_NODE = os.environ.get("MCPAUTH_REQUIRE_NODE") == "1"
-
-pytestmark = [
-    pytest.mark.node,
-    pytest.mark.e2e,
-    pytest.mark.skipif(not REQUIRE_NODE and not peers_mod.node_available(),
-                       reason="Node peers not installed (run tests/interop/install.sh)"),
-]
 
 # A secret that Basic auth only carries intact when form-urlencoded first (RFC 6749 §2.3.1);
 # oidc-provider decodes it, so a client that skips the encoding is refused.
@@ -84,23 +70,15 @@ def peers(tmp_path_factory: Any, keys: Dict[str, Any]) -> Any:
 
 
 def token_requests(peers: Any, since: int = 0) -> List[Dict[str, Any]]:
-    entries = logged(peers.as_requests,
-                     lambda e: any(r.get("path") == "/token" for r in e[since:]))
+    entries = peers_mod.settled_log(peers.as_requests,
+                                    lambda e: any(r.get("path") == "/token" for r in e[since:]))
     return [r for r in entries[since:] if r.get("path") == "/token"]
 
 
-def logged(read: Any, predicate: Any, timeout: float = 5.0) -> List[Dict[str, Any]]:
-    """Re-read a peer's request log until ``predicate(entries)`` holds.
-
-    A peer writes its log line when the response has finished, which can be just after
-    the client has read the response.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        entries = read()
-        if predicate(entries) or time.monotonic() > deadline:
-            return entries
-        time.sleep(0.02)
+def log_sizes(peers: Any) -> Tuple[int, int]:
+    """How many requests each peer has logged, late lines of earlier tests included."""
+    as_log = peers_mod.settled_log(peers.as_requests)
+    return len(as_log), len(peers_mod.settled_log(peers.mcp_requests))
 
 
 def use_tools(client: Any) -> Dict[str, Any]:
@@ -135,7 +113,7 @@ def check_session(peers: Any, facts: Dict[str, Any], client_id: str, since: int)
     def done(entries: List[Dict[str, Any]]) -> bool:
         return sum(r.get("rpc_method") == "tools/call" for r in mine(entries)) >= 3
 
-    calls = mine(logged(peers.mcp_requests, done))
+    calls = mine(peers_mod.settled_log(peers.mcp_requests, done))
     assert [r["rpc_method"] for r in calls if r.get("rpc_method") == "tools/call"] == [
         "tools/call"] * 3
     assert all(r["status"] in (200, 202) for r in calls), calls
@@ -147,7 +125,7 @@ def check_session(peers: Any, facts: Dict[str, Any], client_id: str, since: int)
     ("post-client", POST_SECRET, "client_secret_post"),
 ], ids=["client_secret_basic", "client_secret_post"])
 def test_client_secret(peers: Any, client_id: str, secret: str, method: Any) -> None:
-    before, mcp_before = len(peers.as_requests()), len(peers.mcp_requests())
+    before, mcp_before = log_sizes(peers)
     provider = ClientCredentialsProvider(client_id, secret, expected_issuer=peers.issuer,
                                          token_endpoint_auth_method=method)
     with MCPClient(peers.mcp_url, auth=provider, protocol_version=LEGACY_WIRE) as client:
@@ -164,7 +142,7 @@ def test_client_secret(peers: Any, client_id: str, secret: str, method: Any) -> 
 def test_private_key_jwt(peers: Any, keys: Dict[str, Any], alg: str, client_id: str) -> None:
     from mcpauth.jws import jwk_thumbprint
 
-    before, mcp_before = len(peers.as_requests()), len(peers.mcp_requests())
+    before, mcp_before = log_sizes(peers)
     provider = PrivateKeyJwtProvider(client_id, keys[alg], alg, expected_issuer=peers.issuer,
                                      key_id=jwk_thumbprint(keys[alg]))
     with MCPClient(peers.mcp_url, auth=provider, protocol_version=LEGACY_WIRE) as client:
@@ -185,7 +163,7 @@ def test_private_key_jwt(peers: Any, keys: Dict[str, Any], alg: str, client_id: 
 
 
 def test_wrong_expected_issuer_sends_nothing_to_the_authorization_server(peers: Any) -> None:
-    before = len(peers.as_requests())
+    before = len(peers_mod.settled_log(peers.as_requests))
     provider = ClientCredentialsProvider("basic-client", BASIC_SECRET,
                                          expected_issuer="http://127.0.0.1:9/elsewhere")
     with pytest.raises(AuthorizationServerMismatchError) as info:
@@ -194,4 +172,5 @@ def test_wrong_expected_issuer_sends_nothing_to_the_authorization_server(peers: 
     assert BASIC_SECRET not in str(info.value) and BASIC_SECRET not in repr(info.value)
     # Refused from the protected resource metadata alone: no metadata fetch, no token
     # request, so the secret never left the process. (Give a late log line time to land.)
-    assert logged(peers.as_requests, lambda e: len(e) > before, timeout=0.5)[before:] == []
+    entries = peers_mod.settled_log(peers.as_requests, lambda e: len(e) > before, timeout=0.5)
+    assert entries[before:] == []

@@ -15,8 +15,6 @@ when ``MCPAUTH_REQUIRE_NODE=1``.
 
 import base64
 import json
-import os
-import sys
 import time
 import uuid
 from typing import Any, Dict, List, Optional, Tuple
@@ -25,19 +23,7 @@ from urllib.parse import quote_plus
 import pytest
 import requests
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import peers as peers_mod  # noqa: E402
-
-REQUIRE_NODE = os.environ.get("MCPAUTH_REQUIRE_NODE") == "1"
-
-# With MCPAUTH_REQUIRE_NODE=1 nothing is skipped: every test starts the peers, and
-# start_peers raises PeerStartError when they are not installed.
-pytestmark = [
-    pytest.mark.node,
-    pytest.mark.e2e,
-    pytest.mark.skipif(not REQUIRE_NODE and not peers_mod.node_available(),
-                       reason="Node peers not installed (run tests/interop/install.sh)"),
-]
+import peers as peers_mod  # tests/interop/peers.py, on sys.path by conftest.py
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ACCEPT = "application/json, text/event-stream"
@@ -270,7 +256,8 @@ def test_basic_auth_token_and_mcp_calls(peers: Any) -> None:
     assert (facts["echo"], facts["add"]) == ("hi", "5")
     assert facts["claims"]["client_id"] == "basic-client"
 
-    log = [r for r in peers.as_requests() if r["path"] == "/token" and r["status"] == 200]
+    log = [r for r in peers_mod.settled_log(peers.as_requests)
+           if r["path"] == "/token" and r["status"] == 200]
     assert log[-1]["client_auth_method"] == "client_secret_basic"
     assert log[-1]["resource"] == peers.mcp_url
 
@@ -297,7 +284,8 @@ def test_private_key_jwt_aud_issuer(peers: Any, keys: Dict[str, Key], alg: str,
     assert response.status_code == 200, response.text
     facts = run_mcp_session(peers.mcp_url, response.json()["access_token"])
     assert facts["claims"]["client_id"] == client_id
-    entry = [r for r in peers.as_requests() if r.get("client_id") == client_id][-1]
+    entry = [r for r in peers_mod.settled_log(peers.as_requests)
+             if r.get("client_id") == client_id][-1]
     assert entry["client_auth_method"] == "private_key_jwt"
     assert entry["client_assertion"]["header"]["typ"] == "client-authentication+jwt"
 
@@ -350,7 +338,7 @@ def test_private_key_jwt_claim_rules(peers: Any, keys: Dict[str, Key], variant: 
     assert response.status_code == expected, response.text
     if expected == 401:
         assert response.json()["error"] == "invalid_client"
-        assert detail in peers.as_requests()[-1]["error_detail"]
+        assert detail in peers_mod.settled_log(peers.as_requests)[-1]["error_detail"]
 
 
 def test_private_key_jwt_replay_rejected(peers: Any, keys: Dict[str, Key]) -> None:
@@ -403,7 +391,7 @@ def test_json_stateful_and_required_scope(tmp_path: Any) -> None:
         assert facts["content_type"].startswith("application/json")
         assert facts["session"]
         assert (facts["echo"], facts["add"]) == ("hi", "5")
-        sessions = {r.get("mcp_session_id") for r in running.mcp_requests()
+        sessions = {r.get("mcp_session_id") for r in peers_mod.settled_log(running.mcp_requests)
                     if r.get("rpc_method") == "tools/call"}
         assert sessions == {facts["session"]}
     assert running._as.proc.poll() is not None and running._mcp.proc.poll() is not None
