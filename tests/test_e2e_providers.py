@@ -675,3 +675,29 @@ def test_no_secret_or_token_in_logs_reprs_or_errors(caplog, new_session):
             assert token not in text
         with pytest.raises(TypeError):
             pickle.dumps(provider)
+
+
+def test_token_finds_metadata_named_only_in_the_401_challenge():
+    """token() without a request: the well-known URLs are 404, so the provider asks the
+    server itself (an unauthenticated JSON-RPC ping) and follows its challenge (B1)."""
+    with LoopbackStack(mcp_options={"prm_location": "custom"}) as stack:
+        provider = provider_for(stack, server_url=stack.mcp_url)
+        token = provider.token()
+        paths = [(r.method, r.path) for r in stack.mcp.requests]
+        assert paths == [
+            ("GET", "/.well-known/oauth-protected-resource/mcp"),
+            ("GET", "/.well-known/oauth-protected-resource"),
+            ("POST", "/mcp"),
+            ("GET", "/custom/metadata/location.json"),
+        ]
+        assert stack.mcp.requests[2].headers.get("Authorization") is None
+        assert stack.as_.introspect(token)["active"] is True
+
+
+def test_token_does_not_probe_after_a_real_discovery_error(stack):
+    stack.mcp.prm_override = {"resource": "https://evil.example.com/mcp"}
+    provider = provider_for(stack, server_url=stack.mcp_url)
+    with pytest.raises(ResourceMismatchError):
+        provider.token()
+    assert [r.method for r in stack.mcp.requests] == ["GET"]      # no probe POST
+    assert stack.as_.token_requests() == []
