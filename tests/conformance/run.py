@@ -340,11 +340,49 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         help="seconds the suite gives the client per scenario (default 30)")
     parser.add_argument("--verbose", "-v", action="store_true",
                         help="print the suite's log for every run, not only failed ones")
+    parser.add_argument("--summary", metavar="FILE",
+                        help="also write every line printed to FILE (CI prints it at the end)")
     return parser.parse_args(argv)
+
+
+class _Tee(object):
+    """Writes to stdout and to a summary file (tox -p hides a passing env's output)."""
+
+    def __init__(self, stream: Any, path: str) -> None:
+        self._stream = stream
+        self._file = open(path, "w")
+
+    def write(self, text: str) -> int:
+        self._file.write(text)
+        return self._stream.write(text)
+
+    def flush(self) -> None:
+        self._file.flush()
+        self._stream.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    @property
+    def encoding(self) -> Optional[str]:
+        return getattr(self._stream, "encoding", None)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    if not args.summary:
+        return _main(args)
+    stdout = sys.stdout
+    tee = _Tee(stdout, args.summary)
+    sys.stdout = tee  # type: ignore[assignment]
+    try:
+        return _main(args)
+    finally:
+        sys.stdout = stdout
+        tee.close()
+
+
+def _main(args: argparse.Namespace) -> int:
     runs = [r for r in RUNS if not args.only or r.scenario in args.only]
     unknown = set(args.only) - {r.scenario for r in RUNS}
     if unknown:
