@@ -23,6 +23,7 @@ Binding", SEP-2352) unless ``allow_issuer_change=True``. With ``expected_issuer`
 discovery that leads anywhere else raises before anything at all is sent.
 """
 
+import json
 import logging
 import threading
 import time
@@ -41,6 +42,7 @@ from .errors import (
     MCPAuthError,
     ProtocolError,
     UnauthorizedError,
+    clean_peer_text,
 )
 from .grants import (
     GRANT_TYPE_CLIENT_CREDENTIALS,
@@ -231,7 +233,7 @@ class AuthProvider(requests.auth.AuthBase):
         ctx = AuthContext(r, server, self._session_for_context(), challenge)
         logger.info("%s answered 401%s; getting a new token and retrying once",
                     redact_url(server),
-                    " (error=%s)" % challenge.params["error"]
+                    " (error=%s)" % clean_peer_text(challenge.params["error"], 100)
                     if challenge is not None and "error" in challenge.params else "")
         self._check_replayable(r, challenge, 401)
         try:
@@ -592,7 +594,7 @@ class OAuthProvider(AuthProvider):
                 if current is not None and current.access_token != refused:
                     return  # another thread already replaced the refused token
                 self._cache.delete_token(key, refused)
-                self._cache.delete_discovery(ctx.server_url)
+                self._cache.delete_discovery(self._discovery_key(ctx.server_url))
                 state.target = None
             if state.target is None:
                 state.target = self._discover(
@@ -619,7 +621,7 @@ class OAuthProvider(AuthProvider):
             return target
         with state.lock:
             if state.target is None:
-                cached = self._cache.get_discovery(server)
+                cached = self._cache.get_discovery(self._discovery_key(server))
                 if cached is not None:
                     loaded = _Target.from_dict(cached)
                     if loaded is not None and self._target_acceptable(loaded):
@@ -627,13 +629,36 @@ class OAuthProvider(AuthProvider):
                         state.target = loaded
             return state.target
 
+    def _discovery_key(self, server: str) -> str:
+        """Where this provider's discovery result for ``server`` lives in the cache.
+
+        Keyed by the configuration that shapes the result, not by the server alone: two
+        jobs sharing a cache file with different clients or different ``issuer`` /
+        ``token_endpoint`` / ``resource`` settings must never pick up each other's
+        authorization server (H1, B6).
+        """
+        return json.dumps([server, self.client_id, self.expected_issuer, self.issuer,
+                           self.token_endpoint, self.resource, self.allow_resource_prefix],
+                          separators=(",", ":"))
+
     def _target_acceptable(self, target: _Target) -> bool:
         pinned = self.expected_issuer or self.issuer
         if pinned is not None and target.issuer != pinned:
             return False
+        if target.issuer is None and self.token_endpoint is None:
+            return False
         with self._states_lock:
             bound = self._bound_issuer
         return bound is None or target.issuer == bound or self.allow_issuer_change
+
+    def _preferred_issuer(self) -> Optional[str]:
+        """The issuer discovery must find: the pin, else the bound one (unless moves are
+        allowed). Discovery then picks it from ``authorization_servers`` even when it is
+        not listed first, and refuses before fetching anything if it is absent."""
+        if self.expected_issuer is not None or self.allow_issuer_change:
+            return self.expected_issuer
+        with self._states_lock:
+            return self._bound_issuer
 
     def _bind_issuer(self, server: str, issuer: Optional[str]) -> None:
         """Tie this provider's credentials to ``issuer``, or refuse a different one."""
@@ -763,7 +788,7 @@ class OAuthProvider(AuthProvider):
         else:
             result = _discovery.discover(
                 self._transport, server, resource_metadata_url=resource_metadata_url,
-                expected_issuer=self.expected_issuer, issuer=self.issuer,
+                expected_issuer=self._preferred_issuer(), issuer=self.issuer,
                 allow_resource_prefix=self.allow_resource_prefix)
             md = result.metadata
             scopes = result.prm.scopes_supported if result.prm is not None else None
@@ -772,7 +797,7 @@ class OAuthProvider(AuthProvider):
                              md.token_endpoint_auth_signing_alg_values_supported, scopes,
                              challenge_scope)
         self._bind_issuer(server, target.issuer)
-        self._cache.set_discovery(server, target.to_dict())
+        self._cache.set_discovery(self._discovery_key(server), target.to_dict())
         return target
 
     def _discover_without_challenge(self, server: str, state: _ServerState) -> _Target:

@@ -701,3 +701,42 @@ def test_token_does_not_probe_after_a_real_discovery_error(stack):
         provider.token()
     assert [r.method for r in stack.mcp.requests] == ["GET"]      # no probe POST
     assert stack.as_.token_requests() == []
+
+
+def test_bound_issuer_is_chosen_even_when_not_listed_first(new_session):
+    """A provider bound to as2 uses as2 at a server listing [as1, as2]; as1 sees nothing."""
+    with AuthorizationServer() as as1, AuthorizationServer() as as2:
+        as2.register_client("c", client_secret="pw")
+        with MCPServer(authorization_servers=[as2]) as m2, \
+                MCPServer(authorization_servers=[as1, as2]) as m12:
+            session = new_session()
+            session.auth = ClientCredentialsProvider("c", "pw")
+            assert rpc(session, m2.url, "tools/list").status_code == 200
+            assert rpc(session, m12.url, "tools/list").status_code == 200
+            assert as1.requests == []
+            assert len(as2.token_requests()) == 2     # one token per resource
+
+
+def test_jobs_sharing_a_cache_file_never_use_each_others_discovery(tmp_path, new_session):
+    """H1/B6: a job configured for as2 and an unpinned job registered at as1 share one
+    FileTokenCache; neither picks up the other's authorization server or token."""
+    from mcpauth import FileTokenCache
+
+    path = str(tmp_path / "tokens.json")
+    with AuthorizationServer() as as1, AuthorizationServer() as as2:
+        as1.register_client("job-y", client_secret="y-secret-value")
+        as2.register_client("job-x", client_secret="x-secret-value")
+        with MCPServer(authorization_servers=[as1, as2]) as mcp:
+            x = new_session()
+            x.auth = ClientCredentialsProvider("job-x", "x-secret-value", issuer=as2.issuer,
+                                               cache=FileTokenCache(path))
+            assert rpc(x, mcp.url, "tools/list").status_code == 200
+            y = new_session()
+            y.auth = ClientCredentialsProvider("job-y", "y-secret-value",
+                                               cache=FileTokenCache(path))
+            assert rpc(y, mcp.url, "tools/list").status_code == 200
+            assert [r.form.get("client_id") or r.info.get("client_id")
+                    for r in as2.token_requests()] == ["job-x"]
+            assert len(as1.token_requests()) == 1
+            assert all("y-secret-value" not in (r.headers.get("Authorization") or "")
+                       for r in as2.requests)
