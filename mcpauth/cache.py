@@ -23,7 +23,7 @@ import secrets
 import threading
 import time
 import warnings
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from .errors import ConfigurationError, MCPAuthWarning, clean_peer_text
 from .grants import TokenResponse, _is_access_token
@@ -268,9 +268,26 @@ def _unlock_file(fd: int) -> None:
 
 
 def _make_parent(path: str) -> None:
+    """Create the missing directories above ``path``, each one 0700.
+
+    os.makedirs applies its mode only to the last directory; the ones it creates on the
+    way get 0777 minus the umask, which is 0777 under a umask of 0. So walk up to the
+    first existing directory and create the missing ones top down.
+    """
     parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        os.makedirs(parent, 0o700, exist_ok=True)
+    missing: List[str] = []
+    while not os.path.isdir(parent):
+        missing.append(parent)
+        above = os.path.dirname(parent)
+        if above == parent:  # pragma: no cover - the root always exists
+            break
+        parent = above
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            if not os.path.isdir(directory):
+                raise  # a file is in the way: the caller reports the OSError
 
 
 def _os_reason(exc: OSError) -> str:

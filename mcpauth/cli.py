@@ -20,25 +20,34 @@ Exit statuses (also in ``mcpauth --help``)::
     0   success
     1   the tool ran and reported an error (``isError``; ``call`` only)
     2   usage or configuration error (bad flags, missing or unreadable credentials)
-    3   authorization refused (RFC 6749 §5.2 error, 401/403 from the MCP server,
-        an authorization server other than --expected-issuer)
-    4   network or transient failure (connection, timeout, 5xx, 429): retry later
+    3   authorization refused (RFC 6749 §5.2 error; HTTP 401 or 403 from the MCP server,
+        with or without a Bearer challenge or a JSON-RPC body, or from a token
+        endpoint without an error body; an authorization server other than
+        --expected-issuer)
+    4   network or transient failure (connection, timeout; HTTP 408, 429 or 5xx from
+        any server, or a JSON-RPC error carried by one): retry later
     5   protocol error (a server broke RFC 9728/8414/6749 or answered a JSON-RPC error)
     70  internal error (a bug in mcpauth; --verbose shows the traceback)
 
 Errors are one line on stderr, ``mcpauth: error: <message>``; ``--verbose`` adds the
-mcpauth log (DEBUG) on stderr, which never contains secrets or tokens. The module uses
-only relative imports, so ``python -m yourpkg._vendor.mcpauth`` works when vendored.
+mcpauth log (DEBUG) on stderr, which never contains secrets, tokens or URL queries,
+and, for an internal error (70) only, the traceback. No argument value is echoed in an
+error: a misplaced secret must not land in a terminal or a cron mail, so argparse's
+messages are cut down to the option name, and a URL argument that is not an http(s)
+URL is reported without its text. The module uses only relative imports, so
+``python -m yourpkg._vendor.mcpauth`` works when vendored.
 """
 
 import argparse
 import json
 import logging
 import os
+import re
 import sys
 import traceback
 import warnings
 from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, TextIO, Tuple
+from urllib.parse import urlsplit
 
 from ._version import __version__
 from .errors import (
@@ -49,7 +58,9 @@ from .errors import (
     InsufficientScopeError,
     MCPAuthError,
     MCPAuthWarning,
+    MCPError,
     OAuthError,
+    ProtocolError,
     TransportError,
     UnauthorizedError,
 )
@@ -94,9 +105,15 @@ credentials (a flag wins over the environment; never pass a secret as a value):
   MCPAUTH_EXPECTED_ISSUER, MCPAUTH_CACHE, MCPAUTH_TIMEOUT.
 
 exit status:
-  0 success; 1 the tool reported an error (call); 2 usage or configuration error;
-  3 authorization refused; 4 network or transient failure (retry later);
-  5 protocol error; 70 internal error.
+  0 success
+  1 the tool reported an error (call)
+  2 usage or configuration error
+  3 authorization refused (OAuth error; HTTP 401 or 403 from the MCP server or a
+    token endpoint; an authorization server other than --expected-issuer)
+  4 network or transient failure: connection, timeout, HTTP 408, 429 or 5xx (retry
+    later)
+  5 protocol error (a server broke the specifications, or a JSON-RPC error)
+  70 internal error (--verbose shows the traceback)
 
 examples:
   curl -H "Authorization: Bearer $(mcpauth token https://mcp.example.com/mcp)" ...
@@ -136,15 +153,48 @@ class UsageError(Exception):
     """A command-line or configuration problem found by the command itself (exit 2)."""
 
 
+# argparse's "argument NAME: DETAIL" (NAME as _get_action_name gives it).
+_ARGUMENT_ERROR = re.compile(r"argument ([A-Za-z0-9_/-]+): (.*)\Z", re.S)
+# An unknown long option whose name may be shown: real option names are lowercase
+# words joined with hyphens; anything else (digits, capitals) may be a pasted secret.
+_SHOWN_OPTION = re.compile(r"--[a-z]+(-[a-z]+)*\Z")
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but errors are one line and never echo what looks like a value."""
+    """argparse, but errors are one line and never echo an argument value.
+
+    argparse quotes the value it refused (``invalid float value: 's3cr3t'``,
+    ``invalid choice: ...``, ``ignored explicit argument ...``); any argument may be a
+    misplaced secret, so only the option name and the kind of error are kept.
+    """
 
     def error(self, message: str) -> NoReturn:
-        if message.startswith("argument COMMAND:"):
-            # argparse quotes the word it did not know; it may be a misplaced secret.
-            message = ("unknown command; the commands are token, tools, call, discover "
-                       "and demo, and options go after the command")
-        raise UsageError(message)
+        raise UsageError(self._scrub(message))
+
+    def _scrub(self, message: str) -> str:
+        match = _ARGUMENT_ERROR.match(message)
+        if match is None:
+            if message.startswith("the following arguments are required:"):
+                return message  # metavars only (URL, TOOL)
+            # "ambiguous option: --x=VALUE could match ...", and whatever else a
+            # Python version says: keep the words before the first quote or colon.
+            head = re.split(r"[:'\"]", message, maxsplit=1)[0].strip()
+            return "{}; see mcpauth --help".format(head or "invalid arguments")
+        name, detail = match.groups()
+        if name == "COMMAND":
+            # The word argparse did not know may be a misplaced secret.
+            return ("unknown command; the commands are token, tools, call, discover "
+                    "and demo, and options go after the command")
+        # "invalid float value: 'x'" -> "invalid float value"; "ignored explicit
+        # argument 'x'" -> "ignored explicit argument"; "expected one argument" stays.
+        detail = re.split(r"[:'\"]", detail, maxsplit=1)[0].strip() or "invalid value"
+        for action in self._actions:
+            if name in ("/".join(action.option_strings), action.metavar, action.dest):
+                if action.choices and detail.startswith("invalid choice"):
+                    detail += " (choose from {})".format(", ".join(
+                        str(c) for c in action.choices))
+                break
+        return "argument {}: {}".format(name, detail)
 
 
 # --------------------------------------------------------------------------------------
@@ -250,8 +300,15 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
     args, extra = parser.parse_known_args(list(argv))
     if extra:
-        # Show the unknown options, but never a bare value: it may be a misplaced secret.
-        shown = [a.split("=", 1)[0] for a in extra if a.startswith("-")]
+        # Show the unknown option names, but never a value (a bare word, "--x=VALUE",
+        # "-Xvalue", or a "name" that does not look like one): it may be a secret.
+        shown = []  # type: List[str]
+        for arg in extra:
+            name = arg.split("=", 1)[0]
+            if _SHOWN_OPTION.match(name) and len(name) <= 40:
+                shown.append(name)
+            elif re.match(r"-[A-Za-z]", arg) and not arg.startswith("--"):
+                shown.append(arg[:2])  # a short option, without what is stuck to it
         values = len(extra) - len(shown)
         text = ", ".join(shown)
         if values:
@@ -282,6 +339,31 @@ def _option(args: argparse.Namespace, name: str, env: Optional[str] = None) -> A
         if not 0 < value < float("inf"):
             raise UsageError("the timeout must be a positive number of seconds")
     return value
+
+
+def _is_http_url(value: Any) -> bool:
+    try:
+        parts = urlsplit(value)
+        return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except (TypeError, ValueError, AttributeError):
+        return False
+
+
+def _check_url_arguments(args: argparse.Namespace) -> None:
+    """Refuse a URL argument that is not an http(s) URL, without showing it.
+
+    transport.check_url names the URL it refuses (redacted, which keeps a word that
+    is no URL as it is); a secret given where a URL was expected must not be printed.
+    """
+    if not hasattr(args, "url"):
+        return  # demo
+    if not _is_http_url(args.url):
+        raise UsageError("the URL argument is not an http(s) URL")
+    for name in ("expected_issuer", "issuer", "token_endpoint"):
+        value = _option(args, name)
+        if value is not None and not _is_http_url(value):
+            raise UsageError("--{} (or {}{}) is not an http(s) URL".format(
+                name.replace("_", "-"), _ENV_PREFIX, name.upper()))
 
 
 # --------------------------------------------------------------------------------------
@@ -603,9 +685,16 @@ def exit_code_for(exc: BaseException) -> int:
         return EXIT_USAGE
     if isinstance(exc, MCPAuthError):
         if exc.retryable or isinstance(exc, TransportError):
-            return EXIT_NETWORK
+            return EXIT_NETWORK  # 408, 429, 5xx (ProtocolError and MCPError by status)
         if isinstance(exc, (OAuthError, UnauthorizedError, InsufficientScopeError,
                             AuthorizationServerMismatchError)):
+            return EXIT_AUTH
+        if (isinstance(exc, (ProtocolError, MCPError)) and not isinstance(exc, DiscoveryError)
+                and getattr(exc, "status_code", None) in (401, 403)):
+            # A 403 without insufficient_scope (or a 401 the provider never saw) from the
+            # MCP server, or a token endpoint's 401/403 without an OAuth error body: the
+            # request was refused, which is not a broken protocol. (A DiscoveryError
+            # with 401/403 means the metadata is not published there: exit 5.)
             return EXIT_AUTH
         return EXIT_PROTOCOL
     if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
@@ -690,13 +779,17 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
             if not getattr(args, "command", None):
                 raise UsageError("a command is required ({}); see mcpauth --help".format(
                     ", ".join(_COMMANDS)))
+            _check_url_arguments(args)
             url = getattr(args, "url", None)
             return _COMMANDS[args.command](args, out)
     except (Exception, KeyboardInterrupt) as exc:
-        if verbose and not isinstance(exc, UsageError):
+        code = exit_code_for(exc)
+        if verbose and code == EXIT_INTERNAL:
+            # Only for a bug. Other errors say all there is in their one line; their
+            # chained causes (urllib3, requests) would print URLs with their queries.
             traceback.print_exc(file=err)
         err.write("mcpauth: error: {}\n".format(_error_message(exc, url)))
-        return exit_code_for(exc)
+        return code
     finally:
         if handler is not None:
             logging.getLogger("mcpauth").removeHandler(handler)

@@ -20,14 +20,20 @@ MCP "Transports" (Streamable HTTP) and "Lifecycle", revisions 2024-11-05 to 2026
   goes out on the 2026-07-28 wire and its reply tells the lifecycle, so detection costs
   no extra round trip (a cron run with a cached token sends one HTTP request). A 2xx
   (a result or an application error), or a 2026-07-28 protocol error (-32020, -32021,
-  -32022, -32602 with 400, -32601 with 404), means a modern server; any other 4xx (the
-  TypeScript SDK's ``400 -32000 Bad Request: Unsupported protocol version``, a non-JSON
-  400 or 404, ...) means a legacy server: the client runs ``initialize`` with
-  2025-11-25 (once, whatever the number of threads) and sends the request again on the
-  stateful wire. A -32022 whose ``data.supported`` lists only legacy versions falls
-  back to the best of those. An explicit :meth:`MCPClient.connect` detects with
-  ``server/discover`` instead, by the same rules. The result is kept for the client's
-  lifetime. Pass ``protocol_version`` to pin one revision (and lifecycle) instead.
+  -32022 with a 4xx, -32602 with 400, -32601 with 404), means a modern server. A 400,
+  404 or 405 whose body is not a JSON-RPC error, or is one with code -32000 or -32600
+  (the refusals of the pre-2026 SDKs: the TypeScript SDK's ``400 -32000 Bad Request:
+  Unsupported protocol version``, the Python SDK's -32600), means a legacy server: the
+  client runs ``initialize`` with 2025-11-25 (once, whatever the number of threads)
+  and sends the request again on the stateful wire. If that ``initialize`` fails too,
+  the error of the first reply is raised (with its HTTP status) and the next request
+  detects again. Any other answer (401, 403, 408, 413, 415, 429, 5xx, other JSON-RPC
+  errors) tells nothing: it is raised as it is, and the next request detects again. A
+  -32022 whose ``data.supported`` lists only legacy versions falls back to the best of
+  those. An explicit :meth:`MCPClient.connect` detects with ``server/discover``
+  instead, by the same rules (a -32601 to it means a modern server without
+  ``server/discover``). The result is kept for the client's lifetime. Pass
+  ``protocol_version`` to pin one revision (and lifecycle) instead.
 
 Every POST sends ``Content-Type: application/json`` and ``Accept: application/json,
 text/event-stream``. A reply is a JSON body or an SSE stream (WHATWG HTML "Server-sent
@@ -59,7 +65,7 @@ import logging
 import re
 import threading
 from typing import (Any, Callable, Deque, Dict, Iterable, Iterator, List, Mapping,
-                    NamedTuple, Optional, Union)
+                    NamedTuple, Optional, Tuple, Union)
 
 import requests
 
@@ -73,6 +79,7 @@ from .errors import (
     ProtocolError,
     TransportError,
     UnauthorizedError,
+    clean_peer_text,
 )
 from .transport import check_url, redact_url
 
@@ -278,6 +285,44 @@ def _mcp_error(error: Dict[str, Any], status: int) -> MCPError:
                     status_code=status)
 
 
+# JSON-RPC codes the pre-2026 transports use to refuse a request they cannot take: the
+# TypeScript SDK 1.x sends -32000 ("Bad Request: Unsupported protocol version", "Server
+# not initialized", "Mcp-Session-Id header is required"), the Python SDK -32600.
+_LEGACY_REFUSAL_CODES = (-32000, -32600)
+# Statuses a pre-2026 server gives such a refusal (405: a POST it does not take at all).
+_LEGACY_REFUSAL_STATUSES = (400, 404, 405)
+
+
+def _lifecycle_of(reply: _Reply) -> Optional[str]:
+    """What the reply to a request sent on the 2026-07-28 wire tells of the lifecycle.
+
+    The one rule for lazy detection and :meth:`MCPClient.connect` (REQUIREMENTS §4: a
+    dual-era client inspects the body of a 400):
+
+    * ``_STATELESS`` (a 2026-07-28 server): a 2xx (a result, or an error the server
+      chose to send, such as an unknown tool), or an error only a 2026-07-28 server
+      sends: -32020, -32021 or -32022 with a 4xx, -32602 with 400, -32601 with 404.
+    * ``_STATEFUL`` (a pre-2026 server): 400, 404 or 405 whose body is not a JSON-RPC
+      error, or is one with code -32000 or -32600.
+    * None: nothing is known. 401, 403, 408, 413, 415, 429, 5xx, and any other code:
+      the error is the server's answer to the request and is raised as it is.
+    """
+    status = reply.status
+    if 200 <= status < 300:
+        return _STATELESS
+    error = reply.message.get("error") if reply.message is not None else None
+    code = error.get("code") if isinstance(error, dict) else None
+    if 400 <= status < 500 and code in (HEADER_MISMATCH, MISSING_REQUIRED_CLIENT_CAPABILITY,
+                                        UNSUPPORTED_PROTOCOL_VERSION):
+        return _STATELESS
+    if (code, status) in ((INVALID_PARAMS, 400), (METHOD_NOT_FOUND, 404)):
+        return _STATELESS
+    if status in _LEGACY_REFUSAL_STATUSES and (error is None
+                                                or code in _LEGACY_REFUSAL_CODES):
+        return _STATEFUL
+    return None
+
+
 def _media_type(headers: Mapping[str, str]) -> str:
     return (headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
 
@@ -416,6 +461,8 @@ class MCPClient(object):
         """The revision in use once known (before that, the pinned one or None)."""
         if self._detecting:
             return None
+        if not self._connected:
+            return self._pinned  # e.g. after a connect() that failed
         return self._version if self._version is not None else self._pinned
 
     @property
@@ -637,7 +684,8 @@ class MCPClient(object):
     def _discover(self, probe: bool, retried: bool = False) -> None:
         """``server/discover`` on the stateless wire; with ``probe``, detect a legacy
         server from the answer (REQUIREMENTS §4: "a dual-era client inspects the body of
-        a 400") and fall back to ``initialize``."""
+        a 400") and fall back to ``initialize``. The answer is classified by
+        :func:`_lifecycle_of`, as the first request of lazy detection is."""
         reply = self._post_stateless("server/discover", {}, self._next_id())
         message = reply.message
         if message is not None and "result" in message:
@@ -661,23 +709,17 @@ class MCPClient(object):
             if choice in STATEFUL_PROTOCOL_VERSIONS and probe:
                 logger.debug("MCP server %s offers only stateful versions; using %s",
                              redact_url(self.url), choice)
-                return self._initialize(choice)
+                return self._initialize(choice, fallback_from=(reply, "server/discover"))
             raise _mcp_error(error, reply.status)
-        if error is not None and code == METHOD_NOT_FOUND and reply.status == 404:
+        lifecycle = _lifecycle_of(reply)
+        if lifecycle == _STATELESS and code == METHOD_NOT_FOUND:
             return  # a 2026-07-28 server without server/discover: still modern
-        if error is not None and (code in (HEADER_MISMATCH, MISSING_REQUIRED_CLIENT_CAPABILITY)
-                                  or (code == INVALID_PARAMS and reply.status == 400)):
-            raise _mcp_error(error, reply.status)
-        legacy_answer = 400 <= reply.status < 500 or (
-            error is not None and 200 <= reply.status < 300)
-        if probe and legacy_answer:
+        if probe and lifecycle == _STATEFUL:
             logger.debug("MCP server %s is not a 2026-07-28 server (HTTP %d); falling back "
                          "to initialize", redact_url(self.url), reply.status)
-            return self._initialize(LEGACY_PROTOCOL_VERSION)
-        if error is not None:
-            raise _mcp_error(error, reply.status)
-        raise ProtocolError("server/discover to {} failed with HTTP {}".format(
-            redact_url(self.url), reply.status), status_code=reply.status)
+            return self._initialize(LEGACY_PROTOCOL_VERSION,
+                                    fallback_from=(reply, "server/discover"))
+        raise self._reply_error(reply, "server/discover")
 
     def _choose_version(self, data: Any) -> Optional[str]:
         """The newest version in a -32022 ``data.supported`` that this client speaks and
@@ -690,11 +732,19 @@ class MCPClient(object):
                 return version
         return None
 
-    def _initialize(self, version: str) -> None:
+    def _initialize(self, version: str,
+                    fallback_from: Optional[Tuple[_Reply, str]] = None) -> None:
         """The stateful handshake (MCP "Lifecycle", initialization phase).
 
         The new state is stored only once the server has answered, so a request running
         on another thread never sees half of it.
+
+        ``fallback_from`` is the (reply, method) of a 2026-07-28 request whose answer
+        looked like a pre-2026 server's. If ``initialize`` gets no result either (a
+        JSON-RPC error such as -32601, an HTTP error, an unusable reply), that answer
+        was not a legacy server's after all: the error of the original reply is raised
+        (from the initialize failure), so the caller sees the status the server gave
+        the request that was actually asked for.
         """
         params = {"protocolVersion": version,
                   "capabilities": copy.deepcopy(self._capabilities),
@@ -702,10 +752,19 @@ class MCPClient(object):
         msg_id = self._next_id()
         # No MCP-Protocol-Version here: the header is for requests after initialization,
         # and the TypeScript SDK answers 400 to a value it does not know.
-        reply = self._post("initialize", {"jsonrpc": "2.0", "id": msg_id,
-                                          "method": "initialize", "params": params},
-                           {}, msg_id)
-        result = self._result_of(reply, "initialize")
+        try:
+            reply = self._post("initialize", {"jsonrpc": "2.0", "id": msg_id,
+                                              "method": "initialize", "params": params},
+                               {}, msg_id)
+            result = self._result_of(reply, "initialize")
+        except (MCPError, ProtocolError) as exc:
+            if fallback_from is None:
+                raise
+            original, method = fallback_from
+            logger.debug("MCP server %s: the fallback initialize failed too (%s); "
+                         "reporting the answer to %s", redact_url(self.url),
+                         type(exc).__name__, method)
+            raise self._reply_error(original, method) from exc
         negotiated = result.get("protocolVersion") if isinstance(result, dict) else None
         if negotiated not in STATEFUL_PROTOCOL_VERSIONS:
             raise ProtocolError("initialize: the MCP server at {} chose protocol version {}, "
@@ -744,46 +803,34 @@ class MCPClient(object):
 
     # -- requests --------------------------------------------------------------------
 
-    def _legacy_answer(self, reply: _Reply) -> bool:
-        """Whether a reply to a 2026-07-28 request comes from a pre-2026 server.
-
-        REQUIREMENTS §4: a dual-era client inspects a 4xx; the errors only a 2026-07-28
-        server sends (header mismatch, missing capability or _meta, unsupported version,
-        unknown method with 404) mean modern, anything else in 4xx means legacy. A 2xx
-        (result or application error) means modern.
-        """
-        if not 400 <= reply.status < 500:
-            return False
-        error = reply.message.get("error") if reply.message is not None else None
-        code = error.get("code") if isinstance(error, dict) else None
-        if code in (HEADER_MISMATCH, MISSING_REQUIRED_CLIENT_CAPABILITY,
-                    UNSUPPORTED_PROTOCOL_VERSION):
-            return False
-        if code == INVALID_PARAMS and reply.status == 400:
-            return False
-        if code == METHOD_NOT_FOUND and reply.status == 404:
-            return False
-        return True
-
-    def _fell_back(self, reply: _Reply) -> bool:
+    def _fell_back(self, reply: _Reply, method: str) -> bool:
         """End detection with the reply to a first request sent on the 2026-07-28 wire.
 
-        A legacy answer makes the client ``initialize`` (one thread does it, the others
-        wait on the lock and find it done). True when the request must be sent again on
-        the stateful wire; False when the reply stands: a modern server, or an answer
-        that tells nothing (5xx, 408, 429), after which the next request detects again.
+        :func:`_lifecycle_of` classifies it. A legacy answer makes the client
+        ``initialize`` (one thread does it, the others wait on the lock and find it
+        done). True when the request must be sent again on the stateful wire; False
+        when the reply stands: a modern server, or an answer that tells nothing (401,
+        403, 413, 429, 5xx, ...), after which the next request detects again. If the
+        fallback ``initialize`` fails, the error of ``reply`` is raised and detection
+        goes on.
         """
-        if reply.status >= 500 or reply.status in (408, 429):
+        lifecycle = _lifecycle_of(reply)
+        if lifecycle is None:
             return False
-        if not self._legacy_answer(reply):
+        if lifecycle == _STATELESS:
             self._detecting = False
             return False
         with self._lock:
             if self._detecting:
                 logger.debug("MCP server %s is not a 2026-07-28 server (HTTP %d); falling "
                              "back to initialize", redact_url(self.url), reply.status)
-                self._initialize(LEGACY_PROTOCOL_VERSION)
-                self._detecting = False
+                try:
+                    self._initialize(LEGACY_PROTOCOL_VERSION, fallback_from=(reply, method))
+                finally:
+                    # Initialized (even if notifications/initialized then failed): the
+                    # lifecycle is known. Otherwise detection goes on.
+                    if self._mode == _STATEFUL:
+                        self._detecting = False
             return self._mode == _STATEFUL
 
     def _request(self, method: str, params: Dict[str, Any], retried: bool = False) -> Any:
@@ -794,7 +841,7 @@ class MCPClient(object):
         if self._mode == _STATELESS:
             version = self._version
             reply = self._post_stateless(method, params, self._next_id())
-            if detecting and self._fell_back(reply):
+            if detecting and self._fell_back(reply, method):
                 return self._request(method, params, retried=True)
             error = reply.message.get("error") if reply.message is not None else None
             if (not retried and error is not None
@@ -845,7 +892,7 @@ class MCPClient(object):
         detecting = self._detecting  # before the mode, as in _request
         if self._mode == _STATELESS:
             reply = self._post_stateless(method, params, None)
-            if detecting and self._fell_back(reply):
+            if detecting and self._fell_back(reply, method):
                 self._notify_stateful(method, params)
             else:
                 self._check_notified(reply, method)
@@ -862,10 +909,7 @@ class MCPClient(object):
     def _check_notified(self, reply: _Reply, method: str) -> None:
         if 200 <= reply.status < 300:
             return
-        if reply.message is not None and "error" in reply.message:
-            raise _mcp_error(reply.message["error"], reply.status)
-        raise ProtocolError("{} to {} failed with HTTP {}".format(
-            method, redact_url(self.url), reply.status), status_code=reply.status)
+        raise self._reply_error(reply, method)
 
     def _stateful_headers(self) -> Dict[str, str]:
         headers: Dict[str, str] = {}
@@ -930,7 +974,8 @@ class MCPClient(object):
             raise TransportError("MCP {} to {} failed ({})".format(
                 method, safe_url, type(exc).__name__)) from exc
         try:
-            logger.debug("MCP %s %s -> HTTP %d", method, safe_url, response.status_code)
+            logger.debug("MCP %s %s -> HTTP %d", clean_peer_text(method, 200), safe_url,
+                         response.status_code)
             return self._read_reply(method, response, msg_id)
         except requests.exceptions.RequestException as exc:
             raise TransportError("MCP {} to {} failed while reading the reply ({})".format(
@@ -946,7 +991,8 @@ class MCPClient(object):
             raise ProtocolError("MCP {} to {} was redirected (HTTP {}) to {}; redirects are "
                                 "not followed, configure that URL instead".format(
                                     method, safe_url, status,
-                                    redact_url(headers.get("Location") or "nowhere")),
+                                    clean_peer_text(redact_url(
+                                        headers.get("Location") or "nowhere"), 500)),
                                 status_code=status)
         challenge = bearer_challenge(headers.get("WWW-Authenticate"))
         params = challenge.params if challenge is not None else {}
@@ -1053,16 +1099,19 @@ class MCPClient(object):
         return found
 
     def _deliver(self, message: Message) -> None:
-        logger.debug("MCP notification %s from %s", message["method"], redact_url(self.url))
+        # The method name is the server's: cleaned, so it cannot forge a log line.
+        logger.debug("MCP notification %s from %s", clean_peer_text(message["method"], 200),
+                     redact_url(self.url))
         self.notifications.append(message)
         if self._on_notification is not None:
             self._on_notification(message)
 
     def _answer_server_request(self, message: Message) -> None:
         method = message["method"]
+        shown = clean_peer_text(method, 200)  # the server's string, for the log
         request_id = message.get("id")
         if self._mode != _STATEFUL or not _is_id(request_id):
-            logger.debug("MCP: ignoring server request %s from %s", method,
+            logger.debug("MCP: ignoring server request %s from %s", shown,
                          redact_url(self.url))
             return
         answer: Message = {"jsonrpc": "2.0", "id": request_id}
@@ -1070,18 +1119,24 @@ class MCPClient(object):
             answer["result"] = {}
         else:
             answer["error"] = {"code": METHOD_NOT_FOUND, "message": "Method not found"}
-        logger.debug("MCP: answering server request %s from %s", method, redact_url(self.url))
+        logger.debug("MCP: answering server request %s from %s", shown, redact_url(self.url))
         try:
-            self._post("response to " + method, answer, self._stateful_headers(), None)
+            self._post("response to {}".format(shown), answer, self._stateful_headers(),
+                       None)
         except MCPAuthError as exc:
-            logger.debug("MCP: answering server request %s failed (%s)", method,
+            logger.debug("MCP: answering server request %s failed (%s)", shown,
                          type(exc).__name__)
+
+    def _reply_error(self, reply: _Reply, method: str) -> MCPAuthError:
+        """The error a reply without a result stands for: its JSON-RPC error as
+        MCPError, else a ProtocolError with the HTTP status."""
+        if reply.message is not None and "error" in reply.message:
+            return _mcp_error(reply.message["error"], reply.status)
+        return ProtocolError("MCP {} to {} failed with HTTP {}".format(
+            method, redact_url(self.url), reply.status), status_code=reply.status)
 
     def _result_of(self, reply: _Reply, method: str) -> Any:
         message = reply.message
-        if message is None:
-            raise ProtocolError("MCP {} to {} failed with HTTP {}".format(
-                method, redact_url(self.url), reply.status), status_code=reply.status)
-        if "error" in message:
-            raise _mcp_error(message["error"], reply.status)
+        if message is None or "error" in message:
+            raise self._reply_error(reply, method)
         return message["result"]

@@ -10,7 +10,8 @@ The tree::
     │                                           signing needs the `cryptography` package
     ├── InsecureEndpointError                   an http:// URL that is not loopback
     ├── TransportError                          DNS, TLS, connection, timeout; retryable
-    ├── ProtocolError                           a peer broke an RFC or sent unparseable data
+    ├── ProtocolError                           a peer broke an RFC or sent unparseable data;
+    │   │                                       .status_code; retryable on 408, 429, 5xx
     │   ├── DiscoveryError                      bad RFC 9728 / RFC 8414 metadata
     │   │   ├── IssuerMismatchError             metadata `issuer` is not the one asked for
     │   │   ├── ResourceMismatchError           PRM `resource` is not this server
@@ -145,12 +146,35 @@ class TransportError(MCPAuthError):
     retryable = True
 
 
+def _retryable_status(status_code: Optional[int]) -> bool:
+    """408 (timeout), 429 (rate limit) and 5xx (RFC 9110 §15.6) may pass if tried later."""
+    return status_code is not None and (status_code in (408, 429) or status_code >= 500)
+
+
 class ProtocolError(MCPAuthError):
-    """A peer answered in a way the specifications do not allow."""
+    """A peer answered in a way the specifications do not allow.
+
+    Attributes:
+        status_code: the HTTP status of the answer, or None.
+        retryable: True for a 408, 429 or 5xx ``status_code``, unless set on the
+            instance (``exc.retryable = True``), which wins and survives pickling.
+    """
 
     def __init__(self, message: str, status_code: Optional[int] = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+    @property
+    def retryable(self) -> bool:
+        override = self.__dict__.get("_retryable")
+        if override is not None:
+            return bool(override)
+        return _retryable_status(self.status_code)
+
+    @retryable.setter
+    def retryable(self, value: bool) -> None:
+        # Kept in __dict__, so pickling (which copies __dict__) keeps it.
+        self.__dict__["_retryable"] = bool(value)
 
 
 class DiscoveryError(ProtocolError):
@@ -251,8 +275,7 @@ class MCPError(MCPAuthError):
 
     @property
     def retryable(self) -> bool:  # type: ignore[override]
-        return self.status_code == 429 or (
-            self.status_code is not None and self.status_code >= 500)
+        return _retryable_status(self.status_code)
 
 
 class UnauthorizedError(MCPAuthError):

@@ -191,6 +191,23 @@ def test_missing_parent_directories_are_created_0700(tmp_path):
     assert mode(target) == 0o600
 
 
+@posix_only
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])
+def test_every_missing_parent_directory_is_0700_whatever_the_umask(tmp_path, umask):
+    """os.makedirs gives its mode only to the last directory: under umask 0 the ones
+    above it were world-writable (0777), so another user could swap the cache file."""
+    target = tmp_path / "a" / "b" / "c" / "tokens.json"
+    old = os.umask(umask)
+    try:
+        FileTokenCache(target).set_token(KEY, token())
+    finally:
+        os.umask(old)
+    for directory in (tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "c"):
+        assert mode(directory) == 0o700, directory
+    assert mode(target) == 0o600
+    assert FileTokenCache(target).get_token(KEY).access_token == token().access_token
+
+
 def test_writes_are_atomic_replacements_leaving_no_temporary_files(path):
     cache = FileTokenCache(path)
     cache.set_token(KEY, token("one"))
@@ -474,8 +491,9 @@ def test_second_provider_with_the_same_file_sends_nothing(path):
         raw = path.read_text(encoding="utf-8")
         assert stack.client_secret not in raw
         assert issued in raw
-        assert stack.issuer in raw  # the discovery result, keyed by the server URL
-        assert stack.mcp_url in document(path)["discovery"]
+        assert stack.issuer in raw  # the discovery result, keyed by server and client
+        entries = list(document(path)["discovery"].values())
+        assert [e["server_url"] for e in entries] == [stack.mcp_url]
 
 
 def test_a_refused_token_is_deleted_from_the_file_and_replaced(path):

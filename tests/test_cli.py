@@ -24,6 +24,7 @@ from mcpauth import (AuthorizationServerMismatchError, ConfigurationError, Disco
                      InsecureEndpointError, InsufficientScopeError, IssuerMismatchError,
                      OAuthError, ProtocolError, ResourceMismatchError, TokenResponseError,
                      TransportError, UnauthorizedError, __version__, cli)
+from mcpauth.errors import MCPError
 from mcpauth.testing import LoopbackStack
 
 needs_cryptography = pytest.mark.skipif(
@@ -129,13 +130,108 @@ def test_a_secret_flag_is_refused_without_echoing_the_value(stack):
     ["token", "URL", SECRET_LIKE],
     [SECRET_LIKE],
     ["token", "URL", "--client-secret-fil", SECRET_LIKE],  # no abbreviations
+    ["tools", SECRET_LIKE],                                 # a secret where the URL goes
+    ["tools", SECRET_LIKE, "-v"],                           # ... and no traceback either
+    ["call", "s3cr3t:" + SECRET_LIKE, "add"],
+    ["token", "http:" + SECRET_LIKE],
+    ["discover", "ftp://" + SECRET_LIKE + "/mcp"],
+    ["tools", "--timeout", SECRET_LIKE, "https://mcp.example/mcp"],
+    ["tools", "https://mcp.example/mcp", "--timeout=" + SECRET_LIKE],
+    ["tools", "--auth-method", SECRET_LIKE, "https://mcp.example/mcp"],
+    ["tools", "https://mcp.example/mcp", "-X" + SECRET_LIKE],
+    ["tools", "https://mcp.example/mcp", "--" + SECRET_LIKE],
+    ["tools", "https://mcp.example/mcp", "--unknown=" + SECRET_LIKE],
+    ["tools", "https://mcp.example/mcp", "--verbose=" + SECRET_LIKE],
+    ["-v=" + SECRET_LIKE, "tools", "https://mcp.example/mcp"],
+    ["token", "https://mcp.example/mcp", "--issuer", SECRET_LIKE],
+    ["token", "https://mcp.example/mcp", "--expected-issuer", SECRET_LIKE, "-v"],
+    ["token", "https://mcp.example/mcp", "--token-endpoint", "/" + SECRET_LIKE],
 ])
-def test_values_that_may_be_secrets_are_never_echoed(argv):
+def test_values_that_may_be_secrets_are_never_echoed(argv, monkeypatch):
+    for name in list(os.environ):
+        if name.startswith("MCPAUTH_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("MCPAUTH_TOKEN", "tok")  # a credential, so only the value is wrong
     out, err = io.StringIO(), io.StringIO()
     code = cli.main(argv, stdout=out, stderr=err)
     assert code == cli.EXIT_USAGE
     one_error_line(err.getvalue())
     assert SECRET_LIKE not in out.getvalue() + err.getvalue()
+    assert SECRET_LIKE.lower() not in err.getvalue().lower()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["tools", "not-a-url"], "the URL argument is not an http(s) URL"),
+    (["tools", "--timeout", "x", "https://m.example/mcp"],
+     "argument --timeout: invalid float value"),
+    (["tools", "--auth-method", "x", "https://m.example/mcp"],
+     "argument --auth-method: invalid choice (choose from client_secret_basic, "
+     "client_secret_post)"),
+    (["tools", "https://m.example/mcp", "--verbose=x"],
+     "argument -v/--verbose: ignored explicit argument"),
+    (["tools", "https://m.example/mcp", "--scope"], "argument --scope: expected one argument"),
+    (["tools", "https://m.example/mcp", "-Xvalue", "--scopes=v", "word"],
+     "unrecognized arguments: -X, --scopes, and 1 unexpected value(s)"),
+    (["call", "https://m.example/mcp"], "the following arguments are required: TOOL"),
+    (["token", "https://m.example/mcp", "--issuer", "x"],
+     "--issuer (or MCPAUTH_ISSUER) is not an http(s) URL"),
+])
+def test_usage_errors_name_the_option_but_not_the_value(argv, message):
+    err = io.StringIO()
+    assert cli.main(argv, stdout=io.StringIO(), stderr=err) == cli.EXIT_USAGE
+    assert one_error_line(err.getvalue()) == "mcpauth: error: " + message
+
+
+def test_verbose_prints_no_traceback_and_no_url_query_for_an_mcpauth_error(tmp_path):
+    """A connection failure chains urllib3 and requests exceptions whose text holds
+    the full URL with its query; --verbose shows the log, not that traceback."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now
+    token_file = tmp_path / "token"
+    token_file.write_text("my-own-token\n")
+    code, out, err = run(["tools", "http://127.0.0.1:%d/mcp?api_key=%s" % (port, SECRET_LIKE),
+                          "--token-file", str(token_file), "-v"])
+    assert code == cli.EXIT_NETWORK
+    assert "Traceback" not in err and SECRET_LIKE not in out + err
+    assert "api_key" not in err and "my-own-token" not in err
+    assert err.splitlines()[-1] == (
+        "mcpauth: error: MCP tools/list to http://127.0.0.1:%d/mcp failed "
+        "(ConnectionError)" % port)
+
+
+def test_verbose_log_never_shows_the_url_query(stack):
+    url = stack.mcp_url + "?api_key=" + SECRET_LIKE
+    for argv in (["token", url, "-v"], ["call", url, "add", "--arg", "a=1", "--arg", "b=2",
+                                        "-v"]):
+        code, out, err = run(argv, creds(stack))
+        assert code == 0, err
+        assert "mcpauth: DEBUG: " in err and "Traceback" not in err
+        assert SECRET_LIKE not in err and "api_key" not in err
+
+
+def test_verbose_shows_the_traceback_of_an_internal_error_only(monkeypatch):
+    def boom(args, out):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(cli._COMMANDS, "demo", boom)
+    err = io.StringIO()
+    assert cli.main(["demo", "-v"], stdout=io.StringIO(), stderr=err) == cli.EXIT_INTERNAL
+    assert "Traceback" in err.getvalue() and "RuntimeError: a bug" in err.getvalue()
+
+    def refused(args, out):
+        try:
+            raise ValueError("inner detail with " + SECRET_LIKE)
+        except ValueError as exc:
+            raise ProtocolError("outer message") from exc
+
+    monkeypatch.setitem(cli._COMMANDS, "demo", refused)
+    err = io.StringIO()
+    assert cli.main(["demo", "-v"], stdout=io.StringIO(), stderr=err) == cli.EXIT_PROTOCOL
+    assert one_error_line(err.getvalue()) == "mcpauth: error: outer message"
 
 
 # ---------------------------------------------------------------- exit statuses
@@ -215,6 +311,20 @@ def test_an_unknown_tool_exits_5_and_a_failing_tool_exits_1(stack, tmp_path):
     (DiscoveryError("x", status_code=404), cli.EXIT_PROTOCOL),
     (TokenResponseError("x"), cli.EXIT_PROTOCOL),
     (ProtocolError("x"), cli.EXIT_PROTOCOL),
+    (ProtocolError("x", status_code=400), cli.EXIT_PROTOCOL),
+    (ProtocolError("x", status_code=404), cli.EXIT_PROTOCOL),
+    (ProtocolError("x", status_code=503), cli.EXIT_NETWORK),
+    (ProtocolError("x", status_code=502), cli.EXIT_NETWORK),
+    (ProtocolError("x", status_code=429), cli.EXIT_NETWORK),
+    (ProtocolError("x", status_code=408), cli.EXIT_NETWORK),
+    (ProtocolError("x", status_code=401), cli.EXIT_AUTH),
+    (ProtocolError("x", status_code=403), cli.EXIT_AUTH),
+    (MCPError("x", code=-32000, status_code=403), cli.EXIT_AUTH),
+    (MCPError("x", code=-32603, status_code=500), cli.EXIT_NETWORK),
+    (MCPError("x", code=-32602, status_code=200), cli.EXIT_PROTOCOL),
+    (TokenResponseError("x", status_code=401), cli.EXIT_AUTH),
+    (TokenResponseError("x", status_code=200), cli.EXIT_PROTOCOL),
+    (DiscoveryError("x", status_code=403), cli.EXIT_PROTOCOL),
     (requests.exceptions.ConnectionError("x"), cli.EXIT_NETWORK),
     (requests.exceptions.ReadTimeout("x"), cli.EXIT_NETWORK),
     (requests.exceptions.MissingSchema("x"), cli.EXIT_USAGE),
@@ -225,9 +335,24 @@ def test_exit_status_table(exc, status):
     assert cli.exit_code_for(exc) == status
 
 
-def test_mcp_errors_are_protocol_errors():
-    from mcpauth.errors import MCPError
+@pytest.mark.parametrize("status, error, expected", [
+    (503, None, cli.EXIT_NETWORK), (502, None, cli.EXIT_NETWORK),
+    (429, None, cli.EXIT_NETWORK), (500, None, cli.EXIT_NETWORK),
+    (403, "forbidden", cli.EXIT_AUTH), (413, None, cli.EXIT_PROTOCOL),
+])
+def test_mcp_server_http_errors_exit_as_documented(stack, tmp_path, status, error, expected):
+    """A 5xx or 429 from the MCP server is transient (4), a plain 403 is a refusal (3),
+    whatever the body; the message names the real status (not an initialize error)."""
+    env = dict(creds(stack), MCPAUTH_CACHE=str(tmp_path / "cache.json"))
+    assert run(["tools", stack.mcp_url], env)[0] == 0  # a cached token first
+    stack.mcp.fail_next(status, count=5, error=error)
+    code, out, err = run(["call", stack.mcp_url, "add", "--arg", "a=1", "--arg", "b=2"], env)
+    assert code == expected, err
+    assert one_error_line(err).endswith("failed with HTTP {}".format(status))
+    assert "initialize" not in err and out == ""
 
+
+def test_mcp_errors_are_protocol_errors():
     assert cli.exit_code_for(MCPError("Unknown tool", code=-32602)) == cli.EXIT_PROTOCOL
 
 
@@ -248,7 +373,8 @@ def test_help_documents_exit_statuses_and_environment():
     # argparse writes help to sys.stdout; check the parser text instead.
     text = cli.build_parser().format_help()
     for needle in ("exit status", "3 authorization refused", "4 network",
-                   "MCPAUTH_CLIENT_SECRET", "--client-secret-file", "token", "discover"):
+                   "MCPAUTH_CLIENT_SECRET", "--client-secret-file", "token", "discover",
+                   "HTTP 401 or 403 from the MCP server", "HTTP 408, 429 or 5xx"):
         assert needle in text
 
 

@@ -331,6 +331,126 @@ def test_detection_waits_for_an_answer(make_server):
                             ("notifications/initialized", 202), ("tools/list", 200)]
 
 
+def rpc_error(code, message="refused", msg_id=1):
+    return {"jsonrpc": "2.0", "id": msg_id, "error": {"code": code, "message": message}}
+
+
+@pytest.mark.parametrize("explicit", [False, True], ids=["lazy", "connect"])
+@pytest.mark.parametrize("status, payload", [
+    (403, "forbidden"), (413, "too large"), (415, {"error": "unsupported"}),
+    (408, rpc_error(-32000)), (403, rpc_error(-32000)), (429, rpc_error(-32600)),
+    (500, rpc_error(-32000)), (400, rpc_error(-32700, "Parse error")),
+    (400, rpc_error(-32601)), (404, rpc_error(-32602)), (409, "conflict"),
+], ids=lambda v: str(v)[:12])
+def test_an_answer_that_tells_nothing_is_raised_with_its_status(make_server, status,
+                                                                payload, explicit):
+    """Only a 400/404/405 refusal in the pre-2026 SDKs' form means a legacy server; any
+    other error is the server's answer to the request: raised as it is (with its HTTP
+    status, not as an initialize error), no initialize sent, detection goes on."""
+    server = make_server(stateless_only=True)
+    server.set_route(server.path, status, payload, method="POST", times=1)
+    first = "server/discover" if explicit else "tools/list"
+    with client_for(server) as client:
+        with pytest.raises((MCPError, ProtocolError)) as info:
+            client.connect() if explicit else client.list_tools()
+        assert info.value.status_code == status
+        if isinstance(payload, dict) and "jsonrpc" in payload:
+            assert type(info.value) is MCPError
+            assert info.value.code == payload["error"]["code"]
+        else:
+            assert type(info.value) is ProtocolError
+            assert "failed with HTTP {}".format(status) in str(info.value)
+            assert first in str(info.value) and "initialize" not in str(info.value)
+        assert client.lifecycle is None and client.protocol_version is None
+        client.list_tools()
+        assert client.lifecycle == "stateless"
+    # After a failed connect() the next request detects lazily (no second probe).
+    assert wire(server) == [(first, status), ("tools/list", 200)]
+
+
+@pytest.mark.parametrize("explicit", [False, True], ids=["lazy", "connect"])
+@pytest.mark.parametrize("status, payload", [
+    (400, "<html>bad request</html>"), (404, "not found"), (405, {"error": "nope"}),
+    (400, rpc_error(-32000, "Bad Request: Unsupported protocol version")),
+    (400, rpc_error(-32600, "Bad Request: Unsupported protocol version")),
+], ids=lambda v: str(v)[:12])
+def test_a_failed_fallback_raises_the_first_answer(make_server, status, payload, explicit):
+    """A legacy-looking refusal from a server that is not legacy (initialize: 404
+    -32601): the error of the first reply is raised, with its status, and detection
+    goes on (the next request, answered, settles it)."""
+    server = make_server(stateless_only=True)
+    server.set_route(server.path, status, payload, method="POST", times=1)
+    first = "server/discover" if explicit else "tools/list"
+    with client_for(server) as client:
+        with pytest.raises((MCPError, ProtocolError)) as info:
+            client.connect() if explicit else client.list_tools()
+        assert info.value.status_code == status
+        if isinstance(payload, dict) and "jsonrpc" in payload:
+            assert (type(info.value), info.value.code) == (MCPError, payload["error"]["code"])
+        else:
+            assert type(info.value) is ProtocolError
+            assert str(info.value).startswith("MCP {} to ".format(first))
+        # Chained from the initialize failure, for a debugger.
+        assert isinstance(info.value.__cause__, MCPError)
+        assert (info.value.__cause__.code, info.value.__cause__.status_code) == (-32601, 404)
+        assert client.lifecycle is None and client.protocol_version is None
+        assert client.call_tool("add", {"a": 1, "b": 2})["content"][0]["text"] == "3"
+        assert client.lifecycle == "stateless"
+    assert wire(server) == [(first, status), ("initialize", 404), ("tools/call", 200)]
+
+
+def test_a_failed_fallback_over_http_raises_the_first_answer(make_server):
+    server = make_server(stateless_only=True)
+    server.set_route(server.path, 503, "busy", method="POST", times=1)     # initialize
+    server.set_route(server.path, 400, "bad request", method="POST", times=1)
+    with client_for(server) as client:
+        with pytest.raises(ProtocolError) as info:
+            client.list_tools()
+        assert info.value.status_code == 400 and "tools/list" in str(info.value)
+        assert info.value.__cause__.status_code == 503
+        assert client.lifecycle is None
+    assert wire(server) == [("tools/list", 400), ("initialize", 503)]
+
+
+@pytest.mark.parametrize("status, payload", [
+    (404, "<html>not found</html>"),
+    (400, rpc_error(-32600, "Bad Request: Unsupported protocol version")),  # Python SDK
+    (405, rpc_error(-32000, "Method not allowed.")),
+], ids=lambda v: str(v)[:12])
+def test_legacy_refusal_forms_fall_back(make_server, status, payload):
+    server = make_server(legacy_only=True)
+    server.set_route(server.path, status, payload, method="POST", times=1)
+    with client_for(server) as client:
+        client.list_tools()
+        assert client.lifecycle == "stateful"
+    assert wire(server) == [("tools/list", status), ("initialize", 200),
+                            ("notifications/initialized", 202), ("tools/list", 200)]
+
+
+def test_connect_and_lazy_detection_classify_a_2xx_error_alike(make_server):
+    """A JSON-RPC error in a 2xx is the server's answer: raised by connect() as by a
+    request, without an initialize; a 2xx -32601 to server/discover is a modern server
+    without it."""
+    for explicit in (False, True):
+        server = make_server(stateless_only=True)
+        server.set_route(server.path, 200, rpc_error(-32603, "Internal error"),
+                         method="POST", times=1)
+        first = "server/discover" if explicit else "tools/list"
+        with client_for(server) as client:
+            with pytest.raises(MCPError) as info:
+                client.connect() if explicit else client.list_tools()
+            assert (info.value.code, info.value.status_code) == (-32603, 200)
+            assert str(info.value) == "Internal error"
+        assert wire(server) == [(first, 200)]
+    server = make_server(stateless_only=True)
+    server.set_route(server.path, 200, rpc_error(-32601, "Method not found"),
+                     method="POST", times=1)
+    with client_for(server) as client:
+        assert client.connect()["lifecycle"] == "stateless"
+        client.list_tools()
+    assert wire(server) == [("server/discover", 200), ("tools/list", 200)]
+
+
 # ----------------------------------------------------------------------------- -32022
 
 
@@ -951,6 +1071,33 @@ def test_logging_names_methods_but_never_tokens_or_arguments(make_server, caplog
     assert "notifications/message" in text
     assert TOKEN not in text and "hunter2-argument" not in text
     assert "notification 0" not in text
+
+
+@pytest.mark.parametrize("version", ["2026-07-28", "2025-11-25"])
+def test_peer_method_names_cannot_forge_log_lines(make_server, caplog, version):
+    """A notification or server request whose method holds a line break (CR, LF, NEL,
+    U+2028) is logged on one line: the server cannot forge an mcpauth log line."""
+    server = make_server()
+    caplog.set_level(logging.DEBUG, logger="mcpauth")
+    forged = "mcpauth: WARNING: forged line"
+    with client_for(server, protocol_version=version) as client:
+        client.connect()
+        server.set_route(server.path, 200, sse(*[
+            "data: %s\n\n" % json.dumps(m) for m in [
+                {"jsonrpc": "2.0", "method": "x\n" + forged},
+                {"jsonrpc": "2.0", "method": "y\r\n" + forged + "\u2028z\x85"},
+                {"jsonrpc": "2.0", "id": "srv-1", "method": "ping\n" + forged},
+                {"jsonrpc": "2.0", "id": 2, "result": {"ok": True}}]]),
+            {"Content-Type": "text/event-stream"}, method="POST", times=1)
+        assert client.request("tools/list") == {"ok": True}
+        # Delivered to the caller unchanged; only the log line is cleaned.
+        assert [n["method"] for n in client.notifications][-2:] == [
+            "x\n" + forged, "y\r\n" + forged + "\u2028z\x85"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("notification x " + forged in m for m in messages)
+    assert any("server request ping " + forged in m for m in messages)
+    for m in messages:
+        assert not any(ch in m for ch in "\r\n\x85\u2028\u2029"), repr(m)
 
 
 def test_repr_hides_everything_but_url_and_version(make_server):

@@ -188,6 +188,30 @@ def test_retryable_defaults():
     assert InsufficientScopeError("s").retryable is False
 
 
+@pytest.mark.parametrize("cls", [ProtocolError, DiscoveryError, TokenResponseError, MCPError])
+@pytest.mark.parametrize("status, retryable", [
+    (None, False), (200, False), (400, False), (401, False), (403, False), (404, False),
+    (408, True), (413, False), (429, True), (500, True), (502, True), (503, True),
+])
+def test_protocol_and_mcp_errors_are_retryable_by_status(cls, status, retryable):
+    """A 408, 429 or 5xx answer may pass when tried later (the CLI exits 4 for it)."""
+    assert cls("x", status_code=status).retryable is retryable
+
+
+@pytest.mark.parametrize("cls", [ProtocolError, DiscoveryError, TokenResponseError])
+def test_protocol_error_retryable_set_on_the_instance_wins_and_pickles(cls):
+    up = cls("outage", status_code=404)
+    up.retryable = True                      # as discovery and grants do
+    down = cls("bad document", status_code=503)
+    down.retryable = False
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        assert pickle.loads(pickle.dumps(up, protocol=protocol)).retryable is True
+        assert pickle.loads(pickle.dumps(down, protocol=protocol)).retryable is False
+    assert copy.deepcopy(up).retryable is True and copy.copy(down).retryable is False
+    assert up.retryable is True and down.retryable is False
+    assert cls("plain", status_code=404).retryable is False  # per instance, not per class
+
+
 @pytest.mark.parametrize("error, status, retryable", [
     ("server_error", 500, True),
     ("server_error", None, True),

@@ -417,12 +417,16 @@ def test_deeply_nested_claims_are_a_configuration_error(stack):
 
 
 @pytest.mark.parametrize("claims, scope, error", [
-    ({"exp": int(time.time()) - 5}, None, "invalid_grant"),
+    ({"exp": -5}, None, "invalid_grant"),          # expired 5 s ago (relative, see below)
     ({"sub": "wl-2"}, None, "unauthorized_client"),
     ({}, "admin", "invalid_scope"),
 ])
 def test_no_retry_and_no_fallback_after_a_final_error(stack, platform, session, claims,
                                                       scope, error):
+    if "exp" in claims:
+        # Relative to now, not to collection time: the token must be only just expired
+        # (inside the provider's leeway) when the test runs, so that the AS refuses it.
+        claims = dict(claims, exp=int(time.time()) + claims["exp"])
     session.auth = WorkloadIdentityProvider(lambda: platform.jwt(**claims), scope=scope)
     with pytest.raises(OAuthError) as info:
         whoami(session, stack.mcp_url)
