@@ -4,7 +4,7 @@ The tree::
 
     MCPAuthError(Exception)                     root, never raised itself; .retryable
     ├── ConfigurationError(MCPAuthError, ValueError)
-    │   │                                       the caller's fault, raised before any I/O
+    │   │                                       the caller's fault, before credentials go out
     │   ├── InvalidKeyError                     unusable, too small or wrong-type key
     │   └── MissingDependencyError(.., ImportError)
     │                                           signing needs the `cryptography` package
@@ -112,7 +112,9 @@ class MCPAuthError(Exception):
 
 
 class ConfigurationError(MCPAuthError, ValueError):
-    """The caller's configuration cannot work. Raised before any network I/O."""
+    """The caller's configuration cannot work. Raised before any credential is sent
+    (most checks run before any I/O; a few, such as the signing algorithm the server
+    accepts, need discovery first)."""
 
 
 class InvalidKeyError(ConfigurationError):
