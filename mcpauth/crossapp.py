@@ -599,8 +599,10 @@ class CrossAppAccessProvider(OAuthProvider):
     verified) is not that server's issuer (allowing one trailing slash) is never sent
     to it: :class:`~mcpauth.errors.AuthorizationServerMismatchError` is raised before
     the token request (EXT-EMA §7.5.4: no leak to third-party origins). The assertion
-    must be a compact JWT (three base64url parts). The access token, ID-JAG and
-    credentials stay in memory; give each user's provider its own cache.
+    must be a compact JWT (three base64url parts). The ID-JAG and the credentials stay
+    in memory. Access tokens are the user's: in a shared token cache they are labelled
+    per provider instance unless ``cache_key=`` (the user's id) is given, so providers
+    for different users never see each other's tokens.
 
     Args:
         assertion: ``callable(ctx) -> str`` returning the ID-JAG (or a
@@ -626,6 +628,8 @@ class CrossAppAccessProvider(OAuthProvider):
     """
 
     mcp_extension = MCP_EXTENSION
+
+    _tokens_are_per_principal = True
 
     def __init__(self, assertion: AssertionCallback, client_id: str,
                  client_secret: Optional[str] = None, *, private_key: Any = None,

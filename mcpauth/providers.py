@@ -25,6 +25,7 @@ discovery that leads anywhere else raises before anything at all is sent.
 
 import json
 import logging
+import secrets
 import threading
 import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
@@ -164,6 +165,8 @@ class AuthProvider(requests.auth.AuthBase):
 
     #: Attempts at 403 ``insufficient_scope`` step-up per request (OAuth providers).
     max_step_up = DEFAULT_MAX_STEP_UP
+    #: Tokens belong to a principal other than the client (see OAuthProvider cache_key).
+    _tokens_are_per_principal = False
     #: The MCP extension id a client declares when using this provider (2026-07-28
     #: ``clientCapabilities.extensions``), or None.
     mcp_extension: Optional[str] = None
@@ -480,6 +483,13 @@ class BearerTokenProvider(AuthProvider):
 class OAuthProvider(AuthProvider):
     """Shared machinery of the OAuth providers: discovery, caching, refresh, single-flight.
 
+    ``cache_key`` labels the principal a token is for in the token cache: tokens are
+    cached per (issuer, resource, client_id + cache_key, scope). Providers whose tokens
+    belong to someone ``client_id`` does not name (cross-app access: an end user;
+    workload identity: a workload) use a random per-instance label unless one is given,
+    so two of them sharing one cache never exchange tokens; pass a stable ``cache_key``
+    (the user's or workload's id) to reuse tokens from a ``FileTokenCache`` across runs.
+
     Not used directly; see :class:`ClientCredentialsProvider` and
     :class:`PrivateKeyJwtProvider`. Subclasses implement :meth:`_client_auth` and
     :meth:`_grant_fields`.
@@ -495,8 +505,16 @@ class OAuthProvider(AuthProvider):
                  max_step_up: int = DEFAULT_MAX_STEP_UP,
                  clock: Callable[[], float] = time.time,
                  transport: Optional[Transport] = None,
-                 allow_issuer_change: bool = False) -> None:
+                 allow_issuer_change: bool = False,
+                 cache_key: Optional[str] = None) -> None:
         self.client_id = client_id
+        if cache_key is not None and (not isinstance(cache_key, str) or not cache_key):
+            raise ConfigurationError("cache_key must be a non-empty string")
+        if cache_key is None and self._tokens_are_per_principal:
+            # The token belongs to an end user or a workload that client_id does not
+            # name: never share it through a cache unless the caller labels the principal.
+            cache_key = "instance:" + secrets.token_hex(12)
+        self._cache_identity = cache_key
         self.allow_issuer_change = allow_issuer_change
         # H1 / SEP-2352: credentials are bound to the first authorization server they
         # are used with (or to the pinned one) and never sent to another.
@@ -716,7 +734,10 @@ class OAuthProvider(AuthProvider):
         return normalize_scope((base or "").split() + state.step_up_scope.split())
 
     def _key(self, target: _Target, state: _ServerState) -> str:
-        return token_key(target.issuer, target.resource, self.client_id,
+        client = self.client_id
+        if self._cache_identity is not None:
+            client = "{}#{}".format(client or "", self._cache_identity)
+        return token_key(target.issuer, target.resource, client,
                          self._effective_scope(state, target))
 
     def _needs_refresh(self, token: TokenResponse, now: float) -> bool:

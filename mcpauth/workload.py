@@ -89,6 +89,8 @@ class WorkloadIdentityProvider(OAuthProvider):
             ``issuer``: the server it would have gone to).
     """
 
+    _tokens_are_per_principal = True
+
     def __init__(self, assertion: AssertionSource, *, scope: Optional[str] = None,
                  expected_issuer: Optional[str] = None, client_id: Optional[str] = None,
                  **options: Any) -> None:

@@ -845,3 +845,37 @@ def test_provider_single_flight(stack):
         t.join(10)
     assert len(results) == 6 and len(set(results)) == 1
     assert len(assertion.contexts) == 1 and len(stack.as_.token_requests()) == 1
+
+
+# -- tokens belong to the user, not to the client: a shared cache never mixes them --------------
+
+def test_users_sharing_a_cache_never_get_each_others_tokens(stack, new_session):
+    from mcpauth import MemoryTokenCache
+
+    shared = MemoryTokenCache()
+    subjects = []
+    for user in ("alice@example.com", "bob@example.com"):
+        session = new_session()
+        session.auth = CrossAppAccessProvider(
+            Assertion(stack, stack.id_token(user)), stack.client_id, stack.client_secret,
+            cache=shared)
+        reply = whoami(session, stack.mcp_url)
+        subjects.append(reply.json()["result"]["structuredContent"]["sub"])
+    assert subjects == ["alice@example.com", "bob@example.com"]
+    assert len(stack.as_.token_requests()) == 2
+
+
+def test_a_stable_cache_key_lets_a_new_provider_reuse_the_users_token(stack, new_session):
+    from mcpauth import MemoryTokenCache
+
+    shared = MemoryTokenCache()
+    for _ in range(2):   # two "runs" for the same user, each with a new provider
+        session = new_session()
+        session.auth = CrossAppAccessProvider(
+            Assertion(stack), stack.client_id, stack.client_secret, cache=shared,
+            cache_key="alice@example.com")
+        assert whoami(session, stack.mcp_url).status_code == 200
+    assert len(stack.as_.token_requests()) == 1
+    with pytest.raises(ConfigurationError):
+        CrossAppAccessProvider(Assertion(stack), stack.client_id, stack.client_secret,
+                               cache_key="")

@@ -458,3 +458,21 @@ def test_second_401_after_a_fresh_token_is_final(stack, platform, session):
         whoami(session, stack.mcp_url)
     assert len(token_requests(stack)) == 1
     assert len(stack.mcp.mcp_requests()) == 2
+
+
+def test_workloads_sharing_a_cache_keep_their_own_tokens(stack, platform, new_session):
+    """Tokens are the workload's: providers sharing one cache do not reuse each other's
+    tokens (a random per-instance label) unless a cache_key names the workload."""
+    from mcpauth import MemoryTokenCache
+
+    shared = MemoryTokenCache()
+    for _ in range(2):
+        session = new_session()
+        session.auth = WorkloadIdentityProvider(platform.jwt, cache=shared)
+        assert whoami(session, stack.mcp_url).status_code == 200
+    assert len(token_requests(stack)) == 2
+    for _ in range(2):
+        session = new_session()
+        session.auth = WorkloadIdentityProvider(platform.jwt, cache=shared, cache_key="wl-1")
+        assert whoami(session, stack.mcp_url).status_code == 200
+    assert len(token_requests(stack)) == 3        # the labelled token is reused
