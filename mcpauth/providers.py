@@ -52,6 +52,7 @@ from .grants import (
     ClientSecretPost,
     PrivateKeyJwt,
     TokenResponse,
+    _is_access_token,
     normalize_scope,
     request_token,
     select_auth_method,
@@ -127,11 +128,6 @@ def _peer_scope(value: str, what: str) -> Optional[str]:
         return validate_scope(value, what)
     except ConfigurationError:
         raise ProtocolError("the {} is not a valid RFC 6749 §3.3 scope".format(what)) from None
-
-
-# RFC 6749 Appendix A.12: access-token = 1*VSCHAR; RFC 6750 §2.1 b64token is narrower.
-def _is_vschar_token(value: str) -> bool:
-    return bool(value) and all("\x20" <= ch <= "\x7e" for ch in value)
 
 
 def _challenge_of(response: Any) -> Optional[_discovery.Challenge]:
@@ -457,7 +453,7 @@ class BearerTokenProvider(AuthProvider):
         value = self._source()
         if value is None:
             return None
-        if not isinstance(value, str) or not _is_vschar_token(value):
+        if not _is_access_token(value):
             raise ConfigurationError(
                 "the token source returned something other than a non-empty string of "
                 "printable ASCII characters (RFC 6749 Appendix A.12)")
