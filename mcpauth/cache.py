@@ -27,6 +27,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from .errors import ConfigurationError, MCPAuthWarning, clean_peer_text
 from .grants import TokenResponse, _is_access_token
+from .transport import loads_json
 
 try:
     import fcntl
@@ -361,8 +362,8 @@ def _parse_document(raw: bytes) -> Tuple[Optional[_Document], Optional[str]]:
     if len(raw) > MAX_FILE_BYTES:
         return None, "it is larger than {} bytes".format(MAX_FILE_BYTES)
     try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        doc = loads_json(raw.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError and JSON errors are ValueErrors
         return None, "it is not JSON"
     if not isinstance(doc, dict) or doc.get("format") != FILE_FORMAT:
         return None, "it is not an mcpauth token cache"

@@ -81,7 +81,7 @@ from .errors import (
     UnauthorizedError,
     clean_peer_text,
 )
-from .transport import check_url, redact_url
+from .transport import check_url, loads_json, redact_url
 
 __all__ = [
     "MCPClient",
@@ -1030,8 +1030,8 @@ class MCPClient(object):
         message = None
         if media == "application/json":
             try:
-                value = json.loads(self._read_capped(response, what, status).decode("utf-8"))
-            except (ProtocolError, UnicodeDecodeError, ValueError, RecursionError):
+                value = loads_json(self._read_capped(response, what, status).decode("utf-8"))
+            except (ProtocolError, ValueError):
                 value = None
             if _kind(value) == "response" and "error" in value:
                 message = value
@@ -1050,8 +1050,8 @@ class MCPClient(object):
 
     def _json_reply(self, response: Any, msg_id: int, what: str, status: int) -> Message:
         try:
-            value = json.loads(self._read_capped(response, what, status).decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError):
+            value = loads_json(self._read_capped(response, what, status).decode("utf-8"))
+        except ValueError:
             raise ProtocolError("{} is not valid JSON (HTTP {})".format(what, status),
                                 status_code=status) from None
         found = self._take_messages(value if isinstance(value, list) else [value], msg_id,
@@ -1068,8 +1068,8 @@ class MCPClient(object):
             if event.event != "message" or not event.data.strip():
                 continue  # another event type, or a priming event without data
             try:
-                value = json.loads(event.data)
-            except (ValueError, RecursionError):
+                value = loads_json(event.data)
+            except ValueError:
                 raise ProtocolError("{}: an SSE event is not JSON".format(what),
                                     status_code=status) from None
             found = self._take_messages(value if isinstance(value, list) else [value],

@@ -32,6 +32,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 from ._compat import backend, require_cryptography
 from .errors import ConfigurationError, InvalidKeyError
+from .transport import loads_json
 
 __all__ = [
     "ALGORITHMS",
@@ -526,8 +527,8 @@ def _refuse_password(password: Optional[bytes], what: str) -> None:
 
 def _parse_jwk_json(text: str) -> Mapping[str, Any]:
     try:
-        obj = json.loads(text)
-    except (ValueError, RecursionError):
+        obj = loads_json(text)
+    except ValueError:
         raise InvalidKeyError("key text starts with '{' but is not valid JSON") from None
     if not isinstance(obj, dict):
         raise InvalidKeyError("a JWK must be a JSON object")
@@ -982,10 +983,9 @@ def _split(token: Any) -> Tuple[str, str, str]:
 
 def _json_object_part(part: str, what: str) -> Dict[str, Any]:
     try:
-        obj = json.loads(b64url_decode(part).decode("utf-8"))
-    except (ValueError, RecursionError):
-        # base64url, UTF-8 and JSON errors are all ValueError; JSON nested deeper than
-        # the interpreter's recursion limit raises RecursionError.
+        obj = loads_json(b64url_decode(part).decode("utf-8"))
+    except ValueError:
+        # base64url, UTF-8, JSON and nesting-depth errors are all ValueError.
         raise ValueError("JWS {} is not base64url-encoded JSON".format(what)) from None
     if not isinstance(obj, dict):
         raise ValueError("JWS {} is not a JSON object".format(what))

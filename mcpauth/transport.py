@@ -49,6 +49,8 @@ __all__ = [
     "is_loopback_host",
     "redact_url",
     "parse_json_object",
+    "loads_json",
+    "MAX_JSON_DEPTH",
     "DEFAULT_TIMEOUT",
     "DEFAULT_MAX_RESPONSE_BYTES",
 ]
@@ -265,6 +267,39 @@ def check_url(url: Any, allow_insecure_http: bool = False, what: str = "endpoint
     return url
 
 
+#: Deepest JSON nesting mcpauth decodes from a peer. Metadata, token responses, JWS
+#: parts and MCP messages are shallow; deeper input is refused before json.loads, whose
+#: C scanner recurses per level (on Python 3.6 a RecursionError raised deep inside it can
+#: end in "Fatal Python error: Cannot recover from stack overflow" and abort).
+MAX_JSON_DEPTH = 200
+
+_JSON_NESTING = re.compile(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]')
+
+
+def loads_json(text: str) -> Any:
+    """``json.loads`` for peer-supplied text, refusing nesting over MAX_JSON_DEPTH.
+
+    Raises:
+        ValueError: not JSON, or nested too deeply (json.JSONDecodeError is a ValueError).
+    """
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH:
+        # Only text with that many brackets can be too deep; strings are skipped.
+        depth = 0
+        for match in _JSON_NESTING.finditer(text):
+            token = match.group()
+            if token in "[{":
+                depth += 1
+                if depth > MAX_JSON_DEPTH:
+                    raise ValueError("JSON nested deeper than {} levels".format(
+                        MAX_JSON_DEPTH))
+            elif token in "]}":
+                depth -= 1
+    try:
+        return json.loads(text)
+    except RecursionError:  # a caller already deep in its own stack
+        raise ValueError("JSON nested too deeply") from None
+
+
 def parse_json_object(response: HttpResponse, what: str,
                       error_class: Type[ProtocolError] = ProtocolError) -> Dict[str, Any]:
     """Decode ``response.body`` as a JSON object, or raise ``error_class``.
@@ -273,9 +308,8 @@ def parse_json_object(response: HttpResponse, what: str,
     type changed in 2.27), and never copied into the message.
     """
     try:
-        text = response.body.decode("utf-8")
-        value = json.loads(text)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        value = loads_json(response.body.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError and JSON errors are ValueErrors
         raise error_class(
             "{} from {} is not valid JSON ({} bytes, HTTP {})".format(
                 what, redact_url(response.url), len(response.body), response.status),

@@ -1314,3 +1314,34 @@ def test_session_verify_is_honoured(tls_server, session, transport, monkeypatch)
     response = transport(HttpRequest.get_json(server.url("/meta")))
     assert response.status == 200
     assert response.body == b'{"ok": true}'
+
+
+# -- loads_json: bounded nesting before json.loads --------------------------------------------
+
+def test_loads_json_accepts_nesting_up_to_the_limit():
+    from mcpauth.transport import MAX_JSON_DEPTH, loads_json
+
+    assert loads_json("[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH) is not None
+    deep = '{"a":' * MAX_JSON_DEPTH + "1" + "}" * MAX_JSON_DEPTH
+    assert loads_json(deep) is not None
+
+
+@pytest.mark.parametrize("text", [
+    "[" * 201 + "]" * 201,
+    '{"a":' * 201 + "1" + "}" * 201,
+    "[" * 100000 + "]" * 100000,          # would recurse in the C scanner (3.6 aborts)
+    "[" * 100000,                         # unterminated, still refused for depth
+])
+def test_loads_json_refuses_deeper_nesting_with_a_value_error(text):
+    from mcpauth.transport import loads_json
+
+    with pytest.raises(ValueError) as info:
+        loads_json(text)
+    assert "nested" in str(info.value)
+
+
+def test_loads_json_ignores_brackets_inside_strings():
+    from mcpauth.transport import loads_json
+
+    assert loads_json('["' + "[" * 5000 + '"]') == ["[" * 5000]
+    assert loads_json('["\\"[[[", {"k": "]]]{"}]') == ['"[[[', {"k": "]]]{"}]
