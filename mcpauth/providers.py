@@ -548,10 +548,10 @@ class OAuthProvider(AuthProvider):
                             ("server_url", server_url)):
             if value is not None:
                 _check_type(value, name, (str,), "a str")
-        for name, value in (("allow_resource_prefix", allow_resource_prefix),
-                            ("allow_insecure_http", allow_insecure_http),
-                            ("allow_issuer_change", allow_issuer_change)):
-            _check_type(value, name, (bool,), "True or False")
+        for name, flag in (("allow_resource_prefix", allow_resource_prefix),
+                           ("allow_insecure_http", allow_insecure_http),
+                           ("allow_issuer_change", allow_issuer_change)):
+            _check_type(flag, name, (bool,), "True or False")
         _check_type(timeout, "timeout", (int, float), "a number of seconds")
         _check_type(refresh_skew, "refresh_skew", (int, float), "a number of seconds")
         _check_type(max_step_up, "max_step_up", (int,), "an int")
