@@ -153,7 +153,8 @@ _KEY_EPILOG = """\
 examples:
   mcpauth key generate ~/.config/mcpauth/client.pem
       writes the private key (PEM, PKCS#8, mode 0600) and client.pem.pub.jwk (the
-      public JWK to register, with its RFC 7638 thumbprint as kid), and prints both
+      public JWK to register, with its RFC 7638 thumbprint as kid), and prints both;
+      then pass --key-id=KID (with "=": a kid may begin with "-")
   mcpauth key inspect ~/.config/mcpauth/client.pem
       prints the public JWK and kid of an existing key (PEM, DER or JWK)
 A password (--password-file FILE, or MCPAUTH_PRIVATE_KEY_PASSWORD or _FILE) encrypts
@@ -1035,7 +1036,7 @@ def _cmd_key(args: argparse.Namespace, out: TextIO) -> int:
     summary.update({"private_key_file": path, "file_mode": "{:04o}".format(mode)})
     if mode & 0o077:
         warnings.warn("{} can be read by other users (mode {:04o}); chmod 600 it".format(
-            path, mode), MCPAuthWarning)
+            path, mode), MCPAuthWarning, stacklevel=2)
     _print_json(summary, out)
     return EXIT_OK
 

@@ -8,7 +8,6 @@ callable) held to the same claims and checks as a local key.
 """
 
 import importlib.util
-import os
 import subprocess
 import sys
 import time
