@@ -252,6 +252,25 @@ class _Parser(argparse.ArgumentParser):
 # The parser
 # --------------------------------------------------------------------------------------
 
+# (flag, metavar, help) of the credential options.
+_CREDENTIAL_OPTIONS = (
+    ("--client-id", "ID", "the client registered at the authorization server"),
+    ("--client-secret-file", "FILE", "file holding the client secret"),
+    ("--private-key-file", "FILE", "PEM, DER or JWK private key for private_key_jwt"),
+    ("--private-key-password-file", "FILE",
+     "file holding the password of an encrypted private key"),
+    ("--algorithm", "ALG", "JWS algorithm for the key (default: the key's)"),
+    ("--key-id", "KID", "kid header"),
+    ("--assertion-command", "EXECUTABLE", "run EXECUTABLE AUDIENCE for each client "
+     "assertion (private_key_jwt with a key in an HSM or a KMS)"),
+    ("--id-token-file", "FILE", "cross-app access: file holding the user's ID token"),
+    ("--idp-url", "URL", "cross-app access: the IdP's issuer URL"),
+    ("--idp-client-id", "ID", "cross-app access: the client registered at the IdP"),
+    ("--idp-client-secret-file", "FILE", "cross-app access: file holding its secret"),
+    ("--token-file", "FILE", "file holding a token of your own (no OAuth)"),
+    ("--workload-token-file", "FILE", "file holding the platform's workload identity JWT"),
+)
+
 def _add_common(parser: argparse.ArgumentParser, credentials: bool = True) -> None:
     """The options of the URL commands; ``credentials=False`` accepts the credential
     options (a script may pass the same flags to every command) but leaves them out of
@@ -277,36 +296,12 @@ def _add_common(parser: argparse.ArgumentParser, credentials: bool = True) -> No
                         help=shown("keep tokens and discovery results in FILE (mode 0600) "
                                    "across runs"))
     group = parser.add_argument_group("credentials") if credentials else parser
-    group.add_argument("--client-id", default=S, metavar="ID",
-                       help=shown("the client registered at the authorization server"))
-    group.add_argument("--client-secret-file", default=S, metavar="FILE",
-                       help=shown("file holding the client secret"))
+    for flag, metavar, text in _CREDENTIAL_OPTIONS:
+        group.add_argument(flag, default=S, metavar=metavar, help=shown(text))
     group.add_argument("--auth-method", default=S,
                        choices=("client_secret_basic", "client_secret_post"),
                        help=shown("how to send the secret (default: from the server's "
                                   "metadata)"))
-    group.add_argument("--private-key-file", default=S, metavar="FILE",
-                       help=shown("PEM, DER or JWK private key for private_key_jwt"))
-    group.add_argument("--private-key-password-file", default=S, metavar="FILE",
-                       help=shown("file holding the password of an encrypted private key"))
-    group.add_argument("--algorithm", default=S, metavar="ALG",
-                       help=shown("JWS algorithm for the key (default: the key's)"))
-    group.add_argument("--key-id", default=S, metavar="KID", help=shown("kid header"))
-    group.add_argument("--assertion-command", default=S, metavar="EXECUTABLE",
-                       help=shown("run EXECUTABLE AUDIENCE for each client assertion "
-                                  "(private_key_jwt with a key in an HSM or a KMS)"))
-    group.add_argument("--id-token-file", default=S, metavar="FILE",
-                       help=shown("cross-app access: file holding the user's ID token"))
-    group.add_argument("--idp-url", default=S, metavar="URL",
-                       help=shown("cross-app access: the IdP's issuer URL"))
-    group.add_argument("--idp-client-id", default=S, metavar="ID",
-                       help=shown("cross-app access: the client registered at the IdP"))
-    group.add_argument("--idp-client-secret-file", default=S, metavar="FILE",
-                       help=shown("cross-app access: file holding its secret"))
-    group.add_argument("--token-file", default=S, metavar="FILE",
-                       help=shown("file holding a token of your own (no OAuth)"))
-    group.add_argument("--workload-token-file", default=S, metavar="FILE",
-                       help=shown("file holding the platform's workload identity JWT"))
     for flag, _ in _REFUSED_FLAGS:
         group.add_argument(flag, dest="refused_" + flag[2:].replace("-", "_"),
                            nargs="?", const="", default=S, help=S)

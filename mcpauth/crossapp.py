@@ -55,7 +55,8 @@ from .grants import (
     validate_scope,
 )
 from .cache import TokenCache
-from .providers import DEFAULT_MAX_STEP_UP, DEFAULT_REFRESH_SKEW, OAuthProvider, _Target
+from .providers import (DEFAULT_MAX_STEP_UP, DEFAULT_REFRESH_SKEW, OAuthProvider, _Target,
+                        _oauth_options)
 from .transport import DEFAULT_TIMEOUT, RequestsTransport, Transport, check_url, redact_url
 
 __all__ = [
@@ -683,13 +684,7 @@ class CrossAppAccessProvider(OAuthProvider):
         self._assertion = assertion
         self._grants = {}  # type: Dict[Tuple[str, str, Optional[str]], Tuple[str, float]]
         self._grants_lock = threading.Lock()
-        super().__init__(
-            client_id=client_id, scope=scope, expected_issuer=expected_issuer, issuer=issuer,
-            token_endpoint=token_endpoint, resource=resource, server_url=server_url,
-            allow_resource_prefix=allow_resource_prefix,
-            allow_issuer_change=allow_issuer_change, session=session, timeout=timeout,
-            allow_insecure_http=allow_insecure_http, cache=cache, refresh_skew=refresh_skew,
-            max_step_up=max_step_up, clock=clock, transport=transport, cache_key=cache_key)
+        super().__init__(**_oauth_options(locals()))
 
     # -- OAuthProvider hooks -----------------------------------------------------------------
 

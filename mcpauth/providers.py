@@ -380,6 +380,19 @@ def _discard(r: Any) -> None:
     r.close()
 
 
+#: The keyword arguments of OAuthProvider.__init__, which every provider spells out
+#: in its own signature (so that type checkers see them) and passes on.
+_OAUTH_OPTIONS = ("client_id", "scope", "expected_issuer", "issuer", "token_endpoint",
+                  "resource", "server_url", "allow_resource_prefix", "session", "timeout",
+                  "allow_insecure_http", "cache", "refresh_skew", "max_step_up", "clock",
+                  "transport", "allow_issuer_change", "cache_key")
+
+
+def _oauth_options(arguments: Dict[str, Any]) -> Dict[str, Any]:
+    """The OAuthProvider options among a subclass constructor's ``locals()``."""
+    return {name: arguments[name] for name in _OAUTH_OPTIONS}
+
+
 class _Target(NamedTuple):
     """Where and how to get tokens for one MCP server (serialisable for caches)."""
 
@@ -998,13 +1011,7 @@ class ClientCredentialsProvider(OAuthProvider):
         self._basic = ClientSecretBasic(client_id, client_secret)
         self._post = ClientSecretPost(client_id, client_secret)
         self.token_endpoint_auth_method = token_endpoint_auth_method
-        super().__init__(
-            client_id=client_id, scope=scope, expected_issuer=expected_issuer, issuer=issuer,
-            token_endpoint=token_endpoint, resource=resource, server_url=server_url,
-            allow_resource_prefix=allow_resource_prefix,
-            allow_issuer_change=allow_issuer_change, session=session, timeout=timeout,
-            allow_insecure_http=allow_insecure_http, cache=cache, refresh_skew=refresh_skew,
-            max_step_up=max_step_up, clock=clock, transport=transport, cache_key=cache_key)
+        super().__init__(**_oauth_options(locals()))
 
     def _client_auth(self, target: _Target) -> ClientAuth:
         method = select_auth_method(target.auth_methods, self.token_endpoint_auth_method)
@@ -1065,13 +1072,7 @@ class PrivateKeyJwtProvider(OAuthProvider):
                                   key_id=key_id, claims=claims, clock=clock, signer=signer,
                                   public_jwk=public_jwk, assertion=assertion)
         self.algorithm = self._jwt.algorithm
-        super().__init__(
-            client_id=client_id, scope=scope, expected_issuer=expected_issuer, issuer=issuer,
-            token_endpoint=token_endpoint, resource=resource, server_url=server_url,
-            allow_resource_prefix=allow_resource_prefix,
-            allow_issuer_change=allow_issuer_change, session=session, timeout=timeout,
-            allow_insecure_http=allow_insecure_http, cache=cache, refresh_skew=refresh_skew,
-            max_step_up=max_step_up, clock=clock, transport=transport, cache_key=cache_key)
+        super().__init__(**_oauth_options(locals()))
 
     def _client_auth(self, target: _Target) -> ClientAuth:
         select_auth_method(target.auth_methods, "private_key_jwt")

@@ -38,7 +38,8 @@ from . import jws
 from .errors import AuthorizationServerMismatchError, ConfigurationError, clean_peer_text
 from .grants import GRANT_TYPE_JWT_BEARER, ClientAuth, NoClientAuth
 from .cache import TokenCache
-from .providers import DEFAULT_MAX_STEP_UP, DEFAULT_REFRESH_SKEW, OAuthProvider, _Target
+from .providers import (DEFAULT_MAX_STEP_UP, DEFAULT_REFRESH_SKEW, OAuthProvider, _Target,
+                        _oauth_options)
 from .transport import DEFAULT_TIMEOUT, Transport, redact_url
 
 __all__ = ["WorkloadIdentityProvider", "MAX_ASSERTION_FILE_BYTES", "EXP_LEEWAY"]
@@ -125,13 +126,7 @@ class WorkloadIdentityProvider(OAuthProvider):
             raise ConfigurationError(
                 "assertion must be a callable returning the workload JWT, or the path of a "
                 "file holding it, not {}".format(type(assertion).__name__))
-        super().__init__(
-            client_id=client_id, scope=scope, expected_issuer=expected_issuer, issuer=issuer,
-            token_endpoint=token_endpoint, resource=resource, server_url=server_url,
-            allow_resource_prefix=allow_resource_prefix,
-            allow_issuer_change=allow_issuer_change, session=session, timeout=timeout,
-            allow_insecure_http=allow_insecure_http, cache=cache, refresh_skew=refresh_skew,
-            max_step_up=max_step_up, clock=clock, transport=transport, cache_key=cache_key)
+        super().__init__(**_oauth_options(locals()))
         self._no_auth = NoClientAuth(client_id)
 
     def __repr__(self) -> str:
