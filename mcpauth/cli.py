@@ -178,10 +178,15 @@ _KIND_ENV = (
     ("token", ("MCPAUTH_TOKEN", "MCPAUTH_TOKEN_FILE")),
     ("workload token", ("MCPAUTH_WORKLOAD_TOKEN_FILE",)),
 )
+# Options that are never read from the environment.
+_NOT_FROM_ENV = frozenset(["help", "version", "arg", "json_args", "password_file",
+                           "key_type", "public_file"])
 # Variables read directly (not as MCPAUTH_<OPTION>); the parser's options add the rest.
 _OTHER_ENV = ("MCPAUTH_CLIENT_ID", "MCPAUTH_PRIVATE_KEY_PASSWORD",
               "MCPAUTH_PRIVATE_KEY_PASSWORD_FILE", "MCPAUTH_IDP_CLIENT_SECRET",
               "MCPAUTH_IDP_CLIENT_SECRET_FILE")
+# A bare file name shown in messages: a name, a dot and a short extension.
+_BARE_FILE_NAME = re.compile(r"[\w-][\w.-]*\.[A-Za-z0-9]{1,8}\Z")
 # The helper of --assertion-command exits with this (EX_TEMPFAIL) to mean "retry later".
 _EX_TEMPFAIL = 75
 # Flags that would put a secret on the command line: accepted by the parser only to be
@@ -464,14 +469,17 @@ def _check_url_arguments(args: argparse.Namespace) -> None:
 def _file_named(path: str, flag: str) -> str:
     """"the file PATH given by FLAG", or without PATH when it may be a misplaced secret.
 
-    A path is shown when it looks like one: it has a ``/``, a ``.`` or a leading ``~``,
-    and its directory exists. A bare word, or ``x/y`` under no real directory (a
-    base64 secret has ``/`` too), is left out, since it may be a secret pasted where
-    the file name belongs.
+    A path is shown when it looks like one: it has a ``/`` or a leading ``~`` and its
+    directory exists, or it is a short file name with an extension (``secret.txt``). A
+    bare word, a JWT, or ``x/y`` under no real directory (a base64 secret has ``/`` too)
+    is left out, since it may be a secret pasted where the file name belongs.
     """
     full = os.path.expanduser(path)
-    looks_like_path = ("/" in path or "." in path or path.startswith("~")) and (
-        os.path.isdir(os.path.dirname(full) or "."))
+    if "/" in path or path.startswith("~"):
+        looks_like_path = os.path.isdir(os.path.dirname(full))
+    else:  # a bare file name: short, with an extension, and not a JWT
+        looks_like_path = (len(path) <= 64 and _BARE_FILE_NAME.match(path) is not None
+                           and path.count(".") < 2)
     if looks_like_path and len(path) <= 300 and path.isprintable():
         return "the file {} given by {}".format(path, flag)
     return ("the file given by {} (its name is not shown: it does not look like a path "
@@ -563,7 +571,8 @@ def _known_env(parser: argparse.ArgumentParser) -> List[str]:
         for action in current._actions:
             if isinstance(action, argparse._SubParsersAction):
                 parsers.extend(action.choices.values())
-            elif action.option_strings and not action.dest.startswith("refused_"):
+            elif action.option_strings and action.dest not in _NOT_FROM_ENV \
+                    and not action.dest.startswith("refused_"):
                 names.add(_ENV_PREFIX + action.dest.upper())
     return sorted(names)
 
@@ -766,8 +775,10 @@ def build_provider(args: argparse.Namespace, url: str, cache: Any = None) -> Any
                                         **options)
 
     if not client_id:
-        raise UsageError("a {} needs a client id: pass --client-id or set "
-                         "MCPAUTH_CLIENT_ID{}".format(kind, _unknown_env_hint()))
+        what = {"cross-app": "cross-app access",
+                "assertion command": "an assertion command"}.get(kind, "a " + kind)
+        raise UsageError("{} needs a client id: pass --client-id or set "
+                         "MCPAUTH_CLIENT_ID{}".format(what, _unknown_env_hint()))
     if kind == "cross-app":
         return _cross_app_provider(args, from_flags, client_id, options)
     if kind == "assertion command":

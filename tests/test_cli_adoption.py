@@ -242,7 +242,9 @@ def test_an_unreadable_file_is_named_with_its_variable(tmp_path):
         "mcpauth: error: the file {} given by --client-secret-file is empty".format(empty))
 
 
-@pytest.mark.parametrize("value", [SECRET_LIKE, "c2VjcmV0/dmFsdWU+cGFzc3dvcmQ="])
+@pytest.mark.parametrize("value", [
+    SECRET_LIKE, "c2VjcmV0/dmFsdWU+cGFzc3dvcmQ=", "s3cr3t.with.dots",
+    "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"])
 def test_a_secret_given_where_a_file_name_belongs_is_not_shown(value):
     code, out, err = run(["token", "https://mcp.example.com/mcp"],
                          {"MCPAUTH_CLIENT_ID": "c", "MCPAUTH_CLIENT_SECRET_FILE": value})
@@ -252,6 +254,15 @@ def test_a_secret_given_where_a_file_name_belongs_is_not_shown(value):
         "is not shown: it does not look like a path and could be a misplaced secret) (No "
         "such file or directory)")
     assert value not in err
+
+
+def test_a_relative_file_name_is_shown(tmp_path):
+    code, out, err = run(["token", "https://mcp.example.com/mcp"],
+                         {"MCPAUTH_CLIENT_ID": "c", "MCPAUTH_CLIENT_SECRET_FILE": "secret.txt"},
+                         cwd=str(tmp_path))
+    assert one_error_line(err) == (
+        "mcpauth: error: cannot read the file secret.txt given by MCPAUTH_CLIENT_SECRET_FILE "
+        "(No such file or directory)")
 
 
 def test_a_misspelt_variable_is_pointed_out():
