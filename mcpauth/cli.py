@@ -452,7 +452,8 @@ def _check_url_arguments(args: argparse.Namespace) -> None:
     is no URL as it is); a secret given where a URL was expected must not be printed.
     """
     if not hasattr(args, "url"):
-        return  # demo
+        return  # demo, key
+    _option(args, "timeout")  # a bad MCPAUTH_TIMEOUT is refused even where unused
     if not _is_http_url(args.url):
         raise UsageError("the URL argument is not an http(s) URL")
     for name in ("expected_issuer", "issuer", "token_endpoint", "idp_url"):
@@ -470,13 +471,18 @@ def _file_named(path: str, flag: str) -> str:
     """"the file PATH given by FLAG", or without PATH when it may be a misplaced secret.
 
     A path is shown when it looks like one: it has a ``/`` or a leading ``~`` and its
-    directory exists, or it is a short file name with an extension (``secret.txt``). A
+    first directory exists, or it is a short file name with an extension
+    (``secret.txt``). A
     bare word, a JWT, or ``x/y`` under no real directory (a base64 secret has ``/`` too)
     is left out, since it may be a secret pasted where the file name belongs.
     """
     full = os.path.expanduser(path)
     if "/" in path or path.startswith("~"):
-        looks_like_path = os.path.isdir(os.path.dirname(full))
+        # Its first directory exists (/etc of /etc/mcpauth/missing/secret), which a
+        # base64 secret with a "/" in it practically never has.
+        head = full.split(os.sep)[1 if full.startswith(os.sep) else 0]
+        looks_like_path = bool(head) and os.path.isdir(
+            os.sep + head if full.startswith(os.sep) else head)
     else:  # a bare file name: short, with an extension, and not a JWT
         looks_like_path = (len(path) <= 64 and _BARE_FILE_NAME.match(path) is not None
                            and path.count(".") < 2)

@@ -222,12 +222,15 @@ def test_a_bad_timeout_names_the_variable_or_flag():
     assert code == 2
     assert one_error_line(err) == ("mcpauth: error: MCPAUTH_TIMEOUT must be a positive "
                                    "number of seconds (the timeout of each HTTP request)")
+    code, out, err = run(["token", "https://mcp.example.com/mcp"], env)
+    assert code == 2 and "MCPAUTH_TIMEOUT must be" in one_error_line(err)
     code, out, err = run(["tools", "https://mcp.example.com/mcp", "--timeout", "-1"], env)
     assert one_error_line(err).startswith("mcpauth: error: --timeout must be a positive")
 
 
-def test_an_unreadable_file_is_named_with_its_variable(tmp_path):
-    missing = tmp_path / "secret.txt"
+@pytest.mark.parametrize("name", ["secret.txt", "missing-dir/secret"])
+def test_an_unreadable_file_is_named_with_its_variable(tmp_path, name):
+    missing = tmp_path / name
     code, out, err = run(["token", "https://mcp.example.com/mcp"],
                          {"MCPAUTH_CLIENT_ID": "c", "MCPAUTH_CLIENT_SECRET_FILE": str(missing)})
     assert code == 2
