@@ -849,8 +849,10 @@ class AuthorizationServer(LoopbackServer):
                         grant_type: str) -> Dict[str, Any]:
         record.info["granted_scope"] = " ".join(sorted(scope))
         record.info["resource"] = resource
-        jkt = record.info.get("dpop_jkt")
-        body: Dict[str, Any] = {"token_type": self.dpop_token_type if jkt else self.token_type}
+        # A server answering dpop_token_type "Bearer" acts as one that ignores DPoP.
+        jkt = record.info.get("dpop_jkt") if self.dpop_token_type.lower() == "dpop" else None
+        body: Dict[str, Any] = {
+            "token_type": self.dpop_token_type if "dpop_jkt" in record.info else self.token_type}
         if not self.omit_access_token:
             body["access_token"] = self.issue_token(client_id, sorted(scope), resource,
                                                     sub=sub, grant_type=grant_type, jkt=jkt)
