@@ -150,11 +150,14 @@ class DPoPKey(object):
 
     __slots__ = ("_key", "_algorithm", "_headers", "_thumbprint")
 
+    _key: jws.SigningKey
+    _algorithm: Optional[str]
+
     def __init__(self, key: Any, algorithm: Optional[str] = None) -> None:
         if isinstance(key, DPoPKey):
             if algorithm is None:
-                algorithm = key._algorithm
-            key = key._key
+                algorithm = key.algorithm
+            key = key.signing_key
         signing_key = key if isinstance(key, jws.SigningKey) else jws.load_private_key(key)
         if algorithm is not None and (algorithm not in DPOP_ALGORITHMS
                                       or algorithm not in signing_key.algorithms):
@@ -299,9 +302,8 @@ def make_proof(key: Any, method: str, url: str, access_token: Optional[str] = No
     ``key`` is a :class:`DPoPKey` or anything it accepts (loading a key is slow: keep a
     DPoPKey when making many proofs).
     """
-    if not isinstance(key, DPoPKey):
-        key = DPoPKey(key, algorithm)
-    return key.proof(method, url, access_token, nonce, algorithm=algorithm)
+    dpop_key = key if isinstance(key, DPoPKey) else DPoPKey(key, algorithm)
+    return dpop_key.proof(method, url, access_token, nonce, algorithm=algorithm)
 
 
 def verify_proof(proof: Any, method: str, url: str, *, access_token: Optional[str] = None,
