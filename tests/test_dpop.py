@@ -473,3 +473,44 @@ def test_unbound_token_after_a_refused_bearer_answer_is_not_retried(stack, sessi
         rpc(session, stack.mcp_url)
     assert len(stack.as_.token_requests()) == 1
     assert not isinstance(TokenResponseError("x"), UnauthorizedError)
+
+
+# -- the command ---------------------------------------------------------------------------
+
+def _clean_env(monkeypatch):
+    import os
+    for name in list(os.environ):
+        if name.startswith("MCPAUTH_"):
+            monkeypatch.delenv(name)
+
+
+def test_command_dpop_key_file_and_variable(stack, tmp_path, monkeypatch):
+    import io
+    from mcpauth import cli
+    _clean_env(monkeypatch)
+    key = jws.generate_private_key("EC")
+    path = tmp_path / "dpop.jwk"
+    jwk = dict(key.public_jwk(), d=jws.b64url_encode(
+        key._key.private_numbers().private_value.to_bytes(32, "big")))
+    path.write_text(json.dumps(jwk))
+    monkeypatch.setenv("MCPAUTH_CLIENT_ID", stack.client_id)
+    monkeypatch.setenv("MCPAUTH_CLIENT_SECRET", stack.client_secret)
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.main(["token", stack.mcp_url, "--dpop-key-file", str(path)], out, err) == 0, \
+        err.getvalue()
+    assert stack.as_.introspect(out.getvalue().strip())["cnf"] == {"jkt": key.thumbprint()}
+    monkeypatch.setenv("MCPAUTH_DPOP_KEY_FILE", str(path))
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.main(["token", stack.mcp_url], out, err) == 0, err.getvalue()
+    assert stack.as_.introspect(out.getvalue().strip())["cnf"] == {"jkt": key.thumbprint()}
+    assert jwk["d"] not in err.getvalue()
+    path.write_text("not a key")
+    err = io.StringIO()
+    assert cli.main(["token", stack.mcp_url], io.StringIO(), err) == cli.EXIT_USAGE
+    assert "MCPAUTH_DPOP_KEY_FILE" in err.getvalue()
+    path.write_text(json.dumps(jwk))
+    monkeypatch.delenv("MCPAUTH_CLIENT_SECRET")
+    monkeypatch.setenv("MCPAUTH_TOKEN", "tok")
+    err = io.StringIO()
+    assert cli.main(["token", stack.mcp_url], io.StringIO(), err) == cli.EXIT_USAGE
+    assert "--token-file" in err.getvalue()
