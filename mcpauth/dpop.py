@@ -148,7 +148,7 @@ class DPoPKey(object):
         ConfigurationError: ``algorithm`` is not an asymmetric algorithm this key signs.
     """
 
-    __slots__ = ("_key", "_algorithm", "_headers", "_thumbprint")
+    __slots__ = ("_key", "_algorithm", "_headers", "_thumbprint", "_htus", "_ath")
 
     _key: jws.SigningKey
     _algorithm: Optional[str]
@@ -170,6 +170,9 @@ class DPoPKey(object):
         self._thumbprint = signing_key.thumbprint()
         # The protected header per alg, serialised once: only the claims change per proof.
         self._headers: Dict[str, str] = {}
+        # Per-request work that repeats (bounded): URL -> JSON of its htu, last ath.
+        self._htus: Dict[Tuple[str, str], str] = {}
+        self._ath: Tuple[Optional[str], str] = (None, "")
 
     @classmethod
     def generate(cls, algorithm: str = "ES256") -> "DPoPKey":
@@ -266,21 +269,29 @@ class DPoPKey(object):
                 {"typ": PROOF_TYP, "alg": alg, "jwk": self._key.public_jwk()},
                 separators=(",", ":"), sort_keys=True).encode("ascii"))
             self._headers[alg] = header
-        claims: Dict[str, Any] = {
-            # 128 bits of randomness (RFC 9449 §4.2 asks for at least 96).
-            "jti": jws.b64url_encode(secrets.token_bytes(16)),
-            "htm": _check_method(method),
-            "htu": htu_of(url),
-            "iat": int(time.time()) if iat is None else int(iat),
-        }
+        # The claims JSON is written directly: htm and htu are encoded once per URL.
+        request_part = self._htus.get((method, url)) \
+            if isinstance(url, str) and isinstance(method, str) else None
+        if request_part is None:
+            request_part = ',"htm":{},"htu":{},"iat":'.format(
+                json.dumps(_check_method(method)), json.dumps(htu_of(url)))
+            if len(self._htus) >= 256:
+                self._htus.clear()
+            self._htus[(method, url)] = request_part
+        # 128 bits of randomness (RFC 9449 §4.2 asks for at least 96).
+        claims = '{"jti":"' + jws.b64url_encode(secrets.token_bytes(16)) + '"' + \
+            request_part + str(int(time.time()) if iat is None else int(iat))
         if access_token is not None:
-            claims["ath"] = access_token_hash(access_token)
+            last_token, ath = self._ath
+            if access_token != last_token:
+                ath = access_token_hash(access_token)
+                self._ath = (access_token, ath)
+            claims += ',"ath":"' + ath + '"'
         if nonce is not None:
             if not isinstance(nonce, str) or not nonce:
                 raise ConfigurationError("a DPoP nonce must be a non-empty string")
-            claims["nonce"] = nonce
-        signing_input = header + "." + jws.b64url_encode(
-            json.dumps(claims, separators=(",", ":")).encode("ascii"))
+            claims += ',"nonce":' + json.dumps(nonce)
+        signing_input = header + "." + jws.b64url_encode((claims + "}").encode("ascii"))
         return signing_input + "." + jws.b64url_encode(
             self._key.sign(signing_input.encode("ascii"), alg))
 
@@ -410,6 +421,8 @@ class NonceStore(object):
 
     def get(self, url: str) -> Optional[str]:
         """The nonce to put in the next proof for ``url``, or None."""
+        if not self._nonces:
+            return None  # the common case: no server has asked for nonces
         with self._lock:
             return self._nonces.get(origin_of(url))
 
