@@ -219,8 +219,12 @@ class AuthProvider(requests.auth.AuthBase):
     #: The MCP extension id a client declares when using this provider (2026-07-28
     #: ``clientCapabilities.extensions``), or None.
     mcp_extension: Optional[str] = None
-    #: The DPoP key of OAuth providers configured with ``dpop_key=`` (RFC 9449).
+    #: The DPoP key of providers configured with ``dpop_key=`` (RFC 9449); with it,
+    #: ``_dpop_nonces``, ``_dpop_algorithm`` and ``_unbound_tokens`` are set too.
     _dpop: Optional[DPoPKey] = None
+    _dpop_nonces: NonceStore
+    _dpop_algorithm: Optional[str] = None
+    _unbound_tokens: Dict[str, bool]
 
     def token(self) -> Optional[str]:
         """The access token to send, or None to send none."""
@@ -251,11 +255,43 @@ class AuthProvider(requests.auth.AuthBase):
     def _apply(self, request: Any, token: str) -> None:
         """Put ``token`` on ``request`` (a PreparedRequest), with a fresh DPoP proof for
         exactly this method and URL when the token is DPoP-bound (RFC 9449 §7.1)."""
-        request.headers["Authorization"] = "Bearer " + token
+        dpop = self._dpop
+        if dpop is None or token in self._unbound_tokens:
+            request.headers["Authorization"] = "Bearer " + token
+            request.headers.pop("DPoP", None)
+            return
+        # Made now, from the request as prepared: htm/htu match what is sent, and a
+        # replay (401, step-up, nonce) gets its own proof with a new jti (RFC 9449 §4.2).
+        nonce = self._dpop_nonces.get(request.url)
+        request.headers["Authorization"] = "DPoP " + token
+        request.headers["DPoP"] = dpop.proof(request.method, request.url, token, nonce,
+                                             algorithm=self._dpop_algorithm)
+        request._mcpauth_dpop_nonce = nonce
 
     def _after_send(self, r: Any, server: str, kwargs: Dict[str, Any]) -> Any:
-        """What a response to one of our sends becomes (DPoP nonce handling)."""
-        return r
+        """Keep the resource server's latest DPoP nonce, and answer its
+        ``use_dpop_nonce`` challenge by one replay with the new nonce (RFC 9449 §9).
+        That replay is not the single 401 replay: the token was not refused."""
+        if self._dpop is None:
+            return r
+        request = r.request
+        self._dpop_nonces.remember(request.url, r.headers.get("DPoP-Nonce"))
+        if r.status_code != 401 or getattr(request, "_mcpauth_nonce_retry", False):
+            return r
+        if request.headers.get("DPoP") is None:
+            return r
+        challenge = _challenge_of(r)
+        if challenge is None or challenge.scheme != "dpop" or \
+                challenge.params.get("error") != "use_dpop_nonce":
+            return r
+        nonce = self._dpop_nonces.get(request.url)
+        if nonce is None or nonce == getattr(request, "_mcpauth_dpop_nonce", None):
+            return r  # no new nonce to try: an ordinary 401
+        logger.info("%s asked for a DPoP nonce; retrying once with it", redact_url(server))
+        self._check_replayable(r, challenge, 401)
+        retry = self._resend(r, server, kwargs, nonce_retry=True)
+        self._dpop_nonces.remember(retry.request.url, retry.headers.get("DPoP-Nonce"))
+        return retry
 
     # -- the requests adapter ------------------------------------------------------------
 
@@ -504,12 +540,22 @@ class BearerTokenProvider(AuthProvider):
             other server (another origin, or a path outside this one) raises
             :class:`~mcpauth.errors.ConfigurationError` instead of carrying the token.
             Recommended whenever the session also talks to other hosts.
+        dpop_key: the key a DPoP-bound token is bound to (a :class:`mcpauth.dpop.DPoPKey`
+            or anything it loads): the token is then sent as ``Authorization: DPoP`` with
+            a fresh proof per request, and the server's nonces are followed (RFC 9449).
     """
 
     def __init__(self, token: TokenSource,
                  on_unauthorized: Optional[Callable[[AuthContext], None]] = None,
-                 session: Any = None, server_url: Optional[str] = None) -> None:
+                 session: Any = None, server_url: Optional[str] = None,
+                 dpop_key: Any = None) -> None:
         self.server_url = server_url_of(server_url) if server_url else None
+        if dpop_key is not None:
+            # A token already bound to this key (RFC 9449): sent with the DPoP scheme
+            # and a proof per request, following the server's nonces (§7.1, §9).
+            self._dpop = DPoPKey(dpop_key)
+            self._dpop_nonces = NonceStore()
+            self._unbound_tokens = {}
         if isinstance(token, str):
             if not token:
                 raise ConfigurationError("token must be a non-empty string or a callable")
@@ -960,45 +1006,6 @@ class OAuthProvider(AuthProvider):
                              self._grant_fields(target, scope), client_auth,
                              issuer=target.issuer, clock=self._clock,
                              **self._dpop_options(target))
-
-    def _apply(self, request: Any, token: str) -> None:
-        dpop = self._dpop
-        if dpop is None or token in self._unbound_tokens:
-            request.headers["Authorization"] = "Bearer " + token
-            request.headers.pop("DPoP", None)
-            return
-        # Made now, from the request as prepared: htm/htu match what is sent, and a
-        # replay (401, step-up, nonce) gets its own proof with a new jti (RFC 9449 §4.2).
-        nonce = self._dpop_nonces.get(request.url)
-        request.headers["Authorization"] = "DPoP " + token
-        request.headers["DPoP"] = dpop.proof(request.method, request.url, token, nonce,
-                                             algorithm=self._dpop_algorithm)
-        request._mcpauth_dpop_nonce = nonce
-
-    def _after_send(self, r: Any, server: str, kwargs: Dict[str, Any]) -> Any:
-        """Keep the resource server's latest DPoP nonce, and answer its
-        ``use_dpop_nonce`` challenge by one replay with the new nonce (RFC 9449 §9).
-        That replay is not the single 401 replay: the token was not refused."""
-        if self._dpop is None:
-            return r
-        request = r.request
-        self._dpop_nonces.remember(request.url, r.headers.get("DPoP-Nonce"))
-        if r.status_code != 401 or getattr(request, "_mcpauth_nonce_retry", False):
-            return r
-        if request.headers.get("DPoP") is None:
-            return r
-        challenge = _challenge_of(r)
-        if challenge is None or challenge.scheme != "dpop" or \
-                challenge.params.get("error") != "use_dpop_nonce":
-            return r
-        nonce = self._dpop_nonces.get(request.url)
-        if nonce is None or nonce == getattr(request, "_mcpauth_dpop_nonce", None):
-            return r  # no new nonce to try: an ordinary 401
-        logger.info("%s asked for a DPoP nonce; retrying once with it", redact_url(server))
-        self._check_replayable(r, challenge, 401)
-        retry = self._resend(r, server, kwargs, nonce_retry=True)
-        self._dpop_nonces.remember(retry.request.url, retry.headers.get("DPoP-Nonce"))
-        return retry
 
     def _discover(self, server: str, resource_metadata_url: Optional[str],
                   challenge_scope: Optional[str] = None) -> _Target:

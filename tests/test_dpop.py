@@ -514,3 +514,22 @@ def test_command_dpop_key_file_and_variable(stack, tmp_path, monkeypatch):
     err = io.StringIO()
     assert cli.main(["token", stack.mcp_url], io.StringIO(), err) == cli.EXIT_USAGE
     assert "--token-file" in err.getvalue()
+
+
+def test_bearer_token_provider_presents_a_bound_token_of_your_own(stack, session):
+    from mcpauth import BearerTokenProvider
+    key = DPoPKey.generate()
+    token = stack.as_.issue_token(stack.client_id, resource=stack.mcp.resource,
+                                  jkt=key.thumbprint)
+    stack.mcp.dpop.nonce = "rs-1"
+    session.auth = BearerTokenProvider(token, dpop_key=key)
+    r = rpc(session, stack.mcp_url)
+    assert r.status_code == 200
+    assert [m.status for m in stack.mcp.mcp_requests()] == [401, 200]     # nonce retry
+    assert r.request.headers["Authorization"] == "DPoP " + token
+    session.auth = BearerTokenProvider(token)                             # no key: refused
+    with pytest.raises(UnauthorizedError):
+        rpc(session, stack.mcp_url, msg_id=2)
+    session.auth = BearerTokenProvider(token, dpop_key=DPoPKey.generate())  # wrong key
+    with pytest.raises(UnauthorizedError):
+        rpc(session, stack.mcp_url, msg_id=3)
