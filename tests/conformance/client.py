@@ -33,6 +33,8 @@ What it does per scenario:
   server; mcpauth binds credentials to the first one unless ``allow_issuer_change=True``,
   so that is set there (without it mcpauth refuses, as SEP-2352 asks of pre-registered
   credentials).
+* ``auth/dpop``, ``auth/dpop-nonce``: see ``dpop_leg.py`` (the authorization_code leg
+  in test code; every DPoP proof from mcpauth's public DPoP API).
 * ``initialize``, ``tools_call``: no auth.
 
 Then it speaks MCP: connect (initialize on the stateful wire), ``tools/list``, and one
@@ -46,7 +48,8 @@ stderr; 3 on a JSON-RPC error from the server; 1 on anything else (a crash).
 build for the referee's own tests (tests/conformance/test_referee.py), by monkeypatching
 mcpauth in this process: ``issuer`` skips the RFC 8414 §3.3 issuer check, ``resource``
 skips the RFC 9728 §3.3 resource check, ``der`` makes ECDSA signatures DER instead of
-JOSE R||S (RFC 7518 §3.4).
+JOSE R||S (RFC 7518 §3.4), ``dpop-bearer`` sends DPoP-bound tokens as Bearer tokens,
+``dpop-nonce`` ignores every ``DPoP-Nonce`` (RFC 9449 §8, §9).
 """
 
 import json
@@ -66,6 +69,8 @@ from mcpauth import (
     WorkloadIdentityProvider,
     request_jwt_authorization_grant,
 )
+
+import dpop_leg  # noqa: E402  (next to this script: auth/dpop and auth/dpop-nonce)
 
 REFUSED = 2
 SERVER_ERROR = 3
@@ -169,6 +174,17 @@ def break_build(kind: str) -> None:
                                         int.from_bytes(signature[half:], "big"))
 
         jws.SigningKey.sign = der_sign
+    elif kind == "dpop-bearer":
+        from mcpauth import providers
+
+        def bearer(self: Any, request: Any, token: str) -> None:
+            request.headers["Authorization"] = "Bearer " + token
+
+        providers.AuthProvider._apply = bearer  # type: ignore[method-assign]
+    elif kind == "dpop-nonce":
+        from mcpauth import dpop
+
+        dpop.NonceStore.remember = lambda self, url, nonce: False  # type: ignore
     else:
         raise SystemExit("client: unknown MCPAUTH_CONFORMANCE_BREAK=%r" % kind)
 
@@ -186,7 +202,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if os.environ.get("MCPAUTH_CONFORMANCE_BREAK"):
         break_build(os.environ["MCPAUTH_CONFORMANCE_BREAK"])
     try:
-        provider = make_provider(scenario, read_context(scenario))
+        if scenario in dpop_leg.SCENARIOS:
+            provider = dpop_leg.provider_for(url)  # the authorization_code leg, test code
+        else:
+            provider = make_provider(scenario, read_context(scenario))
         with MCPClient(url, auth=provider, protocol_version=protocol_version,
                        client_info=CLIENT_INFO) as client:
             done = exercise(client, scenario)

@@ -25,7 +25,9 @@ and applies a stricter verdict than the suite's exit code (see /work/shared/CONF
 * ``auth/resource-mismatch``: no token was requested and no bearer token was presented
   (the suite only checks that no authorization request was made);
 * ``auth/authorization-server-migration``: at least two token requests, and the MCP server
-  accepted a token issued by the second authorization server (``test-token-as2-*``).
+  accepted a token issued by the second authorization server (``test-token-as2-*``);
+* ``auth/dpop`` and ``auth/dpop-nonce``: every ``sep-1932-client-*`` check of the scenario
+  is present and SUCCESS (:data:`DPOP_CHECKS`).
 
 The client runs the mcpauth of this checkout: ``PYTHONPATH`` is set to the repository root
 (use ``--use-installed`` to test an installed mcpauth instead). ``MCP_CONFORMANCE_*`` is
@@ -116,7 +118,17 @@ RUNS = (
     # zero checks), so it runs on the stateful wire only.
     + [Run("initialize")]
     + _both("tools_call")
+    + _both("auth/dpop") + _both("auth/dpop-nonce")
 )
+
+# SEP-1932 checks each DPoP run must report, all SUCCESS (a missing one is a vacuous pass).
+DPOP_CHECKS = {
+    "auth/dpop": ("sep-1932-client-token-request-proof", "sep-1932-client-dpop-auth-scheme",
+                  "sep-1932-client-fresh-proof"),
+    "auth/dpop-nonce": ("sep-1932-client-token-request-proof",
+                        "sep-1932-client-dpop-auth-scheme", "sep-1932-client-fresh-proof",
+                        "sep-1932-client-as-nonce", "sep-1932-client-rs-nonce"),
+}
 
 
 class Result(NamedTuple):
@@ -286,6 +298,9 @@ def judge(run: Run, returncode: int, log: str, out_dir: str,
                            % ", ".join(leaked))
     if run.scenario == "auth/authorization-server-migration":
         reasons.extend(_migration_guard(checks))
+    for check_id in DPOP_CHECKS.get(run.scenario, ()):
+        if (check_id, "SUCCESS") not in statuses:
+            reasons.append("vacuous pass: %s is not SUCCESS" % check_id)
     return summary, reasons
 
 
