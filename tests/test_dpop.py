@@ -533,3 +533,46 @@ def test_bearer_token_provider_presents_a_bound_token_of_your_own(stack, session
     session.auth = BearerTokenProvider(token, dpop_key=DPoPKey.generate())  # wrong key
     with pytest.raises(UnauthorizedError):
         rpc(session, stack.mcp_url, msg_id=3)
+
+
+# -- fuzz: any input gets the documented error ----------------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+ANY = st.one_of(st.none(), st.integers(), st.text(), st.binary(), st.lists(st.text()),
+                st.dictionaries(st.text(), st.text()))
+
+
+@settings(max_examples=200, deadline=None)
+@given(proof=st.one_of(ANY, st.builds(lambda a, b, c: ".".join((a, b, c)),
+                                      st.text(), st.text(), st.text())),
+       method=st.text(), url=st.text())
+def test_verify_proof_raises_only_its_error(proof, method, url):
+    with pytest.raises(DPoPProofError):
+        verify_proof(proof, method, url)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=ANY)
+def test_htu_nonce_store_and_key_loading_take_any_input(value):
+    try:
+        htu_of(value)
+    except ConfigurationError:
+        pass
+    store = NonceStore()
+    store.remember("https://a.example/", value)
+    assert store.get("https://a.example/") in (None, value)
+    try:
+        DPoPKey(value)
+    except ConfigurationError:
+        pass
+
+
+@settings(max_examples=100, deadline=None)
+@given(method=ANY, url=ANY, token=ANY, nonce=ANY)
+def test_proof_arguments_are_checked(key, method, url, token, nonce):
+    try:
+        proof = key.proof(method, url, token, nonce)
+    except ConfigurationError:
+        return
+    verify_proof(proof, method, url, access_token=token, nonce=nonce)
