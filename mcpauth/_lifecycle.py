@@ -31,7 +31,6 @@ MCP "Lifecycle", revisions 2024-11-05 to 2026-07-28:
 
 import copy
 import logging
-import threading
 from typing import Any, Dict, Optional, Tuple
 
 import requests
@@ -157,8 +156,9 @@ class LifecycleMixin(WireMixin):
 
     def _discover(self, probe: bool, retried: bool = False) -> None:
         """``server/discover`` on the stateless wire; with ``probe``, detect a legacy
-        server from the answer (a dual-era client inspects the body of a 400) and fall back to ``initialize``. The answer is classified by
-        :func:`lifecycle_of`, as the first request of lazy detection is."""
+        server from the answer (a dual-era client inspects the body of a 400) and fall
+        back to ``initialize``. The answer is classified by :func:`lifecycle_of`, as the
+        first request of lazy detection is."""
         reply = self._post_stateless("server/discover", {}, self._next_id())
         message = reply.message
         if message is not None and "result" in message:
