@@ -13,6 +13,7 @@ when ``MCPAUTH_REQUIRE_NODE=1``.
 """
 
 import base64
+import json
 import time
 from typing import Any, Dict, Iterator, List
 
@@ -100,7 +101,6 @@ def test_v2_tool_list_reaches_the_caller_exactly(v2: Any) -> None:
                  "MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/list"})
     assert raw.status_code == 200
     if raw.headers["Content-Type"].startswith("text/event-stream"):
-        import json
         data = [line[5:] for line in raw.text.splitlines() if line.startswith("data:")]
         body = json.loads([d for d in data if d.strip()][-1])
     else:
