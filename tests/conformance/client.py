@@ -59,7 +59,9 @@ stderr; 3 on a JSON-RPC error from the server; 1 on anything else (a crash).
 build for the referee's own tests (tests/conformance/test_referee.py), by monkeypatching
 mcpauth in this process: ``issuer`` skips the RFC 8414 §3.3 issuer check, ``resource``
 skips the RFC 9728 §3.3 resource check, ``der`` makes ECDSA signatures DER instead of
-JOSE R||S (RFC 7518 §3.4).
+JOSE R||S (RFC 7518 §3.4), ``mcp-param`` sends no ``Mcp-Param-*`` headers, ``exclusion``
+keeps tools with invalid ``x-mcp-header`` declarations, ``resume`` never resumes a closed
+SSE stream, ``version-retry`` never retries after -32022.
 """
 
 import json
@@ -192,6 +194,19 @@ def break_build(kind: str) -> None:
                                         int.from_bytes(signature[half:], "big"))
 
         jws.SigningKey.sign = der_sign
+    elif kind == "mcp-param":
+        import mcpauth._lifecycle
+        mcpauth._lifecycle.param_headers = lambda bindings, arguments: {}  # type: ignore
+    elif kind == "exclusion":
+        import mcpauth.client
+        mcpauth.client.header_bindings = lambda schema: ((), None)  # type: ignore
+    elif kind == "resume":
+        import mcpauth._wire
+        mcpauth._wire.MAX_RESUMES = 0  # type: ignore
+    elif kind == "version-retry":
+        import mcpauth._lifecycle
+        mcpauth._lifecycle.LifecycleMixin._choose_version = (  # type: ignore
+            lambda self, data: None)
     else:
         raise SystemExit("client: unknown MCPAUTH_CONFORMANCE_BREAK=%r" % kind)
 
