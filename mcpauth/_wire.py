@@ -89,6 +89,13 @@ class CallLimits(object):
         return TransportError("{} did not complete within the {:g} s call timeout".format(
             what, self.call_timeout))
 
+    def read_error(self, what: str, exc: Exception) -> TransportError:
+        """The error for a read that failed: the deadline's, once it has passed."""
+        if self.remaining() <= 0:
+            return self.expired(what)
+        return TransportError("{} failed while reading the reply ({})".format(
+            what, type(exc).__name__))
+
     def read_timeout(self, what: str) -> float:
         """Seconds the next connect or read may wait: the gap timeout, never past the
         deadline. Raises the deadline's TransportError once it has passed."""
@@ -225,10 +232,7 @@ class WireMixin(object):
                          redact_url(self.url), response.status_code)
             return self._read_reply(method, response, msg_id, limits)
         except requests.exceptions.RequestException as exc:
-            if limits.remaining() <= 0:
-                raise limits.expired(what) from exc
-            raise TransportError("{} failed while reading the reply ({})".format(
-                what, type(exc).__name__)) from exc
+            raise limits.read_error(what, exc) from exc
         finally:
             response.close()
 
@@ -369,10 +373,7 @@ class WireMixin(object):
                                     status_code=status)
             return self._read_stream(response, parser, msg_id, what, status, limits, cap)
         except requests.exceptions.RequestException as exc:
-            if limits.remaining() <= 0:
-                raise limits.expired(label) from exc
-            raise TransportError("{} failed while reading the reply ({})".format(
-                label, type(exc).__name__)) from exc
+            raise limits.read_error(label, exc) from exc
         finally:
             response.close()
 

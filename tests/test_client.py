@@ -53,23 +53,6 @@ ACCEPT = "application/json, text/event-stream"
 BUILTIN_TOOLS = ["echo", "add", "whoami", "fail"]
 
 
-@pytest.fixture
-def make_server():
-    servers = []
-
-    def make(**kw):
-        kw.setdefault("static_tokens", {TOKEN: "mcp:tools"})
-        server = MCPServer(**kw)
-        servers.append(server)
-        server.start()
-        return server
-
-    yield make
-    for server in servers:
-        server.stop()
-        assert server.errors == []
-
-
 def client_for(server, **kw):
     kw.setdefault("auth", BearerTokenProvider(TOKEN))
     return MCPClient(server.url, **kw)

@@ -18,31 +18,13 @@ import pytest
 from mcpauth import BearerTokenProvider, ConfigurationError, ProtocolError, TransportError
 from mcpauth.client import MCPClient
 from mcpauth.errors import MCPError
-from mcpauth.testing import MCPServer
 
 pytestmark = pytest.mark.e2e
 
-TOKEN = "wire-test-token-5d1c"
+TOKEN = "wire-test-token-5d1c"  # accepted by the make_server fixture (conftest.py)
 MODERN = "2026-07-28"
 LEGACY = "2025-11-25"
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def make_server():
-    servers = []
-
-    def make(**kw):
-        kw.setdefault("static_tokens", {TOKEN: "mcp:tools"})
-        server = MCPServer(**kw)
-        servers.append(server)
-        server.start()
-        return server
-
-    yield make
-    for server in servers:
-        server.stop()
-        assert server.errors == []
 
 
 def client_for(server, **kw):
