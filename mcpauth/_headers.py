@@ -26,6 +26,14 @@ X_MCP_HEADER = "x-mcp-header"
 _SENTINEL = "=?base64?"
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _PRIMITIVE_TYPES = ("string", "integer", "boolean")
+# JSON Schema 2020-12 keywords whose value is a subschema, a list of them, or a map of
+# them (Core §10, Validation §3); a declaration under any of them is not reachable
+# through "properties" alone. Other keywords hold data, never searched.
+_SUBSCHEMA = ("items", "additionalItems", "contains", "additionalProperties",
+              "unevaluatedProperties", "unevaluatedItems", "propertyNames", "not", "if",
+              "then", "else")
+_SUBSCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems", "items")
+_SUBSCHEMA_MAPS = ("$defs", "definitions", "patternProperties", "dependentSchemas")
 
 #: (argument path, header name) pairs of one tool.
 Bindings = Tuple[Tuple[Tuple[str, ...], str], ...]
@@ -62,12 +70,6 @@ def header_bindings(input_schema: Any) -> Tuple[Optional[Bindings], Optional[str
 def _scan(node: Any, path: Tuple[str, ...], reachable: bool,
           found: List[Tuple[Tuple[str, ...], str]]) -> Optional[str]:
     """Walk every subschema; a declaration counts only on a path of ``properties``."""
-    if isinstance(node, list):
-        for item in node:
-            problem = _scan(item, path, False, found)
-            if problem is not None:
-                return problem
-        return None
     if not isinstance(node, dict):
         return None
     if X_MCP_HEADER in node and path:
@@ -82,16 +84,24 @@ def _scan(node: Any, path: Tuple[str, ...], reachable: bool,
             return "x-mcp-header {!r} is on a property of type {!r}, not string, integer " \
                    "or boolean".format(name, node.get("type"))
         found.append((path, name))
-    for key, child in node.items():
-        if key == "properties" and isinstance(child, dict):
-            for prop, sub in child.items():
-                problem = _scan(sub, path + (prop,), reachable, found)
-                if problem is not None:
-                    return problem
-        elif key not in ("enum", "const", "default", "examples", X_MCP_HEADER):
-            problem = _scan(child, path + ("",), False, found)
-            if problem is not None:
-                return problem
+    children: List[Tuple[Any, Tuple[str, ...], bool]] = []
+    props = node.get("properties")
+    if isinstance(props, dict):
+        children.extend((sub, path + (key,), reachable) for key, sub in props.items())
+    for keyword in _SUBSCHEMA:
+        children.append((node.get(keyword), path + ("",), False))
+    for keyword in _SUBSCHEMA_LISTS:
+        subs = node.get(keyword)
+        if isinstance(subs, list):
+            children.extend((sub, path + ("",), False) for sub in subs)
+    for keyword in _SUBSCHEMA_MAPS:
+        subs = node.get(keyword)
+        if isinstance(subs, dict):
+            children.extend((sub, path + ("",), False) for sub in subs.values())
+    for child, child_path, child_reachable in children:
+        problem = _scan(child, child_path, child_reachable, found)
+        if problem is not None:
+            return problem
     return None
 
 

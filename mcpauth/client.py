@@ -48,7 +48,7 @@ from ._lifecycle import (
 )
 from ._version import __version__
 from ._wire import CallLimits, Message
-from .errors import ConfigurationError, MCPError, ProtocolError, clean_peer_text
+from .errors import ConfigurationError, MCPAuthError, MCPError, ProtocolError, clean_peer_text
 from .transport import check_url, redact_url
 
 __all__ = [
@@ -426,7 +426,10 @@ class MCPClient(LifecycleMixin):
                 logger.debug("MCP tools/call %s refused with a header mismatch; listing "
                              "tools to learn its x-mcp-header parameters",
                              redact_url(self.url))
-                self.list_tools()
+                try:
+                    self.list_tools()
+                except MCPAuthError as listing:
+                    raise exc from listing
                 if name in self._excluded_tools or not self._tool_bindings.get(name):
                     raise
                 result = self.request("tools/call", params)

@@ -14,9 +14,12 @@ import time
 import tracemalloc
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mcpauth import BearerTokenProvider, ConfigurationError, ProtocolError, TransportError
 from mcpauth.client import MCPClient
+from mcpauth._headers import header_bindings, param_headers
 from mcpauth.errors import MCPError
 
 pytestmark = pytest.mark.e2e
@@ -370,3 +373,41 @@ def test_a_16_mib_sse_reply_costs_a_small_multiple_of_its_size(make_server):
     # (it was about 7x: split, slice, decode, join and parse copies alive at once)
     print("peak %.2fx the reply" % (peak / len(body)))
     assert peak < 2.5 * len(body), peak / len(body)
+
+
+# ----------------------------------------------------------------------------- pure helpers
+
+def test_header_bindings_walk_subschemas_not_data():
+    ok = {"type": "object", "properties": {
+        "a": {"type": "string", "x-mcp-header": "A",
+              "default": {"x-mcp-header": "data"}, "examples": [{"x-mcp-header": 1}]},
+        "b": {"type": "object", "properties": {
+            "c": {"type": "integer", "x-mcp-header": "C"}}}},
+        "x-vendor": {"x-mcp-header": "not a schema"}, "const": {"x-mcp-header": "x"}}
+    assert header_bindings(ok) == (((("a",), "A"), (("b", "c"), "C")), None)
+    for where in ({"$defs": {"d": {"type": "string", "x-mcp-header": "D"}}},
+                  {"patternProperties": {"^x": {"type": "string", "x-mcp-header": "P"}}},
+                  {"additionalProperties": {"type": "string", "x-mcp-header": "Q"}},
+                  {"prefixItems": [{"type": "string", "x-mcp-header": "R"}]},
+                  {"if": {"type": "string", "x-mcp-header": "S"}}):
+        bindings, reason = header_bindings(dict(where, type="object"))
+        assert bindings is None and "reachable" in reason
+    assert header_bindings(None) == ((), None)
+    assert header_bindings({"x-mcp-header": "Root"}) == ((), None)  # not a property
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+                    lambda inner: st.lists(inner, max_size=4)
+                    | st.dictionaries(st.sampled_from(
+                        ["type", "properties", "x-mcp-header", "items", "anyOf", "$defs",
+                         "a", "string", "integer"]) | st.text(max_size=5), inner,
+                        max_size=4), max_leaves=30),
+       st.dictionaries(st.text(max_size=5), st.none() | st.booleans() | st.integers()
+                       | st.floats() | st.text(), max_size=4))
+@settings(max_examples=200, deadline=None)
+def test_header_helpers_take_any_json(schema, arguments):
+    bindings, reason = header_bindings(schema)
+    assert (bindings is None) != (reason is None)
+    for name, value in param_headers(bindings or (), arguments).items():
+        assert name.startswith("Mcp-Param-")
+        assert all(" " <= ch <= "~" for ch in value) and value == value.strip()
