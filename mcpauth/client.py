@@ -76,8 +76,8 @@ EXTENSION_ENTERPRISE_MANAGED_AUTHORIZATION = (
 
 #: Seconds to wait for the connection and between bytes of a reply.
 DEFAULT_TIMEOUT = 60.0
-#: Seconds one call (request, notification, connect, each page of list_tools) may take
-#: in all, however the server trickles its reply.
+#: Seconds one public call (request, notify, connect, list_tools with all its pages,
+#: call_tool) may take in all, however the server trickles its replies.
 DEFAULT_CALL_TIMEOUT = 300.0
 #: Largest reply (JSON body or whole SSE stream) read for one request: 16 MiB.
 DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
@@ -123,8 +123,8 @@ class MCPClient(LifecycleMixin):
         timeout: seconds to wait for the connection and between bytes of a reply.
         call_timeout: seconds one call may take in all (default
             :data:`DEFAULT_CALL_TIMEOUT`, 300): the deadline of each :meth:`request`,
-            :meth:`notify`, :meth:`connect`, :meth:`call_tool` and page of
-            :meth:`list_tools`, with every HTTP exchange in it (a lifecycle fallback, a
+            :meth:`notify`, :meth:`connect`, :meth:`list_tools` (all its pages) and
+            :meth:`call_tool`, with every HTTP exchange in it (a lifecycle fallback, a
             resumed SSE stream). SSE keep-alive comments and slow bytes do not extend
             it; past it the call raises TransportError.
         headers: extra headers for every request (not Authorization, Accept,
@@ -364,6 +364,10 @@ class MCPClient(LifecycleMixin):
                 than :data:`MAX_PAGES` pages.
             MCPError, TransportError: as :meth:`request`.
         """
+        with self._call():  # one deadline for every page
+            return self._list_tools()
+
+    def _list_tools(self) -> List[Dict[str, Any]]:
         tools: List[Dict[str, Any]] = []
         seen = set()
         cursor: Optional[str] = None

@@ -411,3 +411,20 @@ def test_header_helpers_take_any_json(schema, arguments):
     for name, value in param_headers(bindings or (), arguments).items():
         assert name.startswith("Mcp-Param-")
         assert all(" " <= ch <= "~" for ch in value) and value == value.strip()
+
+
+def test_list_tools_has_one_deadline_for_all_its_pages(make_server):
+    server = make_server(page_size=1)
+    original = server._tools_list
+
+    def slow(params, msg_id):
+        time.sleep(0.3)
+        return original(params, msg_id)
+
+    server._tools_list = slow
+    with client_for(server, protocol_version=MODERN, call_timeout=1.0) as client:
+        started = time.monotonic()
+        with pytest.raises(TransportError):
+            client.list_tools()  # 4 pages of 0.3 s each: past the 1 s deadline
+        assert time.monotonic() - started < 1.6
+    assert len(server.calls("tools/list")) < 4
