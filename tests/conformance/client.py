@@ -3,7 +3,7 @@
 
 Written only against mcpauth's public API (the providers and :class:`mcpauth.MCPClient`),
 the way a user's program would be. The suite runs it as ``<python> client.py <server-url>``
-with these environment variables (see /work/shared/CONFORMANCE.md §2):
+with these environment variables (the suite's runner contract):
 
 * ``MCP_CONFORMANCE_SCENARIO``: the scenario name;
 * ``MCP_CONFORMANCE_PROTOCOL_VERSION``: the wire to speak: ``2025-11-25`` (stateful:
