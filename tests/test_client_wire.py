@@ -14,13 +14,17 @@ import time
 import tracemalloc
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from mcpauth import BearerTokenProvider, ConfigurationError, ProtocolError, TransportError
 from mcpauth.client import MCPClient
 from mcpauth._headers import header_bindings, param_headers
 from mcpauth.errors import MCPError
+
+try:
+    import hypothesis
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover - hypothesis is optional (the nocrypto env)
+    hypothesis = None
 
 pytestmark = pytest.mark.e2e
 
@@ -396,21 +400,25 @@ def test_header_bindings_walk_subschemas_not_data():
     assert header_bindings({"x-mcp-header": "Root"}) == ((), None)  # not a property
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
-                    lambda inner: st.lists(inner, max_size=4)
-                    | st.dictionaries(st.sampled_from(
-                        ["type", "properties", "x-mcp-header", "items", "anyOf", "$defs",
-                         "a", "string", "integer"]) | st.text(max_size=5), inner,
-                        max_size=4), max_leaves=30),
-       st.dictionaries(st.text(max_size=5), st.none() | st.booleans() | st.integers()
-                       | st.floats() | st.text(), max_size=4))
-@settings(max_examples=200, deadline=None)
-def test_header_helpers_take_any_json(schema, arguments):
-    bindings, reason = header_bindings(schema)
-    assert (bindings is None) != (reason is None)
-    for name, value in param_headers(bindings or (), arguments).items():
-        assert name.startswith("Mcp-Param-")
-        assert all(" " <= ch <= "~" for ch in value) and value == value.strip()
+if hypothesis is not None:
+    _JSON = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+            st.sampled_from(["type", "properties", "x-mcp-header", "items", "anyOf",
+                             "$defs", "a", "string", "integer"]) | st.text(max_size=5),
+            inner, max_size=4),
+        max_leaves=30)
+    _ARGUMENTS = st.dictionaries(st.text(max_size=5), st.none() | st.booleans()
+                                 | st.integers() | st.floats() | st.text(), max_size=4)
+
+    @hypothesis.given(_JSON, _ARGUMENTS)
+    @hypothesis.settings(max_examples=200, deadline=None, database=None)
+    def test_header_helpers_take_any_json(schema, arguments):
+        bindings, reason = header_bindings(schema)
+        assert (bindings is None) != (reason is None)
+        for name, value in param_headers(bindings or (), arguments).items():
+            assert name.startswith("Mcp-Param-")
+            assert all(" " <= ch <= "~" for ch in value) and value == value.strip()
 
 
 def test_list_tools_has_one_deadline_for_all_its_pages(make_server):
