@@ -26,6 +26,7 @@ from mcpauth.dpop import (
     verify_proof,
 )
 from mcpauth.testing import LoopbackStack
+from test_e2e_providers import rpc as stateless_rpc
 
 ACCEPT = "application/json, text/event-stream"
 META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
@@ -228,13 +229,7 @@ def test_nonce_store_is_per_origin_and_replaced():
 # -- providers against the loopback servers ---------------------------------------------------
 
 def rpc(session, url, method="tools/list", msg_id=1, params=None):
-    params = dict(params or {})
-    params["_meta"] = META
-    headers = {"Accept": ACCEPT, "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": method}
-    if method == "tools/call":
-        headers["Mcp-Name"] = params["name"]
-    return session.post(url, json={"jsonrpc": "2.0", "id": msg_id, "method": method,
-                                   "params": params}, headers=headers)
+    return stateless_rpc(session, url, method, params, msg_id)
 
 
 @pytest.fixture
