@@ -7,7 +7,9 @@ import pickle
 import pytest
 import requests
 
-from mcpauth import (
+pytest.importorskip("cryptography")
+
+from mcpauth import (  # noqa: E402
     ClientCredentialsProvider,
     ConfigurationError,
     PrivateKeyJwtProvider,
@@ -15,8 +17,8 @@ from mcpauth import (
     UnauthorizedError,
     jws,
 )
-from mcpauth.cache import FileTokenCache
-from mcpauth.dpop import (
+from mcpauth.cache import FileTokenCache  # noqa: E402
+from mcpauth.dpop import (  # noqa: E402
     DPoPKey,
     DPoPProofError,
     NonceStore,
@@ -25,8 +27,8 @@ from mcpauth.dpop import (
     make_proof,
     verify_proof,
 )
-from mcpauth.testing import LoopbackStack
-from test_e2e_providers import rpc as stateless_rpc
+from mcpauth.testing import LoopbackStack  # noqa: E402
+from test_e2e_providers import rpc as stateless_rpc  # noqa: E402
 
 ACCEPT = "application/json, text/event-stream"
 META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
