@@ -39,9 +39,14 @@ from mcpauth.dpop import DPoPKey  # noqa: E402
 from mcpauth.testing import LoopbackStack  # noqa: E402
 
 
-def median_us(stmt, number, repeat=7):
-    times = timeit.repeat(stmt, number=number, repeat=repeat)
-    return statistics.median(times) / number * 1e6
+def interleaved_us(stmts, number, rounds=15):
+    """Median microseconds per call of each statement, timed in alternation round by
+    round, so that load from other processes falls on all of them alike."""
+    samples = [[] for _ in stmts]
+    for _ in range(rounds):
+        for i, stmt in enumerate(stmts):
+            samples[i].append(timeit.timeit(stmt, number=number) / number * 1e6)
+    return [statistics.median(x) for x in samples]
 
 
 def b64(data):
@@ -74,22 +79,22 @@ def hand_floor(key, alg, url, token):
 
 
 def main():
-    number = 300
+    number = 200
     with LoopbackStack() as stack:
         floor_es256 = None
-        print("DPoP per-request cost (median of 7 x %d):" % number)
+        print("DPoP per-request cost (median of 15 interleaved rounds of %d):" % number)
         for alg in ("ES256", "EdDSA"):
             key = DPoPKey.generate(alg)
             provider = ClientCredentialsProvider(stack.client_id, stack.client_secret,
                                                  dpop_key=key, server_url=stack.mcp_url)
             token = provider.token()
             prepared = requests.Request("POST", stack.mcp_url, data=b"{}").prepare()
-            floor = median_us(hand_floor(key, alg, stack.mcp_url, token), number)
+            floor, proof, attach = interleaved_us([
+                hand_floor(key, alg, stack.mcp_url, token),
+                lambda k=key, t=token: k.proof("POST", stack.mcp_url, t),
+                lambda p=provider, r=prepared: p(r)], number)
             if floor_es256 is None:
                 floor_es256 = floor
-            proof = median_us(lambda k=key, t=token: k.proof("POST", stack.mcp_url, t),
-                              number)
-            attach = median_us(lambda p=provider, r=prepared: p(r), number)
             print("  %-5s hand floor (sign + headers)        %8.1f us" % (alg, floor))
             print("  %-5s DPoPKey.proof()                     %8.1f us  x%.2f of its floor"
                   % (alg, proof, proof / floor))
