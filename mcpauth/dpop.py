@@ -22,6 +22,7 @@ The providers (``dpop_key=``) use these; callers with flows of their own can too
                "DPoP": key.proof("GET", url, access_token=access_token)}
 """
 
+import base64
 import hashlib
 import json
 import secrets
@@ -40,6 +41,7 @@ __all__ = [
     "DPoPProofError",
     "NonceStore",
     "access_token_hash",
+    "content_digest",
     "htu_of",
     "make_proof",
     "verify_proof",
@@ -121,6 +123,14 @@ def access_token_hash(access_token: str) -> str:
     except UnicodeEncodeError:
         raise ConfigurationError("the access token is not ASCII") from None
     return jws.b64url_encode(hashlib.sha256(raw).digest())
+
+
+def content_digest(body: bytes) -> str:
+    """The ``content_digest`` claim for a request body: ``sha-256=:`` + standard base64 of
+    SHA-256 of the body octets + ``:`` (the MCP DPoP extension, SEP-1932, in the RFC 9530
+    Content-Digest format)."""
+    return "sha-256=:" + base64.b64encode(hashlib.sha256(bytes(body)).digest()).decode(
+        "ascii") + ":"
 
 
 def _check_method(method: Any) -> str:
@@ -241,7 +251,7 @@ class DPoPKey(object):
 
     def proof(self, method: str, url: str, access_token: Optional[str] = None,
               nonce: Optional[str] = None, *, algorithm: Optional[str] = None,
-              iat: Optional[int] = None) -> str:
+              iat: Optional[int] = None, body: Optional[bytes] = None) -> str:
         """A fresh DPoP proof for one HTTP request (RFC 9449 §4.2).
 
         Args:
@@ -252,6 +262,8 @@ class DPoPKey(object):
             nonce: the server's latest ``DPoP-Nonce`` (adds ``nonce``).
             algorithm: the ``alg`` (default: :meth:`algorithm_for` with no preference).
             iat: the issue time (default: now).
+            body: the request body octets, for requests to an MCP server: adds
+                ``content_digest`` (SEP-1932); never for a token request.
 
         Returns:
             The compact JWS for the ``DPoP`` header. Every call has a new ``jti``.
@@ -291,6 +303,10 @@ class DPoPKey(object):
             if not isinstance(nonce, str) or not nonce:
                 raise ConfigurationError("a DPoP nonce must be a non-empty string")
             claims += ',"nonce":' + json.dumps(nonce)
+        if body is not None:
+            if not isinstance(body, (bytes, bytearray, memoryview)):
+                raise ConfigurationError("a DPoP content digest needs the body as bytes")
+            claims += ',"content_digest":"' + content_digest(body) + '"'
         signing_input = header + "." + jws.b64url_encode((claims + "}").encode("ascii"))
         return signing_input + "." + jws.b64url_encode(
             self._key.sign(signing_input.encode("ascii"), alg))
@@ -320,7 +336,8 @@ def make_proof(key: Any, method: str, url: str, access_token: Optional[str] = No
 def verify_proof(proof: Any, method: str, url: str, *, access_token: Optional[str] = None,
                  nonce: Optional[str] = None, jkt: Optional[str] = None,
                  algorithms: Sequence[str] = DPOP_ALGORITHMS, now: Optional[float] = None,
-                 max_age: float = 300.0, leeway: float = 5.0) -> Dict[str, Any]:
+                 max_age: float = 300.0, leeway: float = 5.0,
+                 body: Optional[bytes] = None) -> Dict[str, Any]:
     """Check a DPoP proof as RFC 9449 §4.3 and §7.1 describe.
 
     Args:
@@ -333,6 +350,7 @@ def verify_proof(proof: Any, method: str, url: str, *, access_token: Optional[st
         algorithms: accepted ``alg`` values (asymmetric only).
         now: the current time (default ``time.time()``).
         max_age: how old ``iat`` may be, in seconds; leeway: how far in the future.
+        body: the request body; then a ``content_digest`` claim must match it (SEP-1932).
 
     Returns:
         The claims, plus ``"jkt"``: the thumbprint of the proof's key.
@@ -385,6 +403,8 @@ def verify_proof(proof: Any, method: str, url: str, *, access_token: Optional[st
         raise DPoPProofError("the DPoP proof's ath does not match the access token")
     if nonce is not None and claims.get("nonce") != nonce:
         raise DPoPProofError("the DPoP proof lacks the current nonce", "use_dpop_nonce")
+    if body is not None and claims.get("content_digest") != content_digest(body):
+        raise DPoPProofError("the DPoP proof's content_digest does not match the body")
     if jkt is not None and thumbprint != jkt:
         raise DPoPProofError("the DPoP proof's key is not the one the token is bound to",
                              "invalid_token")

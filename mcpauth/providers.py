@@ -265,7 +265,8 @@ class AuthProvider(requests.auth.AuthBase):
         nonce = self._dpop_nonces.get(request.url)
         request.headers["Authorization"] = "DPoP " + token
         request.headers["DPoP"] = dpop.proof(request.method, request.url, token, nonce,
-                                             algorithm=self._dpop_algorithm)
+                                             algorithm=self._dpop_algorithm,
+                                             body=_body_octets(request.body))
         request._mcpauth_dpop_nonce = nonce
 
     def _after_send(self, r: Any, server: str, kwargs: Dict[str, Any]) -> Any:
@@ -429,6 +430,19 @@ class AuthProvider(requests.auth.AuthBase):
         retry.history.append(r)
         retry.request = prep
         return retry
+
+
+def _body_octets(body: Any) -> Optional[bytes]:
+    """The octets a prepared body sends, for the DPoP ``content_digest`` (SEP-1932); None
+    for no body or a stream (not read ahead of sending)."""
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        try:
+            return body.encode("iso-8859-1")  # how http.client sends a str body
+        except UnicodeEncodeError:
+            return None
+    return None
 
 
 def _discard(r: Any) -> None:
@@ -1029,7 +1043,13 @@ class OAuthProvider(AuthProvider):
                 raise
             md = result.metadata
             scopes = result.prm.scopes_supported if result.prm is not None else None
+            # RFC 9449 §5.1 (AS), else RFC 9728 §2 (PRM): the algs the servers accept.
             algs = md.raw.get("dpop_signing_alg_values_supported")
+            prm_algs = result.prm.raw.get("dpop_signing_alg_values_supported") \
+                if result.prm is not None else None
+            if algs is None and isinstance(prm_algs, list) and prm_algs and all(
+                    isinstance(a, str) for a in prm_algs):
+                algs = prm_algs
             target = _Target(server, self.resource or result.resource, result.issuer,
                              md.token_endpoint, md.token_endpoint_auth_methods_supported,
                              md.token_endpoint_auth_signing_alg_values_supported, scopes,

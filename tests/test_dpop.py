@@ -573,3 +573,64 @@ def test_proof_arguments_are_checked(key, method, url, token, nonce):
     except ConfigurationError:
         return
     verify_proof(proof, method, url, access_token=token, nonce=nonce)
+
+
+# -- content_digest (SEP-1932), PRM algorithms, bounded nonce retries ------------------------
+
+def test_content_digest_vector_and_claim(key):
+    from mcpauth.dpop import content_digest
+    body = b'{"jsonrpc":"2.0","method":"tools/list","id":1}'
+    assert content_digest(body) == "sha-256=:pxujFJZ8BH/qCc88lZtf1b46yTddP/2ToG0EmC/Qp6k=:"
+    assert content_digest(b'{"hello": "world"}') == \
+        "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:"
+    proof = key.proof("POST", "https://rs.example/mcp", "t", body=body)
+    verify_proof(proof, "POST", "https://rs.example/mcp", access_token="t", body=body)
+    with pytest.raises(DPoPProofError, match="content_digest"):
+        verify_proof(proof, "POST", "https://rs.example/mcp", access_token="t", body=b"{}")
+    with pytest.raises(DPoPProofError, match="content_digest"):
+        verify_proof(key.proof("POST", "https://rs.example/mcp", "t"), "POST",
+                     "https://rs.example/mcp", access_token="t", body=body)
+
+
+def test_resource_proofs_carry_the_body_digest(stack, session):
+    stack.mcp.dpop.require_content_digest = True
+    session.auth = provider(stack)
+    r = rpc(session, stack.mcp_url)
+    assert r.status_code == 200
+    record = stack.mcp.mcp_requests()[-1]
+    from mcpauth.dpop import content_digest
+    assert record.info["dpop_claims"]["content_digest"] == content_digest(record.body)
+    token_proof = parts(stack.as_.token_requests()[0].headers["DPoP"])[1]
+    assert "content_digest" not in token_proof                    # never at the AS
+
+
+def test_prm_algorithms_when_the_authorization_server_lists_none(stack, session):
+    stack.mcp.prm_override = {"dpop_signing_alg_values_supported": ["EdDSA"]}
+    session.auth = provider(stack, dpop_key=jws.generate_private_key("OKP"))
+    assert rpc(session, stack.mcp_url).status_code == 200
+    assert parts(stack.as_.token_requests()[0].headers["DPoP"])[0]["alg"] == "EdDSA"
+    with LoopbackStack() as other, requests.Session() as s:
+        other.mcp.prm_override = {"dpop_signing_alg_values_supported": ["EdDSA"]}
+        s.auth = provider(other, dpop_key=DPoPKey.generate("ES256"))
+        with pytest.raises(ConfigurationError, match="EdDSA"):
+            rpc(s, other.mcp_url)
+
+
+def test_a_server_that_always_wants_a_new_nonce_gets_bounded_retries(stack, session):
+    session.auth = provider(stack)
+    assert rpc(session, stack.mcp_url).status_code == 200
+    before = len(stack.mcp.mcp_requests())
+
+    refusals = []
+
+    def refuse(record, url, access_token=None, jkt=None, body=None):
+        # every DPoP request is refused, with a nonce never seen before
+        refusals.append(record)
+        stack.mcp.dpop.nonce = "n-%d" % len(refusals)
+        raise DPoPProofError("nonce", "use_dpop_nonce")
+
+    stack.mcp.dpop.check = refuse
+    with pytest.raises(UnauthorizedError):
+        rpc(session, stack.mcp_url, msg_id=2)
+    # one nonce retry, the single 401 replay with a new token, its one nonce retry: 4
+    assert len(stack.mcp.mcp_requests()) - before == 4

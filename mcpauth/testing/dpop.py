@@ -27,7 +27,9 @@ class DPoPChecker(object):
     carry, announced in ``DPoP-Nonce``), ``rotate_nonce`` (a new nonce after every
     accepted proof, announced on that response: clients must switch to it, §8.2),
     ``max_age`` (seconds an ``iat`` may lie in the past), ``leeway`` (in the future),
-    ``algorithms`` (accepted ``alg`` values).
+    ``algorithms`` (accepted ``alg`` values), ``require_content_digest`` (proofs with
+    an access token must carry ``content_digest``; one that is present is always checked
+    against the body, SEP-1932).
     """
 
     def __init__(self, clock: Optional[Callable[[], float]] = None) -> None:
@@ -36,6 +38,7 @@ class DPoPChecker(object):
         self.rotate_nonce = False
         self.max_age = 300.0
         self.leeway = 5.0
+        self.require_content_digest = False
         self.algorithms = ("ES256", "EdDSA", "ES384", "ES512", "PS256", "RS256",
                            "PS384", "PS512", "RS384", "RS512")
         self._seen: Dict[str, float] = {}
@@ -43,7 +46,7 @@ class DPoPChecker(object):
         self.accepted: int = 0
 
     def check(self, record: RecordedRequest, url: str, access_token: Optional[str] = None,
-              jkt: Optional[str] = None) -> Dict[str, Any]:
+              jkt: Optional[str] = None, body: Optional[bytes] = None) -> Dict[str, Any]:
         """Check the request's proof; return its claims (with ``jkt``).
 
         Raises:
@@ -58,7 +61,7 @@ class DPoPChecker(object):
             nonce = self.nonce
         claims = verify_proof(proofs[0], record.method, url, access_token=access_token,
                               nonce=nonce, jkt=jkt, algorithms=self.algorithms, now=now,
-                              max_age=self.max_age, leeway=self.leeway)
+                              max_age=self.max_age, leeway=self.leeway, body=body)
         with self._lock:
             # Replay: a jti is accepted once while its iat is inside the window.
             for old in [j for j, t in self._seen.items() if t < now - self.max_age]:
@@ -72,6 +75,17 @@ class DPoPChecker(object):
         record.info["dpop_jkt"] = claims["jkt"]
         record.info["dpop_claims"] = claims
         return claims
+
+    @staticmethod
+    def peek_claims(record: RecordedRequest) -> Optional[Dict[str, Any]]:
+        """The unverified claims of the request's proof, or None."""
+        from .. import jws
+
+        proof = record.headers.get("DPoP")
+        try:
+            return jws.decode_unverified(proof)[1] if proof else None
+        except ValueError:
+            return None
 
     def nonce_headers(self) -> List[Tuple[str, str]]:
         """``DPoP-Nonce`` for a response, when a nonce is in force."""

@@ -530,7 +530,10 @@ class MCPServer(LoopbackServer):
                                                "DPoP-bound token sent as a Bearer token")
             return None
         try:
-            self.dpop.check(record, self.base_url + record.path, token, jkt)
+            digest = "content_digest" in (self.dpop.peek_claims(record) or {})
+            self.dpop.check(record, self.base_url + record.path, token, jkt,
+                            record.body if digest or self.dpop.require_content_digest
+                            else None)
         except DPoPProofError as exc:
             record.info["dpop_error"] = str(exc)
             return self._dpop_unauthorized(exc.error, str(exc))
