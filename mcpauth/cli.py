@@ -102,7 +102,8 @@ credentials (a flag wins over the environment; never pass a secret as a value):
   workload identity --workload-token-file FILE (re-read for each token request),
                     or MCPAUTH_WORKLOAD_TOKEN_FILE
   Every other option can also be set as MCPAUTH_<OPTION>, e.g. MCPAUTH_SCOPE,
-  MCPAUTH_EXPECTED_ISSUER, MCPAUTH_CACHE, MCPAUTH_TIMEOUT.
+  MCPAUTH_EXPECTED_ISSUER, MCPAUTH_CACHE, MCPAUTH_TIMEOUT. A Redis URL with a
+  password belongs in MCPAUTH_CACHE, not on the command line.
 
 exit status:
   0 success
@@ -219,7 +220,11 @@ def _add_common(parser: argparse.ArgumentParser, credentials: bool = True) -> No
                         help="skip discovery and request tokens here")
     parser.add_argument("--cache", default=S, metavar="FILE",
                         help="keep tokens and discovery results in FILE (mode 0600) "
-                             "across runs")
+                             "across runs, or share them through Redis: redis://, "
+                             "rediss:// or unix:// URL (needs redis-py and a cache key)")
+    parser.add_argument("--cache-key-file", default=S, metavar="FILE",
+                        help="the AES-256 key(s) sealing a Redis cache, newest first "
+                             "(or MCPAUTH_CACHE_KEY / MCPAUTH_CACHE_KEY_FILE)")
     group = parser.add_argument_group("credentials")
     group.add_argument("--client-id", default=S, metavar="ID",
                        help="the client registered at the authorization server")
@@ -423,13 +428,33 @@ def _secret_from(args: argparse.Namespace, from_flags: bool, flag_name: str, fla
 
 
 def _cache(args: argparse.Namespace) -> Any:
-    """The FileTokenCache named by --cache / MCPAUTH_CACHE, or None."""
+    """The FileTokenCache or RedisTokenCache named by --cache / MCPAUTH_CACHE, or None."""
     path = _option(args, "cache")
     if not path:
         return None
+    if path.startswith(("redis://", "rediss://", "unix://")):
+        return _redis_cache(args, path)
     from .cache import FileTokenCache
 
     return FileTokenCache(os.path.expanduser(path))
+
+
+def _redis_cache(args: argparse.Namespace, url: str) -> Any:
+    """A RedisTokenCache for ``url``, sealed with the keys from --cache-key-file,
+    MCPAUTH_CACHE_KEY or MCPAUTH_CACHE_KEY_FILE (one key or more, the newest first)."""
+    if hasattr(args, "cache_key_file"):
+        keys = _read_file(args.cache_key_file, "--cache-key-file", binary=True)
+    elif os.environ.get("MCPAUTH_CACHE_KEY"):
+        keys = os.environ["MCPAUTH_CACHE_KEY"].encode("utf-8")
+    elif os.environ.get("MCPAUTH_CACHE_KEY_FILE"):
+        keys = _read_file(os.environ["MCPAUTH_CACHE_KEY_FILE"], "MCPAUTH_CACHE_KEY_FILE",
+                          binary=True)
+    else:
+        raise UsageError("a Redis cache needs its key: --cache-key-file FILE, "
+                         "MCPAUTH_CACHE_KEY or MCPAUTH_CACHE_KEY_FILE")
+    from .rediscache import RedisTokenCache
+
+    return RedisTokenCache.from_url(url, keys)
 
 
 def build_provider(args: argparse.Namespace, url: str, cache: Any = None) -> Any:
