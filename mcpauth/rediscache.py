@@ -36,6 +36,7 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -238,7 +239,7 @@ class RedisTokenCache(TokenCache):
         self._outage = False  # a warning was given and Redis has not answered since
         self._pending = {}  # type: Dict[str, str]  # key -> kind, written while down
         self._flushing = False
-        self._ignored = set()  # type: Set[str]  # Redis keys already warned about
+        self._ignored: Set[str] = set()  # Redis keys already warned about
         self._held = threading.local()
 
     @classmethod
@@ -259,7 +260,7 @@ class RedisTokenCache(TokenCache):
         if not _is_number(timeout) or timeout <= 0:
             raise ConfigurationError("timeout must be a positive number of seconds")
         try:
-            import redis
+            redis = importlib.import_module("redis")
         except ImportError as exc:
             raise MissingDependencyError(
                 "a Redis token cache needs redis-py (pip install 'mcpauth[redis]')",
@@ -268,12 +269,12 @@ class RedisTokenCache(TokenCache):
         if not url.startswith("unix://"):
             kwargs["socket_connect_timeout"] = float(timeout)
         try:
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
+            backoff = importlib.import_module("redis.backoff")
+            retry = importlib.import_module("redis.retry")
         except ImportError:  # redis-py 3.x never retries on its own
             pass
         else:
-            kwargs["retry"] = Retry(NoBackoff(), 0)
+            kwargs["retry"] = retry.Retry(backoff.NoBackoff(), 0)
         try:
             client = redis.Redis.from_url(url, **kwargs)
         except ValueError:
@@ -378,8 +379,8 @@ class RedisTokenCache(TokenCache):
             self._flush()
 
     def _holding(self, key: str) -> bool:
-        held = getattr(self._held, "keys", None)
-        return bool(held) and key in held
+        held = getattr(self._held, "keys", None)  # type: Optional[Dict[str, int]]
+        return held is not None and key in held
 
     # -- tokens ------------------------------------------------------------------------
 
@@ -567,8 +568,8 @@ def _check_timeouts(client: Any) -> None:
     if "host" in kwargs:
         needed.append("socket_connect_timeout")
     for option in needed:
-        value = kwargs.get(option)
-        if not _is_number(value) or value <= 0:
+        value = kwargs.get(option)  # type: Any
+        if not _is_number(value) or float(value) <= 0:
             raise ConfigurationError(
                 "the Redis client has no {0}: a Redis that hangs would hang every token "
                 "request (pass {0}=SECONDS to redis.Redis, or use "
