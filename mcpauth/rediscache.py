@@ -512,9 +512,10 @@ class RedisTokenCache(TokenCache):
     def lock(self, key: str) -> Iterator[None]:
         """Held while a token for ``key`` is requested, by one thread of one host.
 
-        ``SET <lock> <owner> NX PX lock_ttl``; others poll for up to ``lock_wait`` seconds
-        and then go on without it (a warning; at worst one more token request). With Redis
-        down there is no fleet lock. Re-entrant within a thread.
+        ``SET <lock> <owner> NX PX lock_ttl``; others poll it, and go on as soon as the
+        token entry changes (the holder stored its token) or after ``lock_wait`` seconds
+        (a warning; at worst one more token request). With Redis down there is no fleet
+        lock. Re-entrant within a thread.
         """
         held = getattr(self._held, "keys", None)
         if held is None:
@@ -528,7 +529,7 @@ class RedisTokenCache(TokenCache):
             return
         name = self._name(key, "lock")
         owner = secrets.token_hex(16)
-        acquired = self._acquire(name, owner)
+        acquired = self._acquire(key, name, owner)
         held[key] = 1
         try:
             yield
@@ -540,14 +541,25 @@ class RedisTokenCache(TokenCache):
                 except _Unavailable:
                     pass  # it expires after lock_ttl
 
-    def _acquire(self, name: str, owner: str) -> bool:
+    def _acquire(self, key: str, name: str, owner: str) -> bool:
+        """Take the lock; False to go on without it: Redis is down, the wait timed out,
+        or the token entry changed while waiting (the holder wrote its token: the waiters
+        read it at once instead of taking the lock one after another)."""
         deadline = time.monotonic() + self.lock_wait
         pause = 0.005
+        token_name = self._name(key, "token")
+        baseline = None  # type: Any
+        first = True
         while True:
             try:
                 if self._call("set", name, owner, nx=True, px=int(self.lock_ttl * 1000)):
                     return True
+                value = self._call("get", token_name)
             except _Unavailable:
+                return False
+            if first:
+                baseline, first = value, False
+            elif value != baseline:
                 return False
             remaining = deadline - time.monotonic()
             if remaining <= 0:

@@ -1,12 +1,16 @@
 """A real redis-server for the tests: started in a temporary directory, on a unix socket and a
 loopback port, without persistence; stopped (or killed and restarted) by the test."""
 
+import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 BINARY = shutil.which("redis-server") or (
     "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None)
@@ -79,3 +83,40 @@ class RedisServer(object):
     def stop(self):
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def spawn_workers(count, urls, cache_key, stack, tmp, mode="once", seconds=0.0):
+    """Start ``count`` tests/redis_worker.py processes (process i uses ``urls[i % len]``),
+    wait until each is ready, then let them all go at once."""
+    ready = tempfile.mkdtemp(dir=tmp)
+    go = os.path.join(ready, "go")
+    procs = []
+    for i in range(count):
+        env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE),
+                   WORKER_REDIS_URL=urls[i % len(urls)], WORKER_CACHE_KEY=cache_key,
+                   WORKER_CLIENT_ID=stack.client_id, WORKER_CLIENT_SECRET=stack.client_secret,
+                   WORKER_MCP_URL=stack.mcp_url, WORKER_READY_DIR=ready, WORKER_GO_FILE=go,
+                   WORKER_MODE=mode, WORKER_SECONDS=str(seconds))
+        procs.append(subprocess.Popen([sys.executable, os.path.join(HERE, "redis_worker.py")],
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      universal_newlines=True))
+    deadline = time.monotonic() + 120
+    while len(os.listdir(ready)) < count:
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            for p in procs:
+                p.kill()
+            raise RuntimeError("workers did not start: " + procs[0].communicate()[1])
+        time.sleep(0.02)
+    open(go, "w").close()
+    return procs
+
+
+def worker_results(procs):
+    """Each worker's JSON summary (a worker that failed raises, with its stderr)."""
+    out = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=180)
+        if proc.returncode != 0:
+            raise RuntimeError("worker failed: " + stderr)
+        out.append(json.loads(stdout))
+    return out

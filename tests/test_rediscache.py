@@ -10,10 +10,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import pathlib
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -26,10 +22,8 @@ from mcpauth.grants import TokenResponse
 from mcpauth.testing import LoopbackStack
 from mcpauth.testing._http import LoopbackServer
 
-from redis_server import BINARY, RedisServer
+from redis_server import BINARY, RedisServer, spawn_workers, worker_results
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-WORKER = str(pathlib.Path(__file__).resolve().parent / "redis_worker.py")
 
 if importlib.util.find_spec("redis") is None or importlib.util.find_spec("cryptography") is None:
     pytest.skip("RedisTokenCache tests need redis-py and cryptography (tox installs them in "
@@ -347,24 +341,43 @@ def test_the_lock_excludes_other_hosts_and_is_released_by_its_owner_only(server,
     assert len(owner) == 32
 
 
-def test_a_waiter_gets_the_lock_as_soon_as_the_holder_releases_it(server):
-    a, b = make(server), make(server)
-    order = []
-
+def hold_in_thread(cache, order, store):
     def hold():
-        with a.lock(KEY):
+        with cache.lock(KEY):
             order.append("a-in")
             time.sleep(0.3)
-            a.set_token(KEY, token("from-a"))
+            if store:
+                cache.set_token(KEY, token("from-a"))
+                order.append("a-stored")
+            time.sleep(0.2)
             order.append("a-out")
 
     thread = threading.Thread(target=hold)
     thread.start()
     while not order:
         time.sleep(0.005)
+    return thread
+
+
+def test_a_waiter_goes_on_when_the_holder_stores_its_token_and_reads_it(server, client):
+    a, b = make(server), make(server)
+    order = []
+    thread = hold_in_thread(a, order, store=True)
     with b.lock(KEY):
         order.append("b-in")
         assert b.get_token(KEY).access_token == "from-a"  # read from Redis inside the lock
+        lock_owner = client.get(b._name(KEY, "lock"))
+    thread.join()
+    assert order == ["a-in", "a-stored", "b-in", "a-out"]  # not queued behind a's release
+    assert lock_owner is not None  # a still held the lock: b went on without it
+
+
+def test_a_waiter_takes_the_lock_when_the_holder_releases_it_without_a_token(server):
+    a, b = make(server), make(server)
+    order = []
+    thread = hold_in_thread(a, order, store=False)
+    with b.lock(KEY):
+        order.append("b-in")
     thread.join()
     assert order == ["a-in", "a-out", "b-in"]
 
@@ -439,35 +452,10 @@ class Fleet(object):
         self.server, self.stack, self.tmp = server, stack, tmp
 
     def spawn(self, count, mode="once", seconds=0.0, urls=None):
-        ready = tempfile.mkdtemp(dir=self.tmp)
-        go = os.path.join(ready, "go")
-        procs = []
-        for i in range(count):
-            env = dict(os.environ, PYTHONPATH=str(ROOT),
-                       WORKER_REDIS_URL=(urls or [self.server.unix_url])[i % len(urls or [1])],
-                       WORKER_CACHE_KEY=CACHE_KEY, WORKER_CLIENT_ID=self.stack.client_id,
-                       WORKER_CLIENT_SECRET=self.stack.client_secret,
-                       WORKER_MCP_URL=self.stack.mcp_url, WORKER_READY_DIR=ready,
-                       WORKER_GO_FILE=go, WORKER_MODE=mode, WORKER_SECONDS=str(seconds))
-            procs.append(subprocess.Popen([sys.executable, WORKER], env=env,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                          universal_newlines=True))
-        deadline = time.monotonic() + 120
-        while len(os.listdir(ready)) < count:
-            assert time.monotonic() < deadline, "workers did not start"
-            assert all(p.poll() is None for p in procs), procs[0].communicate()[1]
-            time.sleep(0.02)
-        open(go, "w").close()
-        return procs
+        return spawn_workers(count, urls or [self.server.unix_url], CACHE_KEY, self.stack,
+                             self.tmp, mode=mode, seconds=seconds)
 
-    @staticmethod
-    def results(procs):
-        out = []
-        for proc in procs:
-            stdout, stderr = proc.communicate(timeout=180)
-            assert proc.returncode == 0, stderr
-            out.append(json.loads(stdout))
-        return out
+    results = staticmethod(worker_results)
 
 
 @pytest.fixture
