@@ -65,6 +65,7 @@ _KID_BYTES = 4
 _PREFIX = "mcpauth1."  # version of the sealed format
 _AAD_LABEL = b"mcpauth-redis-cache-v1"
 _MAX_VALUE_BYTES = 1024 * 1024
+_MAX_TTL = 30 * 86400.0  # seconds
 
 # Compare-and-delete: the key goes only if it still holds the caller's value.
 _DELETE_IF_EQUAL = """
@@ -177,6 +178,13 @@ class _Sealer(object):
         return None
 
 
+class _Held(threading.local):
+    """The keys whose fleet lock this thread is inside, with their nesting depth."""
+
+    def __init__(self) -> None:
+        self.keys = {}  # type: Dict[str, int]
+
+
 class _Unavailable(Exception):
     """Redis did not answer (or is being left alone after it did not)."""
 
@@ -240,7 +248,7 @@ class RedisTokenCache(TokenCache):
         self._pending = {}  # type: Dict[str, str]  # key -> kind, written while down
         self._flushing = False
         self._ignored: Set[str] = set()  # Redis keys already warned about
-        self._held = threading.local()
+        self._held = _Held()
 
     @classmethod
     def from_url(cls, url: str, keys: Union[str, bytes, Sequence[Union[str, bytes]]], *,
@@ -343,7 +351,7 @@ class RedisTokenCache(TokenCache):
             if not self._outage:
                 return
             self._outage = False
-        logger.warning("the Redis token cache is reachable again")
+        logger.info("the Redis token cache is reachable again")
         self._flush()
 
     def _flush(self) -> None:
@@ -379,8 +387,7 @@ class RedisTokenCache(TokenCache):
             self._flush()
 
     def _holding(self, key: str) -> bool:
-        held = getattr(self._held, "keys", None)  # type: Optional[Dict[str, int]]
-        return held is not None and key in held
+        return key in self._held.keys
 
     # -- tokens ------------------------------------------------------------------------
 
@@ -425,7 +432,8 @@ class RedisTokenCache(TokenCache):
         expires_at = token.expires_at
         px = None
         if expires_at is not None:
-            px = int((expires_at - time.time()) * 1000)
+            # Capped, so an absurd expires_in cannot make Redis refuse the TTL.
+            px = int(min(expires_at - time.time(), _MAX_TTL) * 1000)
             if px <= 0:
                 return  # expired on the wall clock: nothing to share
         value = self._sealer.seal(self._aad(key, "token"),
@@ -517,9 +525,7 @@ class RedisTokenCache(TokenCache):
         (a warning; at worst one more token request). With Redis down there is no fleet
         lock. Re-entrant within a thread.
         """
-        held = getattr(self._held, "keys", None)
-        if held is None:
-            held = self._held.keys = {}
+        held = self._held.keys
         if key in held:
             held[key] += 1
             try:

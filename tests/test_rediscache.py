@@ -133,6 +133,11 @@ def test_redis_ttl_is_the_token_expiry_and_tokens_without_expiry_have_none(serve
     assert client.pttl(name) == -1
     cache.set_token(KEY, token(expires_in=10.0, received_at=time.time() - 20))
     assert make(server).get_token(KEY).expires_in is None  # the expired one is not shared
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an absurd lifetime is not "Redis unavailable"
+        cache.set_token(KEY, token("long", expires_in=1e17))
+        assert make(server).get_token(KEY).access_token == "long"
+    assert 0 < client.pttl(name) <= 30 * 86400 * 1000
 
 
 def test_a_warm_call_makes_no_redis_round_trip(server, client):
