@@ -564,3 +564,16 @@ def test_the_command_needs_the_cache_key_and_never_shows_the_url_password(server
                              dict(creds(stack), MCPAUTH_CACHE=url, MCPAUTH_CACHE_KEY="short"))
         assert code == 2 and "cache key 1 is not 32 bytes" in one_error_line(err)
         assert "hunter2" not in err and "short" not in err.replace("shorter", "")
+
+
+def test_the_command_with_redis_down_succeeds_with_one_warning_line(server):
+    from test_cli import creds, run
+
+    server.kill()
+    with LoopbackStack() as stack:
+        code, out, err = run(["token", stack.mcp_url, "--cache", server.unix_url],
+                             dict(creds(stack), MCPAUTH_CACHE_KEY=CACHE_KEY))
+        assert code == 0 and stack.as_.introspect(out.strip()) is not None
+        assert err.splitlines() == [
+            "mcpauth: warning: the Redis token cache is unavailable (ConnectionError); "
+            "going on in memory and trying again every 5 s"]
