@@ -43,7 +43,7 @@ import os
 import secrets
 import threading
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Union
 
 from ._compat import require_cryptography
 from .cache import (MemoryTokenCache, TokenCache, _entry_from_token, _is_number,
@@ -419,11 +419,15 @@ class RedisTokenCache(TokenCache):
     def set_token(self, key: str, token: TokenResponse) -> None:
         """Store ``token`` in memory and in Redis (TTL at its expiry)."""
         self._memory.set_token(key, token)
+        self._share(key, "token", lambda: self._put_token(key, token))
+
+    def _share(self, key: str, kind: str, put: Callable[[], None]) -> None:
+        """Run the Redis write ``put``; while Redis is down, remember ``key`` for later."""
         try:
-            self._put_token(key, token)
+            put()
         except _Unavailable:
             with self._state:
-                self._pending[key] = "token"
+                self._pending[key] = kind
             return
         with self._state:
             self._pending.pop(key, None)
@@ -489,14 +493,7 @@ class RedisTokenCache(TokenCache):
         except (TypeError, ValueError):
             raise ConfigurationError("discovery results must be JSON-serialisable") from None
         self._memory.set_discovery(server_url, value)
-        try:
-            self._put_discovery(server_url, value)
-        except _Unavailable:
-            with self._state:
-                self._pending[server_url] = "discovery"
-            return
-        with self._state:
-            self._pending.pop(server_url, None)
+        self._share(server_url, "discovery", lambda: self._put_discovery(server_url, value))
 
     def _put_discovery(self, server_url: str, value: Dict[str, Any],
                        only_new: bool = False) -> None:
