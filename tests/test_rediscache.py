@@ -497,6 +497,10 @@ def test_expiry_under_load_makes_one_renewal(fleet):
 def test_redis_killed_mid_run_every_call_succeeds_and_restarted_it_is_shared_again(fleet):
     fleet.stack.as_.token_lifetime = 4  # renewed every 2 s
     procs = fleet.spawn(10, mode="loop", seconds=9)
+    deadline = time.monotonic() + 60
+    while not fleet.stack.as_.token_requests():  # however slow the machine
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     time.sleep(1.0)
     fleet.server.kill()
     killed_at = len(fleet.stack.as_.token_requests())
@@ -510,7 +514,7 @@ def test_redis_killed_mid_run_every_call_succeeds_and_restarted_it_is_shared_aga
           "restart".format(killed_at, restarted_at - killed_at, total - restarted_at))
     assert sum(r["errors"] for r in results) == 0
     assert sum(r["calls"] for r in results) > 10 * 50
-    assert max(r["slowest"] for r in results) < 3
+    assert max(r["slowest"] for r in results) < 3  # a warm call: Redis timeout + a token
     assert killed_at == 1
     # While Redis was down each process renewed alone: at most one request per process per
     # renewal (every 2 s for 4 s, plus one in flight at the kill).

@@ -77,10 +77,10 @@ def bench_cold(server, key):
                 wall = time.monotonic() - started
                 errors = sum(r["errors"] for r in results)
                 print("  N=%-3d token requests: %d, distinct tokens: %d, errors: %d, "
-                      "slowest call %.2f s (wall %.1f s incl. start-up)" % (
+                      "slowest cold call %.2f s (wall %.1f s incl. start-up)" % (
                           n, len(stack.as_.token_requests()),
                           len({r["tokens"][0] for r in results if r["tokens"]}), errors,
-                          max(r["slowest"] for r in results), wall))
+                          max(r["first"] for r in results), wall))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
