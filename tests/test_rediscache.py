@@ -581,3 +581,49 @@ def test_the_command_with_redis_down_succeeds_with_one_warning_line(server):
         assert err.splitlines() == [
             "mcpauth: warning: the Redis token cache is unavailable (ConnectionError); "
             "going on in memory and trying again every 5 s"]
+
+
+# ---------------------------------------------------------------- fuzz: keys, sealed values, URLs
+
+try:
+    import hypothesis
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover - hypothesis is optional
+    hypothesis = None
+
+if hypothesis is not None:
+    FUZZ = hypothesis.settings(max_examples=300, deadline=None, database=None)
+    ANYTHING = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(),
+                         st.binary(), st.lists(st.one_of(st.text(), st.binary()), max_size=3),
+                         st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2))
+
+    @FUZZ
+    @hypothesis.given(st.one_of(ANYTHING, st.lists(st.sampled_from(
+        [CACHE_KEY, OTHER_KEY, ",", " ", "=", "-", "_", "A" * 43, "\n"])).map("".join)))
+    def test_any_key_input_gives_keys_or_a_configuration_error(value):
+        try:
+            keys = load_cache_keys(value)
+        except ConfigurationError as exc:
+            assert CACHE_KEY not in str(exc) and OTHER_KEY not in str(exc)
+            return
+        assert keys and all(isinstance(k, bytes) and len(k) == 32 for k in keys)
+
+    @FUZZ
+    @hypothesis.given(st.one_of(ANYTHING, st.text().map(lambda t: "mcpauth1." + t),
+                                st.binary().map(lambda b: "mcpauth1." + base64.urlsafe_b64encode(
+                                    b).decode())))
+    def test_any_stored_value_opens_or_is_none(value):
+        sealer = _Sealer(load_cache_keys(CACHE_KEY))
+        assert sealer.open(b"aad", value) is None
+
+    @FUZZ
+    @hypothesis.given(st.sampled_from(["redis://", "rediss://", "unix://", "http://", ""]),
+                      st.booleans(), st.text(max_size=40))
+    def test_any_url_gives_a_cache_or_a_configuration_error(scheme, password, rest):
+        url = scheme + (":s3cr3t-pw@" if password else "") + rest
+        try:
+            cache = RedisTokenCache.from_url(url, CACHE_KEY)
+        except ConfigurationError as exc:
+            assert "s3cr3t" not in str(exc)
+            return
+        assert isinstance(cache, RedisTokenCache) and "s3cr3t" not in repr(cache)
