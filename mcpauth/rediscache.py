@@ -196,8 +196,10 @@ class RedisTokenCache(TokenCache):
     the same ``keys`` and ``namespace``; a host with other keys sees the entries as absent.
 
     Redis keys are ``<namespace>:{<h>}:token``, ``<namespace>:{<h>}:lock`` and
-    ``<namespace>:{<h>}:discovery``, where ``<h>`` is the SHA-256 (hex, 128 bits) of the
-    cache key: the hash tag ``{<h>}`` puts a token and its lock in one Redis Cluster slot.
+    ``<namespace>:{<h>}:discovery``, where ``<h>`` is the first 128 bits (hex) of the
+    SHA-256 of the entry's key (:func:`~mcpauth.cache.token_key`, or the provider's
+    discovery key): the hash tag ``{<h>}`` puts a token and its lock in one Redis Cluster
+    slot.
     Tokens carry a Redis TTL at their expiry; discovery results have none.
 
     Args:
