@@ -11,7 +11,7 @@ MCP "Transports" (Streamable HTTP) and "Lifecycle", revisions 2024-11-05 to 2026
 * **Stateless lifecycle** (2026-07-28, SEP-2575 / SEP-2567): no ``initialize`` and no
   session. Every request carries ``params._meta`` with
   ``io.modelcontextprotocol/protocolVersion``, ``.../clientCapabilities`` (declaring the
-  auth extension in use, REQUIREMENTS N1) and ``.../clientInfo``, plus the SEP-2243
+  auth extension in use) and ``.../clientInfo``, plus the SEP-2243
   headers ``MCP-Protocol-Version`` (equal to ``_meta``), ``Mcp-Method`` and, for
   ``tools/call``, ``resources/read`` and ``prompts/get``, ``Mcp-Name``. An
   ``UnsupportedProtocolVersion`` error (-32022) is retried once with a version from
@@ -296,8 +296,8 @@ _LEGACY_REFUSAL_STATUSES = (400, 404, 405)
 def _lifecycle_of(reply: _Reply) -> Optional[str]:
     """What the reply to a request sent on the 2026-07-28 wire tells of the lifecycle.
 
-    The one rule for lazy detection and :meth:`MCPClient.connect` (REQUIREMENTS §4: a
-    dual-era client inspects the body of a 400):
+    The one rule for lazy detection and :meth:`MCPClient.connect` (a client that
+    speaks both lifecycles inspects the body of a 400):
 
     * ``_STATELESS`` (a 2026-07-28 server): a 2xx (a result, or an error the server
       chose to send, such as an unknown tool), or an error only a 2026-07-28 server
@@ -683,8 +683,8 @@ class MCPClient(object):
 
     def _discover(self, probe: bool, retried: bool = False) -> None:
         """``server/discover`` on the stateless wire; with ``probe``, detect a legacy
-        server from the answer (REQUIREMENTS §4: "a dual-era client inspects the body of
-        a 400") and fall back to ``initialize``. The answer is classified by
+        server from the answer (a client that speaks both lifecycles inspects the body of
+        a 400) and fall back to ``initialize``. The answer is classified by
         :func:`_lifecycle_of`, as the first request of lazy detection is."""
         reply = self._post_stateless("server/discover", {}, self._next_id())
         message = reply.message

@@ -1047,7 +1047,7 @@ class TestPublicJwk:
 
 
 # ---------------------------------------------------------------------------
-# Secrets and callers' data (STYLE §5)
+# Secrets and callers' data
 
 
 @pytest.mark.crypto
