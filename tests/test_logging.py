@@ -143,8 +143,8 @@ class _LibraryDeprecationWarning(UserWarning):
 def _warning_command(args, out):
     # The flag in the text keeps the two runs' warnings apart in the warnings registry.
     warnings.warn("Python 3.7 is no longer supported by the Python core team ({}).".format(
-        getattr(args, "verbose", False)), _LibraryDeprecationWarning)
-    warnings.warn("the token cache is odd", MCPAuthWarning)
+        getattr(args, "verbose", False)), _LibraryDeprecationWarning, stacklevel=1)
+    warnings.warn("the token cache is odd", MCPAuthWarning, stacklevel=1)
     out.write("ran\n")
     return 0
 
