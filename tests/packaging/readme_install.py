@@ -77,7 +77,8 @@ def run(command, cwd, env, label):
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True)
     elapsed = time.monotonic() - started
-    print("install: {:<48} {:6.1f} s  exit {}".format(label, elapsed, proc.returncode))
+    print("install: {:<48} {:6.1f} s  exit {}".format(label, elapsed, proc.returncode),
+          flush=True)
     if proc.returncode != 0:
         print(proc.stdout + proc.stderr)
         raise SystemExit("install: {} failed".format(label))
