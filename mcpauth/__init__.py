@@ -30,6 +30,7 @@ from .errors import (
 
 from .cache import FileTokenCache, MemoryTokenCache, TokenCache
 from .dpop import DPoPKey
+from .rediscache import RedisTokenCache
 from .providers import (
     AuthContext,
     AuthProvider,
@@ -72,6 +73,7 @@ __all__ = [
     # Token caches
     "FileTokenCache",
     "MemoryTokenCache",
+    "RedisTokenCache",
     "TokenCache",
     # Errors and warnings
     "AuthorizationServerMismatchError",
