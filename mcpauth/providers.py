@@ -316,6 +316,14 @@ class AuthProvider(requests.auth.AuthBase):
             # A redirected copy of our request (requests drops Authorization across
             # hosts) or someone else's: never attach a token to it.
             return r
+        r = self._answer(r, server, kwargs)
+        if r.is_redirect:
+            # requests copies this request for the redirect and drops only Authorization
+            # (across hosts): the DPoP proof, made for this URL alone, goes nowhere else.
+            request.headers.pop("DPoP", None)
+        return r
+
+    def _answer(self, r: Any, server: str, kwargs: Dict[str, Any]) -> Any:
         r = self._after_send(r, server, kwargs)
         if r.status_code == 401:
             return self._handle_401(r, server, kwargs)
@@ -960,7 +968,7 @@ class OAuthProvider(AuthProvider):
                 "protected resource metadata, RFC 9728 §2); pass dpop_key= (for example "
                 "mcpauth.dpop.DPoPKey.generate())".format(redact_url(server)))
         key = self._key(target, state)
-        token = self._cache.get_token(key)
+        token = self._usable(self._cache.get_token(key))
         now = self._clock()
         if token is not None and token.access_token != refused:
             self._note_token_type(token)
@@ -987,7 +995,7 @@ class OAuthProvider(AuthProvider):
                ) -> TokenResponse:
         # Single-flight: whoever holds state.lock fetches; latecomers find the result.
         with self._cache.lock(key):
-            token = self._cache.get_token(key)
+            token = self._usable(self._cache.get_token(key))
             now = self._clock()
             if (token is not None and token.access_token != refused
                     and not self._needs_refresh(token, now)):
@@ -1016,6 +1024,14 @@ class OAuthProvider(AuthProvider):
         logger.debug("using the cached token for %s (%s)", redact_url(server),
                      "no expiry given" if expires_at is None
                      else "expires in %d s" % max(int(expires_at - now), 0))
+
+    def _usable(self, token: Optional[TokenResponse]) -> Optional[TokenResponse]:
+        """A cached token, unless it is a Bearer token (accepted by an earlier run with
+        ``dpop_accept_bearer``) and this run refuses Bearer answers (RFC 9449 §5)."""
+        if token is not None and self._dpop is not None and not self._dpop_accept_bearer \
+                and token.token_type.lower() != "dpop":
+            return None
+        return token
 
     def _note_token_type(self, token: TokenResponse) -> None:
         """Remember unbound (Bearer) tokens accepted with ``dpop_accept_bearer``."""

@@ -1,0 +1,94 @@
+"""DPoP (RFC 9449) review findings: each test failed before its fix."""
+
+import pytest
+import requests
+
+pytest.importorskip("cryptography")
+
+from mcpauth import ClientCredentialsProvider, ConfigurationError, TokenResponseError, jws  # noqa: E402
+from mcpauth.cache import FileTokenCache  # noqa: E402
+from mcpauth.dpop import DPoPKey, NonceStore, htu_of, verify_proof  # noqa: E402
+from mcpauth.testing import LoopbackStack  # noqa: E402
+from mcpauth.testing._http import LoopbackServer  # noqa: E402
+from test_e2e_providers import rpc  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def key():
+    return DPoPKey.generate()
+
+
+@pytest.fixture
+def stack():
+    with LoopbackStack() as s:
+        yield s
+
+
+def test_htu_never_carries_userinfo(key):
+    # RFC 9449 §4.2: htu is the target URI (RFC 9110 §7.1), which has no userinfo
+    # (deprecated, RFC 9110 §4.2.4); requests keeps it in PreparedRequest.url, and a
+    # password must not ride along in every proof.
+    assert htu_of("https://user:s3cret@A.example:8443/p?q#f") == "https://A.example:8443/p"
+    assert htu_of("https://@a.example/p") == "https://a.example/p"
+    prepared = requests.Request("POST", "https://user:s3cret@rs.example/mcp").prepare()
+    proof = key.proof(prepared.method, prepared.url, "tok")
+    claims = jws.decode_unverified(proof)[1]
+    assert claims["htu"] == "https://rs.example/mcp" and "s3cret" not in str(claims)
+    verify_proof(proof, "POST", "https://rs.example/mcp", access_token="tok")
+
+
+@pytest.mark.parametrize("nonce", ["a b", " ", "caf\u00e9", "a\tb", "a\x7fb"])
+def test_nonces_outside_nqchar_are_refused(key, nonce):
+    # RFC 9449 §8.1: nonce = 1*NQCHAR, NQCHAR = %x21 / %x23-5B / %x5D-7E (no space).
+    store = NonceStore()
+    assert not store.remember("https://a.example/", nonce)
+    assert store.get("https://a.example/") is None
+    with pytest.raises(ConfigurationError, match="nonce"):
+        key.proof("POST", "https://a.example/token", nonce=nonce)
+
+
+def test_nqchar_nonce_is_accepted(key):
+    nonce = "!#$%&'()*+,-./09:;<=>?@AZ[]^_`az{|}~"
+    store = NonceStore()
+    assert store.remember("https://a.example/", nonce)
+    proof = key.proof("POST", "https://a.example/token", nonce=nonce)
+    assert jws.decode_unverified(proof)[1]["nonce"] == nonce
+
+
+def test_cached_bearer_token_is_not_used_when_bearer_answers_are_refused(stack, tmp_path):
+    # A Bearer token accepted by a run with dpop_accept_bearer=True must not be picked up
+    # from the cache by a run that refuses Bearer answers (RFC 9449 §5).
+    stack.as_.dpop_token_type = "Bearer"
+    path = str(tmp_path / "tokens.json")
+    dpop_key = DPoPKey.generate()
+
+    def make(**kw):
+        return ClientCredentialsProvider(stack.client_id, stack.client_secret,
+                                         dpop_key=dpop_key, cache=FileTokenCache(path),
+                                         server_url=stack.mcp_url, **kw)
+
+    lenient = make(dpop_accept_bearer=True)
+    bearer = lenient.token()
+    strict = make()
+    with pytest.raises(TokenResponseError, match="Bearer"):
+        strict.token()
+    assert len(stack.as_.token_requests()) == 2
+    stack.as_.dpop_token_type = "DPoP"
+    assert strict.token() != bearer
+    assert make(dpop_accept_bearer=True).token() != bearer  # the DPoP token, cached now
+
+
+def test_dpop_proof_does_not_follow_a_redirect(stack):
+    # requests drops Authorization on a redirect to another host but keeps other headers:
+    # the proof (and its key and nonce) must not go to the new host either.
+    with LoopbackServer() as other, requests.Session() as session:
+        other.set_route("/elsewhere", 200, {"ok": True})
+        session.auth = ClientCredentialsProvider(stack.client_id, stack.client_secret,
+                                                 dpop_key=DPoPKey.generate())
+        assert rpc(session, stack.mcp_url, "tools/list").status_code == 200
+        stack.mcp.set_route("/mcp", 307, headers=[("Location", other.base_url + "/elsewhere")])
+        r = rpc(session, stack.mcp_url, "tools/list", msg_id=2)
+        assert r.status_code == 200 and r.history[0].status_code == 307
+        (hop,) = other.requests
+        assert hop.headers.get("Authorization") is None
+        assert hop.headers.get("DPoP") is None
