@@ -398,8 +398,10 @@ def verify_proof(proof: Any, method: str, url: str, *, access_token: Optional[st
         raise DPoPProofError("the DPoP proof's htm does not match the request method")
     htu = claims.get("htu")
     try:
-        if not isinstance(htu, str) or _normalized_htu(htu) != _normalized_htu(htu_of(url)) \
-                or urlsplit(htu).query or urlsplit(htu).fragment:
+        # Query, fragment and userinfo are never part of an htu (§4.2; RFC 9110 §4.2.4).
+        parts = urlsplit(htu) if isinstance(htu, str) else None
+        if parts is None or _normalized_htu(htu) != _normalized_htu(htu_of(url)) \
+                or parts.query or parts.fragment or "@" in parts.netloc:
             raise DPoPProofError("the DPoP proof's htu does not match the request URI")
     except (ValueError, ConfigurationError):
         raise DPoPProofError("the DPoP proof's htu does not match the request URI") from None

@@ -7,7 +7,7 @@ pytest.importorskip("cryptography")
 
 from mcpauth import ClientCredentialsProvider, ConfigurationError, TokenResponseError, jws  # noqa: E402
 from mcpauth.cache import FileTokenCache  # noqa: E402
-from mcpauth.dpop import DPoPKey, NonceStore, htu_of, verify_proof  # noqa: E402
+from mcpauth.dpop import DPoPKey, DPoPProofError, NonceStore, htu_of, verify_proof  # noqa: E402
 from mcpauth.testing import LoopbackStack  # noqa: E402
 from mcpauth.testing._http import LoopbackServer  # noqa: E402
 from test_e2e_providers import rpc  # noqa: E402
@@ -92,3 +92,25 @@ def test_dpop_proof_does_not_follow_a_redirect(stack):
         (hop,) = other.requests
         assert hop.headers.get("Authorization") is None
         assert hop.headers.get("DPoP") is None
+
+
+@pytest.mark.parametrize("htu", [
+    "https://evil.example@rs.example/mcp",          # userinfo that looks like a host
+    "https://rs.example@evil.example/mcp",
+    "https://rs.example/mcp/",
+    "https://rs.example/mcpx",
+    "https://rs.example:4430/mcp",
+    "http://rs.example/mcp",
+    "https://rs.example/mcp#frag",
+])
+def test_verifier_refuses_look_alike_htu(key, htu):
+    proof = jws.sign({"jti": "j", "htm": "GET", "htu": htu, "iat": 1700000000},
+                     key.signing_key, "ES256",
+                     headers={"typ": "dpop+jwt", "jwk": key.public_jwk()})
+    with pytest.raises(DPoPProofError, match="htu"):
+        verify_proof(proof, "GET", "https://rs.example/mcp", now=1700000000)
+
+
+def test_verifier_accepts_an_at_sign_in_the_path(key):
+    url = "https://rs.example/users/@me"
+    verify_proof(key.proof("GET", url), "GET", url)
