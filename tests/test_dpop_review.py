@@ -114,3 +114,49 @@ def test_verifier_refuses_look_alike_htu(key, htu):
 def test_verifier_accepts_an_at_sign_in_the_path(key):
     url = "https://rs.example/users/@me"
     verify_proof(key.proof("GET", url), "GET", url)
+
+
+@pytest.mark.parametrize("alg, public", [
+    ("ES256", {"kty", "crv", "x", "y"}),
+    ("EdDSA", {"kty", "crv", "x"}),
+    ("PS256", {"kty", "n", "e"}),
+])
+def test_proof_header_has_the_public_jwk_only_and_jti_has_128_bits(alg, public):
+    # RFC 9449 §4.2: the jwk "MUST NOT contain a private key"; jti has >= 96 random bits.
+    dpop_key = DPoPKey.generate(alg)
+    jtis = set()
+    for _ in range(200):
+        header, claims = jws.decode_unverified(dpop_key.proof("post", "https://a.example/t"))
+        assert header["typ"] == "dpop+jwt" and header["alg"] == alg
+        assert set(header["jwk"]) == public
+        assert len(jws.b64url_decode(claims["jti"])) == 16
+        assert claims["htm"] == "post" and "ath" not in claims and "nonce" not in claims
+        jtis.add(claims["jti"])
+    assert len(jtis) == 200
+
+
+def test_concurrent_proofs_and_nonces_stay_consistent(key):
+    # DPoPKey caches the last ath and each URL's htu; NonceStore is shared by threads.
+    import threading
+
+    store = NonceStore()
+    errors = []
+
+    def work(n):
+        try:
+            for i in range(100):
+                token, url = "tok-%d-%d" % (n, i % 3), "https://h%d.example/p%d" % (n, i % 5)
+                store.remember(url, "n%d-%d" % (n, i))
+                nonce = store.get(url)
+                assert nonce.startswith("n%d-" % n)
+                verify_proof(key.proof("GET", url, token, nonce), "GET", url,
+                             access_token=token, nonce=nonce)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
