@@ -399,9 +399,8 @@ def verify_proof(proof: Any, method: str, url: str, *, access_token: Optional[st
     htu = claims.get("htu")
     try:
         # Query, fragment and userinfo are never part of an htu (§4.2; RFC 9110 §4.2.4).
-        parts = urlsplit(htu) if isinstance(htu, str) else None
-        if parts is None or _normalized_htu(htu) != _normalized_htu(htu_of(url)) \
-                or parts.query or parts.fragment or "@" in parts.netloc:
+        if not isinstance(htu, str) or _normalized_htu(htu) != _normalized_htu(htu_of(url)) \
+                or urlsplit(htu).query or urlsplit(htu).fragment or "@" in urlsplit(htu).netloc:
             raise DPoPProofError("the DPoP proof's htu does not match the request URI")
     except (ValueError, ConfigurationError):
         raise DPoPProofError("the DPoP proof's htu does not match the request URI") from None
@@ -470,7 +469,7 @@ class NonceStore(object):
             return False
         origin = origin_of(url)
         with self._lock:
-            changed = self._nonces.get(origin) != nonce
+            changed = bool(self._nonces.get(origin) != nonce)
             self._nonces[origin] = nonce
             self._nonces.move_to_end(origin)
             while len(self._nonces) > self._max:

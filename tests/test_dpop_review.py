@@ -5,7 +5,13 @@ import requests
 
 pytest.importorskip("cryptography")
 
-from mcpauth import ClientCredentialsProvider, ConfigurationError, TokenResponseError, jws  # noqa: E402
+from mcpauth import (  # noqa: E402
+    ClientCredentialsProvider,
+    ConfigurationError,
+    MCPAuthError,
+    TokenResponseError,
+    jws,
+)
 from mcpauth.cache import FileTokenCache  # noqa: E402
 from mcpauth.dpop import DPoPKey, DPoPProofError, NonceStore, htu_of, verify_proof  # noqa: E402
 from mcpauth.testing import LoopbackStack  # noqa: E402
@@ -160,3 +166,20 @@ def test_concurrent_proofs_and_nonces_stay_consistent(key):
     for t in threads:
         t.join()
     assert errors == []
+
+
+@pytest.mark.parametrize("bad", [5, {"ES256": True}, "ES256", [1, None], [], True])
+def test_malformed_dpop_algorithm_lists_are_a_typed_error_or_ignored(stack, bad):
+    # Peer metadata: a dpop_signing_alg_values_supported that is not a list of strings
+    # (RFC 8414 §2 / RFC 9449 §5.1: a JSON array) never escapes as a TypeError, and a
+    # string is not read as a list of its characters.
+    stack.as_.metadata_override["dpop_signing_alg_values_supported"] = bad
+    with requests.Session() as session:
+        session.auth = ClientCredentialsProvider(stack.client_id, stack.client_secret,
+                                                 dpop_key=DPoPKey.generate())
+        try:
+            r = rpc(session, stack.mcp_url, "tools/list")
+        except MCPAuthError as exc:
+            assert "E, S" not in str(exc)
+        else:
+            assert r.status_code == 200
