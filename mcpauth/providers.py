@@ -62,6 +62,7 @@ from .transport import (
     DEFAULT_TIMEOUT,
     RequestsTransport,
     Transport,
+    check_ip_literal,
     check_url,
     redact_url,
 )
@@ -107,8 +108,17 @@ def server_url_of(url: str) -> str:
 
     Userinfo is dropped so that credentials embedded in a URL never become an RFC 8707
     ``resource`` or a cache key.
+
+    Raises:
+        ConfigurationError: ``url`` cannot be parsed (a malformed IPv6 literal or port).
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # ValueError for a port that is not a number in range
+        check_ip_literal(parts)
+    except (TypeError, ValueError, AttributeError):
+        raise ConfigurationError("server URL {} is not a valid URL".format(
+            redact_url(url) if isinstance(url, str) else type(url).__name__)) from None
     netloc = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
