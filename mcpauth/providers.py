@@ -23,6 +23,7 @@ Binding", SEP-2352) unless ``allow_issuer_change=True``. With ``expected_issuer`
 discovery that leads anywhere else raises before anything at all is sent.
 """
 
+import functools
 import json
 import logging
 import secrets
@@ -130,6 +131,14 @@ def _covers(base: str, server: str) -> bool:
         return False
     base_path = b.path.rstrip("/")
     return s.path == b.path or s.path.startswith(base_path + "/") or base_path == ""
+
+
+@functools.lru_cache(maxsize=32)
+def _supported_scope(scopes: Tuple[str, ...]) -> Optional[str]:
+    """The scope asked for from a PRM ``scopes_supported``, computed once per list: it
+    is part of the token cache key, needed on every request, and a peer's list may hold
+    tens of thousands of entries."""
+    return normalize_scope(scopes, "scopes_supported")
 
 
 def _peer_scope(value: str, what: str) -> Optional[str]:
@@ -734,7 +743,7 @@ class OAuthProvider(AuthProvider):
         elif target.challenge_scope is not None:
             base = target.challenge_scope
         elif target.scopes_supported:
-            base = normalize_scope(target.scopes_supported, "scopes_supported")
+            base = _supported_scope(target.scopes_supported)
         if state.step_up_scope is None:
             return base
         return normalize_scope((base or "").split() + state.step_up_scope.split())

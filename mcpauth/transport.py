@@ -31,6 +31,7 @@ requests; not the caller's own MCP requests):
 
 import abc
 import ipaddress
+import itertools
 import json
 import logging
 import re
@@ -304,11 +305,23 @@ MAX_JSON_DEPTH = 200
 #: quadratic there).
 MAX_JSON_INT_DIGITS = 4300
 
-# One token per string or bracket. A string runs to its closing quote or, unterminated,
-# to the end of the text (the optional closing quote): every character is looked at a
-# bounded number of times whatever the input, so the scan is linear (an alternative
-# that fails on an unterminated string would be retried from each later quote).
-_JSON_NESTING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[{]|[\]}]', re.DOTALL)
+# A JSON string: to its closing quote or, unterminated, to the end of the text (the
+# optional closing quote). Each character is looked at a bounded number of times whatever
+# the input, so removing strings is linear (a pattern that fails on an unterminated string
+# would be retried from each later quote: quadratic).
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def _json_depth(text: str) -> int:
+    """The deepest bracket nesting of ``text`` outside strings, in linear time.
+
+    Every step runs in C (regex substitution, then a running sum of +1/-1): a Python
+    loop per bracket would take seconds for a megabyte of ``[]``.
+    """
+    brackets = _NOT_BRACKETS.sub("", _JSON_STRING.sub("", text))
+    return max(itertools.accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0)
 
 
 def _json_int(digits: str) -> int:
@@ -329,18 +342,10 @@ def loads_json(text: str) -> Any:
     """
     if not isinstance(text, str):
         raise ValueError("JSON text must be str, not {}".format(type(text).__name__))
-    if text.count("[") + text.count("{") > MAX_JSON_DEPTH:
-        # Only text with that many brackets can be too deep; strings are skipped.
-        depth = 0
-        for match in _JSON_NESTING.finditer(text):
-            token = match.group()
-            if token in "[{":
-                depth += 1
-                if depth > MAX_JSON_DEPTH:
-                    raise ValueError("JSON nested deeper than {} levels".format(
-                        MAX_JSON_DEPTH))
-            elif token in "]}":
-                depth -= 1
+    # Only text with that many brackets can be too deep; strings are skipped.
+    if (text.count("[") + text.count("{") > MAX_JSON_DEPTH
+            and _json_depth(text) > MAX_JSON_DEPTH):
+        raise ValueError("JSON nested deeper than {} levels".format(MAX_JSON_DEPTH))
     try:
         return json.loads(text, parse_int=_json_int)
     except RecursionError:  # a caller already deep in its own stack

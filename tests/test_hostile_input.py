@@ -331,6 +331,36 @@ def test_ladder_protected_resource_metadata_scopes():
     _ladder(make, discovery.parse_protected_resource_metadata, 4096)
 
 
+def test_ladder_cached_token_with_many_scopes_supported():
+    # The scope asked for (every PRM scopes_supported entry) is part of the token cache
+    # key, so it is needed on every call; it was recomputed quadratically each time.
+    from mcpauth import ClientCredentialsProvider
+    from mcpauth.testing import LoopbackStack
+
+    stacks = []
+
+    def make(size):
+        stack = LoopbackStack(mcp_options={"scopes_supported": [
+            "mcp:%d" % i for i in range(size)]})
+        stacks.append(stack)
+        stack.start()
+        provider = ClientCredentialsProvider(stack.client_id, stack.client_secret,
+                                             server_url=stack.mcp_url)
+        provider.token()  # discovery and the token request happen once
+        assert len(stack.as_.token_requests()) == 1
+        return provider
+
+    def cached_token(provider):
+        return provider.token()
+
+    try:
+        _ladder(make, cached_token, 2500)
+    finally:
+        for stack in stacks:
+            stack.stop()
+    assert all(len(stack.as_.token_requests()) == 1 for stack in stacks)
+
+
 def test_ladder_clean_peer_text_is_flat():
     # Cut before cleaning: the cost does not grow with the input at all (cleaning 16 MiB
     # first took seconds).
