@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
 from mcpauth import discovery, grants, jws  # noqa: E402
 from mcpauth.errors import MCPAuthError, clean_peer_text  # noqa: E402
+from mcpauth.providers import _supported_scope  # noqa: E402
 from mcpauth.transport import HttpResponse, loads_json  # noqa: E402
 
 MIB = 1024 * 1024
@@ -44,7 +45,7 @@ def scopes_doc(size):
     scopes, total, i = [], 0, 0
     while total < size - 200:
         scopes.append("scope:%d" % i)
-        total += len(scopes[-1]) + 3
+        total += len(scopes[-1]) + 4  # quotes, comma and space
         i += 1
     return json.dumps({"resource": "https://mcp.example/mcp",
                        "authorization_servers": ["https://as.example"],
@@ -56,7 +57,7 @@ def b64(data):
 
 
 def main():
-    doc, scopes = scopes_doc(MIB)
+    doc, scopes = scopes_doc(MIB - 4096)
     token_body = worst_json(MIB).encode("ascii")
     part = b64(worst_json(MIB * 3 // 4).encode("ascii"))
     rows = [
@@ -68,13 +69,15 @@ def main():
         ("parse_protected_resource_metadata, %d scopes" % len(scopes),
          discovery.parse_protected_resource_metadata,
          HttpResponse(200, JSON, doc.encode("ascii"), "https://mcp.example/.well-known/x")),
-        ("normalize_scope of those scopes (per request with a cached token)",
-         grants.normalize_scope, scopes),
+        ("normalize_scope of those scopes (once per list)", grants.normalize_scope, scopes),
+        ("  then per request with a cached token (the memoised scope)",
+         _supported_scope, tuple(scopes)),
         ("parse_token_response, worst JSON", grants.parse_token_response,
          HttpResponse(200, JSON, token_body, "https://as.example/token")),
-        ("parse_www_authenticate, 1 MiB of escapes and commas",
-         discovery.parse_www_authenticate,
-         'Bearer realm="' + '\\"' * (MIB // 4) + '", x=' + "a," * (MIB // 4)),
+        ("parse_www_authenticate, 1 MiB of escaped quotes", discovery.parse_www_authenticate,
+         'Bearer realm="' + '\\"' * (MIB // 2) + '"'),
+        ("parse_www_authenticate, 1 MiB of parameters", discovery.parse_www_authenticate,
+         "Bearer " + ", ".join('p%d="v"' % i for i in range(MIB // 12))),
         ("decode_unverified, 1 MiB token", jws.decode_unverified, part + "." + part + ".s"),
         ("clean_peer_text, 16 MiB of U+2028", clean_peer_text, "\u2028" * (16 * MIB)),
     ]
