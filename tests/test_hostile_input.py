@@ -314,6 +314,13 @@ def test_ladder_loads_json_nesting_prescan():
     _ladder(_json_worst, _swallow(ValueError)(loads_json), 16 * 1024)
 
 
+def test_ladder_loads_json_long_integers():
+    # Python before 3.11 has no limit on int() digits, and its conversion is quadratic:
+    # a million digits took 4.5 s on 3.6.
+    _ladder(lambda size: "[" + "7" * size + "]", _swallow(ValueError)(loads_json),
+            64 * 1024)
+
+
 def test_ladder_loads_json_deep_but_balanced():
     _ladder(lambda size: "[" * 150 + "[]," * (size // 3) + "[]" + "]" * 150,
             _swallow(ValueError)(loads_json), 16 * 1024)
