@@ -30,6 +30,7 @@ requests; not the caller's own MCP requests):
 """
 
 import abc
+import functools
 import ipaddress
 import itertools
 import json
@@ -310,6 +311,7 @@ MAX_JSON_INT_DIGITS = 4300
 # the input, so removing strings is linear (a pattern that fails on an unterminated string
 # would be retried from each later quote: quadratic).
 _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
+_DIGITS = re.compile(r"\A[0-9]+\Z")
 _NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
 _BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
@@ -570,21 +572,30 @@ class RequestsTransport(Transport):
         no step holds more than ``_READ_SIZE`` compressed or ``_INFLATE_SIZE`` inflated
         bytes beyond the capped body itself.
         """
+        import requests
         from urllib3.exceptions import HTTPError as Urllib3Error
         from urllib3.exceptions import ReadTimeoutError
 
         limit = self.max_response_bytes
         where = redact_url(request.url)
-        length = resp.headers.get("Content-Length")
-        if length is not None and length.isdigit() and int(length) > limit:
+        length = (resp.headers.get("Content-Length") or "").strip()
+        digits = length.lstrip("0")
+        # ASCII digits only ("²".isdigit() is True), and no int() of a 64 KiB number.
+        if _DIGITS.match(length) and (len(digits) > len(str(limit)) or int(digits or 0) > limit):
             raise ProtocolError("response from {} is {} bytes, over the {} byte limit".format(
-                where, length, limit), status_code=resp.status_code)
+                where, length if len(length) < 30 else "a " + str(len(length)) + "-digit number of",
+                limit), status_code=resp.status_code)
         decoder = _Decoder(resp.headers.get("Content-Encoding"), where, resp.status_code)
+        raw = resp.raw
+        read: Any = raw.read
+        if isinstance(raw, _urllib3_response_types()):
+            read = functools.partial(raw.read, decode_content=False)
+        # (Another raw stream, from a caller's own adapter, gives the bytes as sent.)
         chunks: List[bytes] = []
         size = 0
         try:
             while True:
-                data = resp.raw.read(_READ_SIZE, decode_content=False)
+                data = read(_READ_SIZE)
                 for piece in decoder.feed(data):
                     size += len(piece)
                     if size > limit:
@@ -596,10 +607,17 @@ class RequestsTransport(Transport):
         except ReadTimeoutError as exc:
             raise TransportError("{} {} timed out after {} s".format(
                 request.method, where, self.timeout)) from exc
-        except (Urllib3Error, OSError) as exc:
+        except (Urllib3Error, OSError, requests.exceptions.RequestException) as exc:
             raise TransportError("{} {} failed while reading the response ({})".format(
                 request.method, where, type(exc).__name__)) from exc
         return b"".join(chunks)
+
+
+def _urllib3_response_types() -> Tuple[type, ...]:
+    import urllib3.response
+
+    base = getattr(urllib3.response, "BaseHTTPResponse", None)  # urllib3 2
+    return (urllib3.response.HTTPResponse,) + ((base,) if base is not None else ())
 
 
 # Compressed bytes read at a time, and the most one inflate step may produce.

@@ -484,7 +484,16 @@ class _Raw(io.BytesIO):
         super(_Raw, self).__init__(body)
         self.error = error
 
-    def read(self, amt=None, decode_content=None):  # urllib3.HTTPResponse.read
+    def stream(self, amt, decode_content=True):
+        if self.error is not None:
+            raise self.error
+        while True:
+            chunk = self.read(amt)
+            if not chunk:
+                return
+            yield chunk
+
+    def read(self, amt=None):
         if self.error is not None:
             raise self.error
         return super(_Raw, self).read(amt)
