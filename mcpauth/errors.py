@@ -202,14 +202,19 @@ class DiscoveryError(ProtocolError):
     """Protected resource or authorization server metadata is missing or invalid."""
 
 
+def _peer_value(value: Optional[str]) -> Optional[str]:
+    # A URL a peer sent, kept whole on an exception but without control characters.
+    return clean_text(value) if isinstance(value, str) else value
+
+
 class IssuerMismatchError(DiscoveryError):
     """RFC 8414 §3.3: the metadata's ``issuer`` is not the issuer it was fetched for."""
 
     def __init__(self, message: str, expected: Optional[str] = None,
                  received: Optional[str] = None) -> None:
         super().__init__(message)
-        self.expected = expected
-        self.received = received
+        self.expected = _peer_value(expected)
+        self.received = _peer_value(received)
 
 
 class ResourceMismatchError(DiscoveryError):
@@ -218,8 +223,8 @@ class ResourceMismatchError(DiscoveryError):
     def __init__(self, message: str, expected: Optional[str] = None,
                  received: Optional[str] = None) -> None:
         super().__init__(message)
-        self.expected = expected
-        self.received = received
+        self.expected = _peer_value(expected)
+        self.received = _peer_value(received)
 
 
 class AuthorizationServerMismatchError(DiscoveryError):
@@ -231,8 +236,8 @@ class AuthorizationServerMismatchError(DiscoveryError):
     def __init__(self, message: str, expected_issuer: Optional[str] = None,
                  issuer: Optional[str] = None) -> None:
         super().__init__(message)
-        self.expected_issuer = expected_issuer
-        self.issuer = issuer
+        self.expected_issuer = _peer_value(expected_issuer)
+        self.issuer = _peer_value(issuer)
 
 
 class TokenResponseError(ProtocolError):

@@ -108,6 +108,22 @@ def test_resource_mismatch_message_and_received_are_cleaned(ch):
     assert "INJECTED" in info.value.received  # the rest is kept, so a reader can tell why
 
 
+@pytest.mark.parametrize("ch", ["\u2028", "\x85", "\u202e"])
+def test_authorization_server_mismatch_is_cleaned(ch):
+    from mcpauth.errors import AuthorizationServerMismatchError
+
+    listed = "https://evil.example/a" + ch + "b"
+    response = _prm({"resource": MCP, "authorization_servers": [listed]})
+
+    def transport(request):
+        return response._replace(url=request.url)
+
+    with pytest.raises(AuthorizationServerMismatchError) as info:
+        discovery.discover(transport, MCP, expected_issuer=AS1)
+    for text in (str(info.value), info.value.issuer, repr(info.value)):
+        assert ch not in text
+
+
 @pytest.mark.parametrize("ch", ["\u2028", "\x85", "\u2029"])
 def test_same_origin_refusal_message_is_cleaned(ch):
     with pytest.raises(DiscoveryError) as info:
