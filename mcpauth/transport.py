@@ -585,25 +585,15 @@ class RequestsTransport(Transport):
             raise ProtocolError("response from {} is {} bytes, over the {} byte limit".format(
                 where, length if len(length) < 30 else "a " + str(len(length)) + "-digit number of",
                 limit), status_code=resp.status_code)
-        decoder = _Decoder(resp.headers.get("Content-Encoding"), where, resp.status_code)
-        raw = resp.raw
-        read: Any = raw.read
-        if isinstance(raw, _urllib3_response_types()):
-            read = functools.partial(raw.read, decode_content=False)
-        # (Another raw stream, from a caller's own adapter, gives the bytes as sent.)
         chunks: List[bytes] = []
         size = 0
         try:
-            while True:
-                data = read(_READ_SIZE)
-                for piece in decoder.feed(data):
-                    size += len(piece)
-                    if size > limit:
-                        raise ProtocolError("response from {} exceeds the {} byte limit".format(
-                            where, limit), status_code=resp.status_code)
-                    chunks.append(piece)
-                if not data:
-                    break
+            for piece in iter_decoded(resp, where):
+                size += len(piece)
+                if size > limit:
+                    raise ProtocolError("response from {} exceeds the {} byte limit".format(
+                        where, limit), status_code=resp.status_code)
+                chunks.append(piece)
         except ReadTimeoutError as exc:
             raise TransportError("{} {} timed out after {} s".format(
                 request.method, where, self.timeout)) from exc
@@ -611,6 +601,31 @@ class RequestsTransport(Transport):
             raise TransportError("{} {} failed while reading the response ({})".format(
                 request.method, where, type(exc).__name__)) from exc
         return b"".join(chunks)
+
+
+def iter_decoded(resp: Any, where: str) -> Iterator[bytes]:
+    """The body of a streamed ``requests`` response, in pieces of at most 64 KiB.
+
+    A ``Content-Encoding`` of gzip or deflate is undone here, in bounded steps, rather
+    than by urllib3 (1.24 inflates a whole compressed read at once: 64 KiB of a gzip
+    bomb become 64 MiB before any cap can act). ``where`` names the URL in errors.
+
+    Raises:
+        ProtocolError: an unsupported ``Content-Encoding`` or corrupt compressed data.
+        urllib3 and socket errors from reading, as they are.
+    """
+    decoder = _Decoder(resp.headers.get("Content-Encoding"), where, resp.status_code)
+    raw = resp.raw
+    read: Any = raw.read
+    if isinstance(raw, _urllib3_response_types()):
+        read = functools.partial(raw.read, decode_content=False)
+    # (Another raw stream, from a caller's own adapter, gives the bytes as sent.)
+    while True:
+        data = read(_READ_SIZE)
+        for piece in decoder.feed(data):
+            yield piece
+        if not data:
+            return
 
 
 def _urllib3_response_types() -> Tuple[type, ...]:
