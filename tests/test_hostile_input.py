@@ -440,19 +440,21 @@ if hypothesis is not None:
     _TEXT = st.lists(st.text(max_size=8) | _ODD_CHARS, max_size=20).map("".join)
     _SCALAR = (st.none() | st.booleans() | st.integers() | st.floats() | _TEXT
                | st.binary(max_size=20))
-    _ANY = st.recursive(
-        _SCALAR,
-        lambda inner: st.lists(inner, max_size=4) | st.tuples(inner)
-        | st.dictionaries(st.sampled_from(["kty", "crv", "x", "y", "d", "n", "e", "p", "q",
-                                           "alg", "resource", "issuer", "access_token",
-                                           "token_type", "expires_in", "scope"]) | _TEXT,
-                          inner, max_size=6),
-        max_leaves=12)
+    _KEYS_SEEN = st.sampled_from(["kty", "crv", "x", "y", "d", "n", "e", "p", "q", "alg",
+                                  "resource", "issuer", "access_token", "token_type",
+                                  "expires_in", "scope"])
+
+    def _any_container(inner):
+        return (st.lists(inner, max_size=4) | st.tuples(inner)
+                | st.dictionaries(_KEYS_SEEN | _TEXT, inner, max_size=6))
+
+    def _json_container(inner):
+        return st.lists(inner, max_size=4) | st.dictionaries(_TEXT, inner, max_size=4)
+
+    _ANY = st.recursive(_SCALAR, _any_container, max_leaves=12)
     _JSON_TEXT = st.one_of(
         _TEXT,
-        st.recursive(st.none() | st.booleans() | st.integers() | _TEXT,
-                     lambda inner: st.lists(inner, max_size=4)
-                     | st.dictionaries(_TEXT, inner, max_size=4),
+        st.recursive(st.none() | st.booleans() | st.integers() | _TEXT, _json_container,
                      max_leaves=10).map(lambda v: json.dumps(v, ensure_ascii=False)))
 
     def _bodies(text):
