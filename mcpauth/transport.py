@@ -615,10 +615,9 @@ def iter_decoded(resp: Any, where: str) -> Iterator[bytes]:
         urllib3 and socket errors from reading, as they are.
     """
     decoder = _Decoder(resp.headers.get("Content-Encoding"), where, resp.status_code)
-    raw = resp.raw
-    read: Any = raw.read
-    if isinstance(raw, _urllib3_response_types()):
-        read = functools.partial(raw.read, decode_content=False)
+    read: Any = resp.raw.read
+    if isinstance(resp.raw, _urllib3_response_types()):
+        read = functools.partial(resp.raw.read, decode_content=False)
     # (Another raw stream, from a caller's own adapter, gives the bytes as sent.)
     while True:
         data = read(_READ_SIZE)
