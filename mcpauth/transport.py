@@ -616,8 +616,9 @@ def iter_decoded(resp: Any, where: str) -> Iterator[bytes]:
     """
     decoder = _Decoder(resp.headers.get("Content-Encoding"), where, resp.status_code)
     read: Any = resp.raw.read
-    if isinstance(resp.raw, _urllib3_response_types()):
-        read = functools.partial(resp.raw.read, decode_content=False)
+    from_urllib3 = isinstance(resp.raw, _urllib3_response_types())
+    if from_urllib3:
+        read = functools.partial(read, decode_content=False)
     # (Another raw stream, from a caller's own adapter, gives the bytes as sent.)
     while True:
         data = read(_READ_SIZE)
