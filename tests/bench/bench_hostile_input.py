@@ -88,7 +88,7 @@ def main():
     else:
         rows.append(("load_private_key, 1 MiB JWK text",
                      jws.load_private_key,
-                     '{"kty": "EC", "crv": "P-256", "d": "' + "A" * MIB + '"' + "[]" * 201))
+                     '{"kty": "EC", "crv": "P-256", "d": ' + worst_json(MIB - 40)))
         rows.append(("verify, 1 MiB token", lambda t: jws.verify(t, KEY, ["ES256"]),
                      part + "." + part + ".s"))
         n = (1 << 8191) | 1
