@@ -10,8 +10,10 @@ requests; not the caller's own MCP requests):
 * https only, except loopback hosts (``localhost``, ``127.0.0.0/8``, ``::1``), as the
   TypeScript SDK allows, or an explicit ``allow_insecure_http=True``
   (OAuth 2.1 §1.5; MCP security considerations "Communication Security").
-* A timeout on every call (requests has none by default).
-* A cap on the size of every response body.
+* A deadline on every call (requests has none by default): ``timeout`` bounds the whole
+  exchange, redirects included, not only each wait for a byte.
+* A cap on the size of every response body, after decompression (gzip and deflate are
+  inflated here in small steps).
 * Requests that carry credentials are never redirected (OAuth 2.1 §7.5.3). Plain
   metadata GETs follow at most a few redirects, and only within the origin (scheme,
   host, port) of the URL they were sent to: a redirect to another origin is returned
@@ -497,7 +499,9 @@ class RequestsTransport(Transport):
         # peer does: socket timeouts bound each wait for a byte, not the sum of them (a
         # peer sending one byte a second never trips them). At the deadline the caller
         # gets its TransportError, and the socket of a response being read is shut down,
-        # which ends the worker's read at once.
+        # which ends the worker's read at once. A worker still waiting for the status line
+        # and headers (urllib3 does not expose that socket) is left to end at the peer's
+        # next silence longer than ``timeout``; it then closes the response unread.
         exchange = _Exchange(self, request, prepared, safe_url)
         worker = threading.Thread(target=exchange.run, name="mcpauth-http")
         worker.daemon = True
