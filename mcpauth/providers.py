@@ -986,6 +986,9 @@ class OAuthProvider(AuthProvider):
                 "{} requires DPoP-bound tokens (dpop_bound_access_tokens_required in its "
                 "protected resource metadata, RFC 9728 §2); pass dpop_key= (for example "
                 "mcpauth.dpop.DPoPKey.generate())".format(redact_url(server)))
+        if self._dpop is not None and self._dpop_algorithm is None:
+            # A cached token too gets proofs in the alg the servers accept (RFC 9449 §5.1).
+            self._dpop_algorithm = self._dpop.algorithm_for(target.dpop_algs)
         key = self._key(target, state)
         token = self._usable(self._cache.get_token(key))
         now = self._clock()

@@ -176,3 +176,21 @@ def test_malformed_dpop_algorithm_lists_are_a_typed_error_or_ignored(stack, bad)
             assert "E, S" not in str(exc)
         else:
             assert r.status_code == 200
+
+
+def test_warm_run_signs_resource_proofs_with_the_servers_algorithm(stack, tmp_path):
+    # A token from the cache: the proofs to the MCP server still use the alg chosen from
+    # dpop_signing_alg_values_supported (RFC 9449 §5.1), not the key's default (PS256).
+    stack.as_.dpop_signing_algs = ["RS256"]
+    stack.mcp.dpop.algorithms = ("RS256",)
+    path = str(tmp_path / "tokens.json")
+    rsa = jws.generate_private_key("RSA", key_size=2048)
+    for _ in range(2):
+        with requests.Session() as session:
+            session.auth = ClientCredentialsProvider(
+                stack.client_id, stack.client_secret, dpop_key=DPoPKey(rsa),
+                cache=FileTokenCache(path), server_url=stack.mcp_url)
+            assert rpc(session, stack.mcp_url, "tools/list").status_code == 200
+    assert len(stack.as_.token_requests()) == 1
+    assert {jws.decode_unverified(r.headers["DPoP"])[0]["alg"]
+            for r in stack.mcp.mcp_requests() if r.headers.get("DPoP")} == {"RS256"}
