@@ -23,7 +23,6 @@ Binding", SEP-2352) unless ``allow_issuer_change=True``. With ``expected_issuer`
 discovery that leads anywhere else raises before anything at all is sent.
 """
 
-import json
 import logging
 import secrets
 import threading
@@ -34,7 +33,8 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 from . import discovery as _discovery
-from .cache import MemoryTokenCache, TokenCache, token_key
+from .cache import (MemoryTokenCache, TokenCache, credential_fingerprint, discovery_key,
+                    token_key)
 from .errors import (
     AuthorizationServerMismatchError,
     ConfigurationError,
@@ -120,6 +120,15 @@ def _covers(base: str, server: str) -> bool:
         return False
     base_path = b.path.rstrip("/")
     return s.path == b.path or s.path.startswith(base_path + "/") or base_path == ""
+
+
+def _credential_of(auth: Optional[ClientAuth]) -> Optional[Tuple[str, str]]:
+    """What tokens obtained with ``auth`` are tied to in a cache: (purpose, credential)."""
+    if isinstance(auth, ClientSecretPost):
+        return "client_secret", auth._client_secret
+    if isinstance(auth, PrivateKeyJwt):
+        return "jwk_thumbprint", auth._key.thumbprint()
+    return None
 
 
 def _peer_scope(value: str, what: str) -> Optional[str]:
@@ -511,6 +520,7 @@ class OAuthProvider(AuthProvider):
             # name: never share it through a cache unless the caller labels the principal.
             cache_key = "instance:" + secrets.token_hex(12)
         self._cache_identity = cache_key
+        self._fingerprint = None  # type: Optional[str]
         self.allow_issuer_change = allow_issuer_change
         # H1 / SEP-2352: credentials are bound to the first authorization server they
         # are used with (or to the pinned one) and never sent to another.
@@ -555,6 +565,11 @@ class OAuthProvider(AuthProvider):
 
     def _client_auth(self, target: _Target) -> ClientAuth:
         raise NotImplementedError
+
+    def _credential(self) -> Optional[Tuple[str, str]]:
+        """(purpose, credential) that cached tokens are tied to, or None (see
+        :func:`mcpauth.cache.credential_fingerprint`)."""
+        return None
 
     def _grant_fields(self, target: _Target, scope: Optional[str]) -> List[Tuple[str, str]]:
         fields = [("grant_type", GRANT_TYPE_CLIENT_CREDENTIALS)]
@@ -638,7 +653,13 @@ class OAuthProvider(AuthProvider):
                 cached = self._cache.get_discovery(self._discovery_key(server))
                 if cached is not None:
                     loaded = _Target.from_dict(cached)
-                    if loaded is not None and self._target_acceptable(loaded):
+                    problem = ("it is malformed" if loaded is None
+                               else self._cached_target_problem(server, loaded))
+                    if problem is not None:
+                        logger.warning("ignoring the cached discovery result for %s: %s; "
+                                       "discovering again", redact_url(server), problem)
+                    else:
+                        assert loaded is not None
                         self._bind_issuer(server, loaded.issuer)
                         state.target = loaded
             return state.target
@@ -651,19 +672,49 @@ class OAuthProvider(AuthProvider):
         ``token_endpoint`` / ``resource`` settings must never pick up each other's
         authorization server (H1, B6).
         """
-        return json.dumps([server, self.client_id, self.expected_issuer, self.issuer,
-                           self.token_endpoint, self.resource, self.allow_resource_prefix],
-                          separators=(",", ":"))
+        return discovery_key(server, self.client_id, self.expected_issuer, self.issuer,
+                             self.token_endpoint, self.resource, self.allow_resource_prefix)
 
-    def _target_acceptable(self, target: _Target) -> bool:
+    def _cached_target_problem(self, server: str, target: _Target) -> Optional[str]:
+        """Why a cached discovery result may not be used by this provider, or None.
+
+        A cache is storage, not a peer we verified: before a credential goes anywhere,
+        the result is held to the same policy discovery applies (the pin, the bound
+        issuer of SEP-2352, the https rule, RFC 8707 / RFC 9728 §3.3 resource match).
+        """
+        if target.server_url != server:
+            return "it is for another server"
         pinned = self.expected_issuer or self.issuer
         if pinned is not None and target.issuer != pinned:
-            return False
+            return "its issuer is not the configured one"
+        if self.token_endpoint is not None and target.token_endpoint != self.token_endpoint:
+            return "its token endpoint is not the configured one"
         if target.issuer is None and self.token_endpoint is None:
-            return False
+            return "it names no issuer"
+        allow_http = bool(getattr(self._transport, "allow_insecure_http", False))
+        try:
+            check_url(target.token_endpoint, allow_http, "cached token endpoint")
+            if target.issuer is not None:
+                check_url(target.issuer, allow_http, "cached issuer")
+        except MCPAuthError as exc:
+            return str(exc)
+        if self.resource is not None:
+            if target.resource != self.resource:
+                return "its resource is not the configured one"
+        else:
+            try:
+                _discovery.validate_resource(
+                    _discovery.ProtectedResourceMetadata(target.resource, (), None,
+                                                         "the cache", {}),
+                    server, allow_prefix=self.allow_resource_prefix)
+            except MCPAuthError:
+                return "its resource {} is not this server's".format(
+                    redact_url(target.resource))
         with self._states_lock:
             bound = self._bound_issuer
-        return bound is None or target.issuer == bound or self.allow_issuer_change
+        if bound is not None and target.issuer != bound and not self.allow_issuer_change:
+            return "its issuer is not the one this provider's credentials are bound to"
+        return None
 
     def _preferred_issuer(self) -> Optional[str]:
         """The issuer discovery must find: the pin, else the bound one (unless moves are
@@ -733,8 +784,15 @@ class OAuthProvider(AuthProvider):
         client = self.client_id
         if self._cache_identity is not None:
             client = "{}#{}".format(client or "", self._cache_identity)
+        fingerprint = self._fingerprint
+        if fingerprint is None:
+            credential = self._credential()
+            if credential is not None:
+                # Computed once (PBKDF2): the hot path only reads the attribute.
+                fingerprint = self._fingerprint = credential_fingerprint(
+                    credential[0], credential[1], self.client_id)
         return token_key(target.issuer, target.resource, client,
-                         self._effective_scope(state, target))
+                         self._effective_scope(state, target), fingerprint)
 
     def _needs_refresh(self, token: TokenResponse, now: float) -> bool:
         expires_at = token.expires_at
@@ -924,6 +982,9 @@ class ClientCredentialsProvider(OAuthProvider):
         method = select_auth_method(target.auth_methods, self.token_endpoint_auth_method)
         return self._post if method == "client_secret_post" else self._basic
 
+    def _credential(self) -> Optional[Tuple[str, str]]:
+        return _credential_of(self._post)
+
 
 class PrivateKeyJwtProvider(OAuthProvider):
     """The client credentials grant with a ``private_key_jwt`` assertion (RFC 7523 §2.2).
@@ -964,4 +1025,7 @@ class PrivateKeyJwtProvider(OAuthProvider):
                 "the authorization server accepts {} for private_key_jwt, not {}".format(
                     ", ".join(algs) or "no algorithm", self.algorithm))
         return self._jwt
+
+    def _credential(self) -> Optional[Tuple[str, str]]:
+        return _credential_of(self._jwt)
 
