@@ -671,7 +671,7 @@ class FileTokenCache(TokenCache):
             raw = b""
         except OSError as exc:
             if os.path.islink(self.path):
-                self._give_up("it is a symbolic link")
+                self._give_up("it is a symbolic link", self._last_good())
                 return None
             with self._state_lock:
                 changed = self._last_raw is not None
@@ -685,7 +685,8 @@ class FileTokenCache(TokenCache):
             try:
                 problem = self._check_file(fd) or self._check_directories()
                 if problem is not None:
-                    self._give_up(problem)
+                    # What was read while the file was trusted stays usable.
+                    self._give_up(problem, self._last_good())
                     return None
                 chunks = []
                 size = 0

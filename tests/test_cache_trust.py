@@ -192,11 +192,13 @@ def test_a_sticky_directory_above_is_fine(tmp_path, caplog):
 
 
 @posix_only
-def test_a_group_readable_cache_file_is_tightened_to_0600_with_one_warning(tmp_path, caplog):
+@pytest.mark.parametrize("bits", [0o644, 0o640, 0o604, 0o610])
+def test_a_group_readable_cache_file_is_tightened_to_0600_with_one_warning(tmp_path, caplog,
+                                                                           bits):
     path = tmp_path / "tokens.json"
     with LoopbackStack() as stack:
         first = Run(stack, path).token()
-        os.chmod(str(path), 0o644)
+        os.chmod(str(path), bits)
         with Warnings(caplog) as seen:
             run = Run(stack, path)
             assert run.token() == first          # not writable by others: still trusted
@@ -264,12 +266,14 @@ def _tampered_run(stack, path, change, caplog, **options):
     # A look-alike that merely extends the resource string (RFC 8707, RFC 9728 §3.3).
     lambda e: e.update(resource=e["resource"] + "-admin"),
     lambda e: e.update(resource="http://127.0.0.1:9/mcp"),
+    # A same-origin prefix: only allow_resource_prefix=True accepts it.
+    lambda e: e.update(resource=e["resource"].rsplit("/", 1)[0]),
     # An entry stored for another server URL.
     lambda e: e.update(server_url=e["server_url"] + "-admin"),
     # Plain http to a host that is not loopback: refused by the https policy.
     lambda e: e.update(token_endpoint="http://as.example.invalid/token"),
     lambda e: e.update(issuer="http://as.example.invalid"),
-], ids=["resource-extended", "resource-other", "server-url", "http-endpoint", "http-issuer"])
+], ids=["resource-extended", "resource-other", "resource-prefix", "server-url", "http-endpoint", "http-issuer"])
 def test_a_cached_discovery_result_is_rechecked_against_policy(tmp_path, caplog, change):
     with LoopbackStack() as stack:
         _tampered_run(stack, tmp_path / "tokens.json", change, caplog,
@@ -398,6 +402,8 @@ def test_a_cache_that_stops_being_writable_keeps_its_tokens(tmp_path, caplog):
         assert cache.get_token(key_b).access_token == "tok-b2"
         cache.delete_token(key_b)
         assert cache.get_token(key_b) is None
+        assert cache.get_token(key_a).access_token == "tok-a"
+        assert cache.get_discovery("https://mcp.example/mcp") == {"x": 1}
     assert len(seen.messages) == 1
 
 
