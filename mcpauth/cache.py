@@ -19,7 +19,6 @@ storage).
 import abc
 import base64
 import contextlib
-import errno
 import hashlib
 import json
 import logging

@@ -273,7 +273,8 @@ def _tampered_run(stack, path, change, caplog, **options):
     # Plain http to a host that is not loopback: refused by the https policy.
     lambda e: e.update(token_endpoint="http://as.example.invalid/token"),
     lambda e: e.update(issuer="http://as.example.invalid"),
-], ids=["resource-extended", "resource-other", "resource-prefix", "server-url", "http-endpoint", "http-issuer"])
+], ids=["resource-extended", "resource-other", "resource-prefix", "server-url",
+        "http-endpoint", "http-issuer"])
 def test_a_cached_discovery_result_is_rechecked_against_policy(tmp_path, caplog, change):
     with LoopbackStack() as stack:
         _tampered_run(stack, tmp_path / "tokens.json", change, caplog,
