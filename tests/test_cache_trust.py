@@ -28,6 +28,7 @@ from mcpauth.cache import (FileTokenCache, MemoryTokenCache, credential_fingerpr
                            discovery_key, token_key)
 from mcpauth.grants import TokenResponse
 from mcpauth.testing import AuthorizationServer, LoopbackStack
+from test_cache import _HOLD_LOCK  # a process that holds the cache lock
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX owners and modes")
 is_root = os.name == "posix" and os.geteuid() == 0
@@ -426,15 +427,6 @@ def test_a_read_only_cache_with_a_valid_token_still_serves_it(tmp_path, caplog):
 
 
 # ---------------------------------------------------------------- a stuck lock
-
-
-_HOLD_LOCK = """
-import fcntl, os, sys, time
-fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
-fcntl.flock(fd, fcntl.LOCK_EX)
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-"""
 
 
 @posix_only
