@@ -384,8 +384,8 @@ def _owner_problem(what: str, st: os.stat_result) -> Optional[str]:
     if st.st_uid not in (os.geteuid(), 0):
         return "{} belongs to another user (uid {})".format(what, st.st_uid)
     if st.st_mode & 0o022:
-        return "{} is one that {} can write (mode {:04o})".format(
-            what, "others" if st.st_mode & 0o002 else "the group",
+        return "{} can be written by {} (mode {:04o})".format(
+            what, "others" if st.st_mode & 0o002 else "its group",
             stat.S_IMODE(st.st_mode))
     return None
 
