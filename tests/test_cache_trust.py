@@ -234,7 +234,7 @@ def test_a_fifo_in_place_of_the_cache_file_neither_hangs_nor_is_used(tmp_path, c
     os.mkfifo(str(path), 0o600)
     cache = FileTokenCache(path)
     result = []
-    thread = threading.Thread(target=lambda: result.append(cache.get_token("k")))
+    thread = threading.Thread(target=lambda: result.append(cache.get_token("k")), daemon=True)
     with Warnings(caplog) as seen:
         thread.start()
         thread.join(5)
