@@ -567,3 +567,30 @@ def test_discovery_key_is_the_one_scheme_for_discovery_entries():
     assert a != discovery_key("https://mcp.example/mcp", "c", "https://as.example", None,
                               None, None, False)
     assert json.loads(a)[0] == "https://mcp.example/mcp"
+
+
+@pytest.mark.crypto
+@needs_cryptography
+def test_a_signer_is_tied_to_its_declared_public_key_or_else_to_its_provider(tmp_path):
+    """An HSM/KMS signer: tokens follow the declared public JWK's thumbprint (reused by
+    the next run); with no declared key, a signer cannot be told from another one, so
+    its tokens stay with its provider instance."""
+    from mcpauth import PrivateKeyJwtProvider, jws
+
+    path = tmp_path / "tokens.json"
+    key = jws.generate_private_key("EC")
+    with LoopbackStack() as stack:
+        stack.as_.register_client("hsm-client", public_jwk=key.public_jwk(),
+                                  auth_method="private_key_jwt")
+
+        def run(**how):
+            return PrivateKeyJwtProvider("hsm-client", signer=lambda d: key.sign(d, "ES256"),
+                                         server_url=stack.mcp_url, cache=FileTokenCache(path),
+                                         **how).token()
+
+        first = run(public_jwk=key.public_jwk())
+        assert run(public_jwk=key.public_jwk()) == first
+        assert len(stack.as_.token_requests()) == 1
+        assert run(algorithm="ES256") != first
+        assert run(algorithm="ES256") != first
+        assert len(stack.as_.token_requests()) == 3
