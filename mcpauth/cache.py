@@ -28,10 +28,9 @@ import secrets
 import stat
 import threading
 import time
-import warnings
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from .errors import ConfigurationError, MCPAuthWarning, clean_peer_text
+from .errors import ConfigurationError, clean_peer_text, warn_caller
 from .grants import TokenResponse, _is_access_token
 from .transport import loads_json
 
@@ -424,7 +423,7 @@ def _directory_problem(path: str) -> Optional[str]:
 
 def _warn(message: str) -> None:
     logger.warning("%s", message)
-    warnings.warn(message, MCPAuthWarning, stacklevel=3)
+    warn_caller(message)
 
 
 def _is_number(value: Any) -> bool:
