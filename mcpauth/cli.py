@@ -190,6 +190,12 @@ _OTHER_ENV = ("MCPAUTH_CLIENT_ID", "MCPAUTH_PRIVATE_KEY_PASSWORD",
 _BARE_FILE_NAME = re.compile(r"[\w-][\w.-]*\.[A-Za-z0-9]{1,8}\Z")
 # The helper of --assertion-command exits with this (EX_TEMPFAIL) to mean "retry later".
 _EX_TEMPFAIL = 75
+# Variables whose value is a credential (or may hold one: a Redis URL's password). The
+# assertion command signs with its own key and never inherits them.
+_CREDENTIAL_ENV = frozenset(["MCPAUTH_CLIENT_SECRET", "MCPAUTH_PRIVATE_KEY",
+                             "MCPAUTH_PRIVATE_KEY_PASSWORD", "MCPAUTH_ID_TOKEN",
+                             "MCPAUTH_IDP_CLIENT_SECRET", "MCPAUTH_TOKEN",
+                             "MCPAUTH_CACHE_KEY", "MCPAUTH_CACHE"])
 # Flags that would put a secret on the command line: accepted by the parser only to be
 # refused with a pointer to the safe alternative (and never echoed).
 _REFUSED_FLAGS = (
@@ -667,7 +673,9 @@ def assertion_command(command: str, timeout: float, where: str) -> Callable[[str
     (RFC 7523 §3) for the audience on stdout. Its stderr passes through. Exit status 75
     (EX_TEMPFAIL) means "try again later" (exit 4); any other failure is a
     configuration error (exit 2). The assertion then gets the same checks as one signed
-    here (see PrivateKeyJwtProvider).
+    here (see PrivateKeyJwtProvider). The command inherits the environment without the
+    variables that carry mcpauth's own credentials (secrets, tokens, key passwords, the
+    Redis cache key and URL).
     """
     from .errors import ConfigurationError, TransportError
 
@@ -684,8 +692,10 @@ def assertion_command(command: str, timeout: float, where: str) -> Callable[[str
 
     def assertion(audience: str) -> str:
         try:
+            env = dict((name, value) for name, value in os.environ.items()
+                       if name not in _CREDENTIAL_ENV)
             proc = subprocess.run(argv + [audience], stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE, timeout=timeout)
+                                  stdout=subprocess.PIPE, timeout=timeout, env=env)
         except subprocess.TimeoutExpired:
             raise TransportError("the assertion command {} did not finish within {:g} "
                                  "seconds".format(program, timeout)) from None
