@@ -236,7 +236,7 @@ class WireMixin(object):
         finally:
             response.close()
 
-    def _send(self, verb: str, headers: Dict[str, str], body: Optional[bytes], what: str,
+    def _send(self, verb: str, headers: Dict[str, Any], body: Optional[bytes], what: str,
               limits: CallLimits) -> Any:
         timeout = limits.read_timeout(what)
         try:
@@ -358,10 +358,12 @@ class WireMixin(object):
     def _resume(self, method: str, parser: SSEParser, msg_id: int, what: str,
                 limits: CallLimits, cap: ByteCap) -> Optional[Message]:
         """GET the stream again from ``Last-Event-ID`` and read on."""
-        headers = dict(self._headers)
+        headers = dict(self._headers)  # type: Dict[str, Any]
         headers.update(self._stateful_headers())
         headers["Accept"] = "text/event-stream"
-        headers["Last-Event-ID"] = parser.last_event_id
+        # The ID's own UTF-8 bytes (WHATWG HTML §9.2.4): a str header would be encoded as
+        # Latin-1 by http.client, which fails on most non-ASCII text.
+        headers["Last-Event-ID"] = parser.last_event_id.encode("utf-8")
         label = "MCP {} (resumed) to {}".format(method, redact_url(self.url))
         response = self._send("GET", headers, None, label, limits)
         try:

@@ -280,6 +280,23 @@ def test_a_resume_the_server_refuses_is_an_error(make_server):
     assert info.value.status_code == 405
 
 
+@pytest.mark.parametrize("event_id", ["\u2603 caf\u00e9", "ev-\U0001f600"])
+def test_a_non_ascii_event_id_is_sent_back_as_its_utf8_bytes(make_server, event_id):
+    # WHATWG HTML §9.2.6: the id is any text; the reconnection repeats it. A header that
+    # http.client cannot encode as Latin-1 must not escape as a UnicodeEncodeError.
+    server = make_server()
+    with client_for(server, protocol_version=LEGACY) as client:
+        client.connect()
+        body = "id: {}\nretry: 10\ndata: \n\n".format(event_id).encode("utf-8")
+        server.set_route(server.path, 200, body, {"Content-Type": "text/event-stream"},
+                         method="POST")
+        with pytest.raises(ProtocolError) as info:
+            client.request("tools/list")
+    assert "resuming it with GET got HTTP 405" in str(info.value)
+    get = server.requests_to(server.path, "GET")[0]
+    assert get.headers["Last-Event-ID"].encode("latin-1") == event_id.encode("utf-8")
+
+
 def test_a_retry_time_past_the_deadline_fails_at_once(make_server):
     server = make_server(response_mode="sse")
     server.sse_close_early = 1
