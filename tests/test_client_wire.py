@@ -297,6 +297,37 @@ def test_a_non_ascii_event_id_is_sent_back_as_its_utf8_bytes(make_server, event_
     assert get.headers["Last-Event-ID"].encode("latin-1") == event_id.encode("utf-8")
 
 
+def test_resumes_that_bring_nothing_new_back_off(make_server):
+    # A server that sets retry: 0 and closes every resumed stream at once, with nothing
+    # new, must not get a burst of GETs: the wait doubles while no new event arrives.
+    server = make_server()
+    stream = b"id: stuck\nretry: 0\ndata: \n\n"
+    with client_for(server, protocol_version=LEGACY, call_timeout=2) as client:
+        client.connect()
+        server.set_route(server.path, 200, stream, {"Content-Type": "text/event-stream"},
+                         method="POST")
+        server.set_route(server.path, 200, stream, {"Content-Type": "text/event-stream"},
+                         method="GET")
+        started = time.monotonic()
+        with pytest.raises(TransportError) as info:
+            client.request("tools/list")
+        assert time.monotonic() - started < 2.5
+    assert "2 s call timeout" in str(info.value)
+    assert 3 <= len(server.requests_to(server.path, "GET")) <= 6
+
+
+def test_resumes_that_bring_new_events_keep_the_server_retry_time(make_server):
+    server = make_server(response_mode="sse")
+    server.sse_close_early = 5
+    server.sse_retry_ms = 0
+    with client_for(server, protocol_version=LEGACY) as client:
+        client.connect()
+        started = time.monotonic()
+        assert client.call_tool("add", {"a": 2, "b": 3})["structuredContent"] == {"result": 5}
+        assert time.monotonic() - started < 0.5
+    assert len(server.requests_to(server.path, "GET")) == 5
+
+
 def test_a_retry_time_past_the_deadline_fails_at_once(make_server):
     server = make_server(response_mode="sse")
     server.sse_close_early = 1
