@@ -29,7 +29,7 @@ import os
 import secrets
 import threading
 import time
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -1067,6 +1067,14 @@ class PrivateKeyJwtProvider(OAuthProvider):
                  clock: Callable[[], float] = time.time,
                  transport: Optional[Transport] = None,
                  cache_key: Optional[str] = None) -> None:
+        # Else they would go into every assertion and fail only at the AS.
+        for name, value in (("algorithm", algorithm), ("key_id", key_id), ("typ", typ),
+                            ("audience", audience)):
+            if value is not None:
+                _check_type(value, name, (str,), "a str")
+        if claims is not None:
+            _check_type(claims, "claims", (Mapping,), "a mapping")
+        _check_type(jwt_lifetime_seconds, "jwt_lifetime_seconds", (int,), "an int")
         self._jwt = PrivateKeyJwt(client_id, private_key, algorithm,
                                   lifetime=jwt_lifetime_seconds, audience=audience, typ=typ,
                                   key_id=key_id, claims=claims, clock=clock, signer=signer,
