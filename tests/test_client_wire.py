@@ -211,6 +211,20 @@ def test_tool_schemas_reach_the_caller_exactly_as_sent(make_server):
     assert server.requests_to("/canary/profile-schema.json") == []
 
 
+@pytest.mark.parametrize("method", ["tools/\u2603", "a\r\nX-Injected: 1", " padded"])
+def test_a_method_name_that_is_no_plain_header_value_goes_encoded_in_mcp_method(
+        make_server, method):
+    # Like Mcp-Name: never a UnicodeEncodeError from http.client, never a header line
+    # of the caller's text, never a transport error for what the server must judge.
+    server = make_server()
+    with client_for(server, protocol_version=MODERN) as client:
+        with pytest.raises(MCPError):
+            client.request(method)
+    record = [r for r in server.mcp_requests() if r.method == "POST"][-1]
+    assert record.headers["Mcp-Method"] == b64(method)
+    assert "X-Injected" not in record.headers
+
+
 # ----------------------------------------------------------------------------- SSE resume
 
 def test_a_stream_closed_early_is_resumed_with_get_and_last_event_id(make_server):
