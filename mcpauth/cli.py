@@ -717,7 +717,6 @@ def _cross_app_provider(args: argparse.Namespace, from_flags: bool, client_id: s
                         options: Dict[str, Any]) -> Any:
     """CrossAppAccessProvider: the user's ID token -> ID-JAG at the IdP (RFC 8693) ->
     access token at the MCP server's authorization server (RFC 7523 §2.1)."""
-    from . import jws
     from .crossapp import CrossAppAccessProvider, discover_and_request_jwt_auth_grant
 
     id_token = _secret_from(args, from_flags, "id_token_file", "--id-token-file",
@@ -757,16 +756,12 @@ def _cross_app_provider(args: argparse.Namespace, from_flags: bool, client_id: s
             idp_client_id, idp_secret, scope=ctx.scope, session=ctx.session,
             timeout=timeout)
 
-    # Tokens are the user's: label them by the ID token's issuer and subject (read, not
-    # verified; the authorization server verifies), so a --cache file serves the same
-    # user on the next run and never another.
-    try:
-        claims = jws.decode_unverified(id_token)[1]
-        principal = "{} {}".format(claims["iss"], claims["sub"])
-        options["cache_key"] = "user:" + hashlib.sha256(
-            principal.encode("utf-8")).hexdigest()[:32]
-    except (ValueError, TypeError, KeyError):
-        pass
+    # Tokens are the user's: label them by the ID token itself, so a --cache file serves
+    # the next run with the same ID token and never another. Not by its iss and sub: they
+    # are not verified here (the IdP verifies), and anyone can write an unsigned token
+    # that claims another user's iss and sub.
+    options["cache_key"] = "id-token:" + hashlib.sha256(
+        id_token.encode("utf-8")).hexdigest()[:32]
     return CrossAppAccessProvider(assertion, client_id, secret, private_key=key,
                                   algorithm=_option(args, "algorithm"), **options)
 

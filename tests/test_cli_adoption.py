@@ -441,6 +441,19 @@ def test_cross_app_mode_end_to_end_and_from_a_warm_cache(tmp_path):
         code, out, err = run(argv)  # warm: the cached token is alice's
         assert code == 0, err
         assert len(stack.idp.token_requests()) == exchanges
+        # An ID token that merely claims to be alice's (her iss and sub, forged signature:
+        # anyone can write one) never gets her cached token: the IdP refuses it.
+        from mcpauth import jws
+
+        genuine = stack.id_token("alice@example.com")
+        header, claims = jws.decode_unverified(genuine)
+        forged = ".".join([jws.b64url_encode(json.dumps(header).encode()),
+                           jws.b64url_encode(json.dumps(claims).encode()),
+                           jws.b64url_encode(b"\x00" * 64)])
+        id_token.write_text(forged)
+        code, out, err = run(["token", stack.mcp_url] + argv[3:])
+        assert code != 0 and out == "", out
+        assert len(stack.idp.token_requests()) == exchanges + 1
         # Another user's ID token never gets alice's cached token.
         id_token.write_text(stack.id_token("bob@example.com"))
         code, out, err = run(argv)
