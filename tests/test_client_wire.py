@@ -225,6 +225,22 @@ def test_a_method_name_that_is_no_plain_header_value_goes_encoded_in_mcp_method(
     assert "X-Injected" not in record.headers
 
 
+def test_the_reason_a_tool_is_excluded_is_cleaned_peer_text(make_server):
+    # The declaration's name is the server's: a megabyte of it, or a line separator,
+    # must not reach the exception message as it is.
+    server = make_server()
+    hostile = "Bad\u2028Name " + "x" * 1000000
+    server.add_tool("hostile", lambda arguments, token: "called", "", {
+        "type": "object", "properties": {"v": {"type": "string", "x-mcp-header": hostile}}})
+    with client_for(server, protocol_version=MODERN) as client:
+        client.list_tools()
+        with pytest.raises(ProtocolError) as info:
+            client.call_tool("hostile", {"v": "x"})
+    message = str(info.value)
+    assert "excluded" in message and "not an HTTP field name token" in message
+    assert len(message) < 1000 and "\u2028" not in message
+
+
 # ----------------------------------------------------------------------------- SSE resume
 
 def test_a_stream_closed_early_is_resumed_with_get_and_last_event_id(make_server):
