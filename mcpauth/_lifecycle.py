@@ -16,8 +16,9 @@ MCP "Lifecycle", revisions 2024-11-05 to 2026-07-28:
   ``resources/read`` and ``prompts/get`` ``Mcp-Name``, and for ``tools/call`` the
   ``Mcp-Param-*`` headers of the tool's ``x-mcp-header`` parameters
   (:mod:`mcpauth._headers`; ``Mcp-Method`` is encoded as ``Mcp-Name`` is). An
-  ``UnsupportedProtocolVersion`` error (-32022) is retried once with the newest version in ``data.supported`` that the client speaks (the same
-  version again when the server lists it; a pinned client retries only its pinned one).
+  ``UnsupportedProtocolVersion`` error (-32022) is retried once with the newest version
+  in ``data.supported`` that the client speaks (the same version again when the server
+  lists it; a pinned client retries only its pinned one).
 * **Version detection** (``protocol_version=None``): the first request goes out on the
   2026-07-28 wire and its reply tells the lifecycle (:func:`lifecycle_of`), so detection
   costs no extra round trip. A legacy answer makes the client ``initialize`` with
