@@ -46,7 +46,10 @@ def encode_header_value(value: str) -> str:
              and not value.startswith(_SENTINEL))
     if plain and value:  # an empty value too: some intermediaries drop empty fields
         return value
-    return _SENTINEL + base64.b64encode(value.encode("utf-8")).decode("ascii") + "?="
+    # surrogatepass: a lone surrogate (JSON's "\ud800" decodes to one) is no
+    # UnicodeEncodeError; the server sees bytes that match no text and refuses the call.
+    raw = value.encode("utf-8", "surrogatepass")
+    return _SENTINEL + base64.b64encode(raw).decode("ascii") + "?="
 
 
 def header_bindings(input_schema: Any) -> Tuple[Optional[Bindings], Optional[str]]:

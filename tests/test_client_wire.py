@@ -17,7 +17,7 @@ import pytest
 
 from mcpauth import BearerTokenProvider, ConfigurationError, ProtocolError, TransportError
 from mcpauth.client import MCPClient
-from mcpauth._headers import header_bindings, param_headers
+from mcpauth._headers import encode_header_value, header_bindings, param_headers
 from mcpauth.errors import MCPError
 
 try:
@@ -239,6 +239,17 @@ def test_the_reason_a_tool_is_excluded_is_cleaned_peer_text(make_server):
     message = str(info.value)
     assert "excluded" in message and "not an HTTP field name token" in message
     assert len(message) < 1000 and "\u2028" not in message
+
+
+def test_lone_surrogates_in_mirrored_values_are_no_unicode_error(make_server):
+    # JSON can carry "\\ud800" (a tool name from tools/list, an argument from a JSON
+    # file); the body escapes it, and the headers must not fail on it either.
+    server = route_server(make_server)
+    with client_for(server, protocol_version=MODERN) as client:
+        client.list_tools()
+        for name, arguments in (("route", {"region": "eu\ud800"}), ("\udcff", {})):
+            with pytest.raises(MCPError):
+                client.call_tool(name, arguments)
 
 
 # ----------------------------------------------------------------------------- SSE resume
@@ -488,6 +499,13 @@ if hypothesis is not None:
         max_leaves=30)
     _ARGUMENTS = st.dictionaries(st.text(max_size=5), st.none() | st.booleans()
                                  | st.integers() | st.floats() | st.text(), max_size=4)
+
+    @hypothesis.given(st.text(st.characters(blacklist_categories=())))
+    @hypothesis.settings(max_examples=300, deadline=None, database=None)
+    def test_any_text_encodes_to_a_plain_header_value(value):  # lone surrogates too
+        encoded = encode_header_value(value)
+        assert encoded and all(" " <= ch <= "~" for ch in encoded)
+        assert encoded == encoded.strip()
 
     @hypothesis.given(_JSON, _ARGUMENTS)
     @hypothesis.settings(max_examples=200, deadline=None, database=None)
