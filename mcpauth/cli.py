@@ -1154,14 +1154,23 @@ def _error_message(exc: BaseException, url: Optional[str]) -> str:
 
 
 class _StderrWarnings(object):
-    """Shows warnings as one ``mcpauth: warning:`` line (no source line, no path)."""
+    """Shows mcpauth's warnings as one ``mcpauth: warning:`` line (no source line, no path).
+
+    Other libraries' warnings (cryptography's deprecation of an old Python on every run,
+    say) are not ours to report and would make cron mail every run: they go to the
+    ``mcpauth`` logger at DEBUG, which ``--verbose`` shows.
+    """
 
     def __init__(self, err: TextIO) -> None:
         self.err = err
 
     def __call__(self, message: Any, category: Any, filename: str, lineno: int,
                  file: Any = None, line: Any = None) -> None:
-        self.err.write("mcpauth: warning: {}\n".format(message))
+        if isinstance(category, type) and issubclass(category, MCPAuthWarning):
+            self.err.write("mcpauth: warning: {}\n".format(message))
+        else:
+            logger.debug("%s from %s: %s", getattr(category, "__name__", "warning"),
+                         os.path.basename(filename), message)
 
 
 def _setup_logging(verbose: bool, err: TextIO) -> Optional[logging.Handler]:
