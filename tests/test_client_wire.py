@@ -254,15 +254,26 @@ def test_lone_surrogates_in_mirrored_values_are_no_unicode_error(make_server):
 
 # ----------------------------------------------------------------------------- SSE resume
 
-def test_a_stream_closed_early_is_resumed_with_get_and_last_event_id(make_server):
+def closing_sse_server(make_server, closes, retry_ms):
+    """An SSE server that closes each tool call's stream ``closes`` times early."""
     server = make_server(response_mode="sse")
-    server.sse_close_early = 2
-    server.sse_retry_ms = 300
+    server.sse_close_early = closes
+    server.sse_retry_ms = retry_ms
+    return server
+
+
+def timed_add(server):
+    """Call the add tool on the legacy wire: (result, seconds the call took)."""
     with client_for(server, protocol_version=LEGACY) as client:
         client.connect()
         started = time.monotonic()
         result = client.call_tool("add", {"a": 2, "b": 3})
-        elapsed = time.monotonic() - started
+        return result, time.monotonic() - started
+
+
+def test_a_stream_closed_early_is_resumed_with_get_and_last_event_id(make_server):
+    server = closing_sse_server(make_server, 2, 300)
+    result, elapsed = timed_add(server)
     assert result["structuredContent"] == {"result": 5}
     records = [r for r in server.mcp_requests() if r.info.get("jsonrpc_method") == "tools/call"
                or r.method == "GET"]
@@ -358,14 +369,9 @@ def test_resumes_that_bring_nothing_new_back_off(make_server):
 
 
 def test_resumes_that_bring_new_events_keep_the_server_retry_time(make_server):
-    server = make_server(response_mode="sse")
-    server.sse_close_early = 5
-    server.sse_retry_ms = 0
-    with client_for(server, protocol_version=LEGACY) as client:
-        client.connect()
-        started = time.monotonic()
-        assert client.call_tool("add", {"a": 2, "b": 3})["structuredContent"] == {"result": 5}
-        assert time.monotonic() - started < 0.5
+    server = closing_sse_server(make_server, 5, 0)
+    result, elapsed = timed_add(server)
+    assert result["structuredContent"] == {"result": 5} and elapsed < 0.5
     assert len(server.requests_to(server.path, "GET")) == 5
 
 
