@@ -54,6 +54,7 @@ from .grants import (
     PrivateKeyJwt,
     TokenResponse,
     _is_access_token,
+    _vschar_problem,
     normalize_scope,
     request_token,
     select_auth_method,
@@ -490,6 +491,16 @@ class BearerTokenProvider(AuthProvider):
         if isinstance(token, str):
             if not token:
                 raise ConfigurationError("token must be a non-empty string or a callable")
+            if not _is_access_token(token):
+                # Refused now, as a client secret is; described, never shown.
+                problem = _vschar_problem(token)
+                raise ConfigurationError(
+                    "token contains {}; a bearer token is printable ASCII (RFC 6749 "
+                    "Appendix A.12){}".format(
+                        problem or "a character other than printable ASCII",
+                        "; a token read with open(...).read() keeps the file's newline: "
+                        "use .read().strip()" if problem and problem.startswith(
+                            "a line break") else ""))
             value = token
             self._source: Callable[[], Optional[str]] = lambda: value
         elif callable(token):
