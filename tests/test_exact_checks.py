@@ -20,6 +20,7 @@ checked with ``PreparedRequest`` only, so nothing is resolved.
 """
 
 import io
+import json
 import os
 import threading
 import time
@@ -34,6 +35,8 @@ from mcpauth import (
     ConfigurationError,
     FileTokenCache,
     MemoryTokenCache,
+    OAuthError,
+    ProtocolError,
     TokenResponseError,
     cli,
 )
@@ -125,6 +128,39 @@ def test_only_a_get_follows_a_same_origin_redirect():
         # the control: the same redirect of a plain GET is followed
         assert transport(HttpRequest.get_json(server.base_url + "/ping")).status == 200
         assert len(server.requests_to("/collect")) == 1
+
+
+def test_a_declared_length_over_the_cap_is_refused_before_the_body_is_read():
+    """A Content-Length over ``max_response_bytes`` is refused on the headers, with the
+    declared size in the message (the body is not read to find out)."""
+    with AuthorizationServer() as server:
+        server.set_route("/big", 200, b"x" * 101, headers={"Content-Type": "text/plain"})
+        transport = RequestsTransport(timeout=5, max_response_bytes=100)
+        with pytest.raises(ProtocolError) as info:
+            transport(HttpRequest.get_json(server.base_url + "/big"))
+        assert "is 101 bytes, over the 100 byte limit" in str(info.value)
+
+
+# -- exact issuer pin ---------------------------------------------------------------------------
+
+def test_a_pin_is_not_satisfied_by_a_listed_issuer_that_extends_it():
+    """The MCP server names only look-alikes of the pinned issuer: refused before
+    anything is fetched from any authorization server (the pinned one included)."""
+    with LoopbackStack(issuer_path="/as") as stack:
+        _pin_look_alikes(stack)
+
+
+def _pin_look_alikes(stack):
+    # the issuer has a path, so every look-alike is still a valid URL
+    for listed in look_alikes(stack.issuer):
+        stack.mcp.authorization_servers = [listed]
+        provider = ClientCredentialsProvider(stack.client_id, stack.client_secret,
+                                             expected_issuer=stack.issuer,
+                                             server_url=stack.mcp_url)
+        with pytest.raises(AuthorizationServerMismatchError) as info:
+            provider.token()
+        assert info.value.issuer == listed
+        assert stack.as_.requests == [], listed
 
 
 # -- exact audience: ID-JAG (cross-app access) ------------------------------------------------
@@ -440,3 +476,247 @@ def test_processes_sharing_a_file_cache_renew_once(tmp_path):
         assert len(stack.as_.token_requests()) == 2        # the first token + one renewal
         assert len(results) == 2 and results[0] == results[1] != old
         assert first.token() == second.token() == results[0]
+
+
+def test_an_expired_token_is_never_handed_out_while_another_thread_renews(new_session):
+    """Past expiry (not merely in the renewal window) nobody may take the old token:
+    the threads that do not renew wait for the one that does."""
+    clock = FakeClock()
+    with LoopbackStack(as_options={"clock": clock, "token_lifetime": 3600}) as stack:
+        provider = ClientCredentialsProvider(stack.client_id, stack.client_secret,
+                                             server_url=stack.mcp_url, clock=clock,
+                                             refresh_skew=60)
+        old = provider.token()
+        clock.now += 3601
+        stack.as_.delay = 0.5
+        barrier = threading.Barrier(4)
+        results = []
+
+        def worker():
+            barrier.wait()
+            results.append(provider.token())
+
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        assert len(results) == 4 and old not in results
+        assert len(set(results)) == 1
+        assert len(stack.as_.token_requests()) == 2
+
+
+def test_a_renewal_refused_for_good_is_reported_not_hidden(caplog):
+    """In the renewal window a transient failure keeps the current token (logged); an
+    OAuth refusal such as invalid_client is not transient and is raised."""
+    clock = FakeClock()
+    with LoopbackStack(as_options={"clock": clock, "token_lifetime": 3600}) as stack:
+        provider = ClientCredentialsProvider(stack.client_id, stack.client_secret,
+                                             server_url=stack.mcp_url, clock=clock,
+                                             refresh_skew=60)
+        old = provider.token()
+        clock.now += 3570
+        stack.as_.fail_next("temporarily_unavailable", status=503)
+        assert provider.token() == old
+        stack.as_.fail_next("invalid_client", status=401)
+        with pytest.raises(OAuthError) as info:
+            provider.token()
+        assert info.value.error == "invalid_client"
+        # a 4xx without an OAuth error body is not an outage either
+        stack.as_.set_route(stack.as_.token_path, 400, b"bad request", times=1,
+                            headers={"Content-Type": "text/plain"})
+        with pytest.raises(TokenResponseError) as info:
+            provider.token()
+        assert info.value.status_code == 400 and not info.value.retryable
+        assert len(stack.as_.token_requests()) == 4
+
+
+def test_a_burst_of_401s_for_one_token_renews_once(new_session):
+    """Eight requests carry the same (revoked) token and are all refused: the first to
+    handle its 401 re-discovers and renews; the others take the new token (no second
+    discovery, no second token request)."""
+    with LoopbackStack() as stack:
+        provider = ClientCredentialsProvider(stack.client_id, stack.client_secret)
+        session = new_session()
+        session.auth = provider
+        assert rpc(session, stack.mcp_url).status_code == 200
+        stack.as_.revoke()
+        stack.as_.delay = 0.3
+        metadata = len(stack.as_.metadata_requests())
+        prm = len(stack.mcp.prm_requests())
+        barrier = threading.Barrier(8)
+        statuses = []
+
+        def worker(i):
+            s = new_session()
+            s.auth = provider
+            barrier.wait()
+            statuses.append(rpc(s, stack.mcp_url, msg_id=10 + i).status_code)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert statuses == [200] * 8
+        assert len(stack.as_.token_requests()) == 2
+        assert len(stack.as_.metadata_requests()) == metadata + 1
+        assert len(stack.mcp.prm_requests()) == prm + 1
+
+
+def test_a_403_that_is_not_insufficient_scope_is_returned_as_it_is(new_session):
+    """Only ``error="insufficient_scope"`` starts a step-up (RFC 6750 §3.1, SEP-2350);
+    another 403 with a challenge is the server's answer, not a reason for a new token."""
+    with LoopbackStack() as stack:
+        session = new_session()
+        session.auth = ClientCredentialsProvider(stack.client_id, stack.client_secret)
+        assert rpc(session, stack.mcp_url).status_code == 200
+        stack.mcp.set_route(stack.mcp.path, 403, {"error": "forbidden"}, method="POST",
+                            times=1, headers={"WWW-Authenticate":
+                                              'Bearer error="invalid_token", scope="admin"'})
+        reply = rpc(session, stack.mcp_url, msg_id=2)
+        assert reply.status_code == 403 and reply.history == []
+        assert len(stack.as_.token_requests()) == 1
+
+
+def test_basic_credentials_use_the_standard_base64_alphabet(stack):
+    """RFC 7617 §2 / RFC 4648 §4: Basic uses base64 with "+" and "/", not base64url. A
+    "~" (unreserved, so left as it is by the RFC 6749 §2.3.1 form-encoding) every third
+    octet produces them."""
+    stack.as_.register_client("c~", client_secret="~~~~~~~~~")
+    provider = ClientCredentialsProvider("c~", "~~~~~~~~~", server_url=stack.mcp_url,
+                                         token_endpoint_auth_method="client_secret_basic")
+    assert provider.token()
+    (record,) = stack.as_.token_requests()
+    assert record.info["auth_method"] == "client_secret_basic"
+    assert record.info["client_id"] == "c~"
+
+
+# -- cached discovery results are re-checked against the provider's policy ---------------------
+
+def _plant(path, genuine, hostile):
+    """Rewrite ``genuine`` to ``hostile`` in every string value (not in the keys) of the
+    cache file: what a local user who can write the file could do."""
+    def swap(value):
+        if isinstance(value, dict):
+            return {k: swap(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [swap(v) for v in value]
+        if isinstance(value, str):
+            return value.replace(genuine, hostile)
+        return value
+
+    with open(path) as f:
+        doc = json.load(f)
+    planted = swap(doc)
+    assert planted != doc
+    with open(path, "w") as f:
+        json.dump(planted, f)
+
+
+def test_a_cached_discovery_naming_another_issuer_is_not_used_by_a_pinned_provider(tmp_path):
+    """Even with allow_issuer_change=True, expected_issuer is a pin: a cached target
+    naming another AS is discarded and discovery runs again."""
+    path = str(tmp_path / "cache.json")
+    with LoopbackStack() as stack, AuthorizationServer() as evil:
+        evil.register_client(stack.client_id, client_secret=stack.client_secret)
+
+        def provider(scope):
+            return ClientCredentialsProvider(
+                stack.client_id, stack.client_secret, expected_issuer=stack.issuer,
+                allow_issuer_change=True, scope=scope, server_url=stack.mcp_url,
+                cache=FileTokenCache(path))
+
+        assert provider("a").token()
+        _plant(path, stack.issuer, evil.issuer)
+        assert provider("b").token()                     # another scope: a new token
+        assert evil.requests == []
+        assert len(stack.as_.token_requests()) == 2
+
+
+def test_a_cached_discovery_naming_another_issuer_does_not_break_a_bound_provider(tmp_path):
+    """A provider bound to its first AS finds, for a second server, a cached target
+    naming another AS: it is ignored (discovery runs again and finds the bound AS)."""
+    path = str(tmp_path / "cache.json")
+    with AuthorizationServer() as genuine, AuthorizationServer() as evil:
+        for server in (genuine, evil):
+            server.register_client("c", client_secret="pw")
+        with MCPServer(authorization_servers=[genuine]) as a, \
+                MCPServer(authorization_servers=[genuine]) as b:
+            assert ClientCredentialsProvider("c", "pw", cache=FileTokenCache(path)).token(b.url)
+            _plant(path, genuine.issuer, evil.issuer)
+            provider = ClientCredentialsProvider("c", "pw", cache=FileTokenCache(path))
+            assert provider.token(a.url)                 # bound to genuine now
+            assert provider.token(b.url)
+            assert evil.requests == []
+
+
+def test_pinned_providers_sharing_a_cache_file_keep_their_discovery_apart(tmp_path):
+    """Two jobs pinned to different AS for one MCP server share a cache file; the next
+    run of each starts warm: no metadata fetched again."""
+    path = str(tmp_path / "cache.json")
+    with AuthorizationServer() as as1, AuthorizationServer() as as2:
+        as1.register_client("c", client_secret="pw")
+        as2.register_client("c", client_secret="pw")
+        with MCPServer(authorization_servers=[as1, as2]) as mcp:
+            def run(server):
+                return ClientCredentialsProvider("c", "pw", expected_issuer=server.issuer,
+                                                 cache=FileTokenCache(path)).token(mcp.url)
+
+            first = {s.issuer: run(s) for s in (as1, as2)}
+            fetched = (len(as1.metadata_requests()), len(as2.metadata_requests()))
+            again = {s.issuer: run(s) for s in (as1, as2)}
+            assert again == first
+            assert (len(as1.metadata_requests()), len(as2.metadata_requests())) == fetched
+            assert len(as1.token_requests()) == 1 and len(as2.token_requests()) == 1
+
+
+# -- ID-JAG reuse ends at the earlier of its exp and the IdP's expires_in ----------------------
+
+@pytest.mark.parametrize("exp_after, expires_in", [(600, 60), (60, 600)],
+                         ids=["expires_in-first", "exp-first"])
+def test_an_id_jag_is_reused_only_until_the_earlier_expiry(exp_after, expires_in):
+    pytest.importorskip("cryptography")
+    from mcpauth import CrossAppAccessProvider, JwtAuthGrant
+
+    clock = FakeClock()
+    with LoopbackStack(idp=True, as_options={"clock": clock, "token_lifetime": 40}) as stack:
+        stack.as_.reject_replayed_id_jag = False   # re-redeeming an ID-JAG is allowed
+        calls = []
+
+        def callback(ctx):
+            now = int(clock())
+            header = {"typ": "oauth-id-jag+jwt"}
+            claims = {"iss": stack.idp.issuer, "sub": "alice", "aud": stack.issuer,
+                      "client_id": stack.client_id, "resource": ctx.resource_url,
+                      "iat": now, "exp": now + exp_after, "jti": os.urandom(8).hex()}
+            calls.append(now)
+            return JwtAuthGrant(stack.idp.sign(claims, header), expires_in=expires_in)
+
+        provider = CrossAppAccessProvider(callback, stack.client_id, stack.client_secret,
+                                          server_url=stack.mcp_url, clock=clock)
+        assert provider.token()
+        assert len(calls) == 1
+        clock.now += 45        # the access token (40 s) expired; the ID-JAG is due too
+        assert provider.token()
+        assert len(calls) == 2
+        assert len(stack.as_.token_requests()) == 2
+
+
+# -- the cache's temporary file is never opened through a planted link -------------------------
+
+def test_a_planted_link_at_the_temporary_name_is_not_followed(tmp_path, monkeypatch):
+    """The temporary name has 48 random bits; suppose another local user guessed it and
+    put a symlink there. The write must fail (O_EXCL, O_NOFOLLOW) rather than write
+    tokens into the file the link points to."""
+    import mcpauth.cache
+
+    monkeypatch.setattr(mcpauth.cache.secrets, "token_hex", lambda n: "guessed")
+    path = tmp_path / "cache.json"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched")
+    os.symlink(str(victim), str(tmp_path / ".cache.json.guessed.tmp"))
+    cache = FileTokenCache(str(path))
+    with pytest.warns(Warning):
+        cache.set_discovery("https://mcp.example.com/mcp", {"issuer": "x"})
+    assert victim.read_text() == "untouched"
