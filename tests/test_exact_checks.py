@@ -222,13 +222,15 @@ def test_a_workload_jwt_whose_aud_only_resembles_the_server_is_not_sent(stack):
 
     for named in (stack.issuer, stack.as_.token_endpoint):
         for aud in look_alikes(named):
-            provider = WorkloadIdentityProvider(lambda: minted(aud), server_url=stack.mcp_url)
+            provider = WorkloadIdentityProvider(lambda a=aud: minted(a),
+                                                server_url=stack.mcp_url)
             with pytest.raises(AuthorizationServerMismatchError) as info:
                 provider.token()
             assert info.value.expected_issuer == aud
             assert stack.as_.token_requests() == [], aud
     for aud in (stack.issuer, stack.as_.token_endpoint):  # the controls
-        provider = WorkloadIdentityProvider(lambda: minted(aud), server_url=stack.mcp_url)
+        provider = WorkloadIdentityProvider(lambda a=aud: minted(a),
+                                            server_url=stack.mcp_url)
         assert provider.token()
     assert len(stack.as_.token_requests()) == 2
 

@@ -35,7 +35,7 @@ def mutant(id, file, original, replacement, reason, tests, equivalent=None):
                           tuple(tests), equivalent))
 
 
-# -- redirects of credentialed requests (OAuth 2.1 §7.5.3) ----------------------------------
+# -- redirects of credentialed requests (OAuth 2.1 §7.5.3) ---------------------------------
 mutant("redirect-credentialed", "transport.py",
        "and not request.credentialed and hops < self.max_redirects",
        "and hops < self.max_redirects",
@@ -57,7 +57,7 @@ mutant("redirect-one-more", "transport.py",
        "one same-origin redirect more than max_redirects is followed",
        [T_TRANSPORT])
 
-# -- https policy ---------------------------------------------------------------------------------
+# -- https policy --------------------------------------------------------------------------
 mutant("https-flag-inverted", "transport.py",
        'if scheme == "http" and not allow_insecure_http and not is_loopback_host(host):',
        'if scheme == "http" and allow_insecure_http and not is_loopback_host(host):',
@@ -94,7 +94,7 @@ mutant("body-cap-stream", "transport.py",
        "a streamed body over the cap is read",
        [T_TRANSPORT])
 
-# -- secrets in reprs -----------------------------------------------------------------------------
+# -- secrets in reprs ----------------------------------------------------------------------
 mutant("repr-header-case", "transport.py",
        '"[secure]" if k.lower() in SENSITIVE_HEADERS else v',
        '"[secure]" if k in SENSITIVE_HEADERS else v',
@@ -116,7 +116,7 @@ mutant("peer-text-limit", "errors.py",
        "peer text is not truncated",
        [T_ERRORS])
 
-# -- issuer match (RFC 8414 §3.3) and pinning --------------------------------------------------
+# -- issuer match (RFC 8414 §3.3) and pinning ----------------------------------------------
 mutant("issuer-normalised", "discovery.py",
        "    if received != issuer:\n",
        '    if received.rstrip("/") != issuer.rstrip("/"):\n',
@@ -160,7 +160,7 @@ mutant("outage-429-skipped", "discovery.py",
        "a 429 is taken for 'not published here' instead of a retryable outage",
        [T_DISCOVERY])
 
-# -- resource validation (RFC 9728 §3.3, RFC 8707) ------------------------------------------------
+# -- resource validation (RFC 9728 §3.3, RFC 8707) -----------------------------------------
 mutant("resource-prefix", "discovery.py",
        "    if received == expected:\n        return\n",
        "    if expected.startswith(received):\n        return\n",
@@ -182,7 +182,7 @@ mutant("resource-origin", "discovery.py",
        "with allow_prefix, another port or scheme on the host is accepted",
        [T_DISCOVERY])
 
-# -- server binding of tokens (server_url=, resource=) -------------------------------------------
+# -- server binding of tokens (server_url=, resource=) -------------------------------------
 mutant("bind-path-segment", "providers.py",
        'or s.path.startswith(base_path + "/")',
        "or s.path.startswith(base_path)",
@@ -199,7 +199,7 @@ mutant("bind-userinfo", "providers.py",
        "userinfo in a request URL becomes the RFC 8707 resource and the cache key",
        [T_E2E, T_BEARER, T_EXACT])
 
-# -- issuer binding (SEP-2352) and cached discovery -----------------------------------------
+# -- issuer binding (SEP-2352) and cached discovery ----------------------------------------
 mutant("bind-issuer", "providers.py",
        "            if bound is None or bound == issuer:\n",
        "            if bound is None or issuer is not None:\n",
@@ -221,7 +221,7 @@ mutant("cached-target-bound", "providers.py",
        "a cached discovery result naming another AS is used by a bound provider",
        [T_EXACT, T_E2E, T_CACHE])
 
-# -- token cache key --------------------------------------------------------------------------
+# -- token cache key -----------------------------------------------------------------------
 mutant("key-issuer", "providers.py",
        "return token_key(target.issuer, target.resource, client,",
        "return token_key(None, target.resource, client,",
@@ -248,7 +248,7 @@ mutant("discovery-key-pin", "providers.py",
        "providers pinned to different AS share a cached discovery result",
        [T_EXACT, T_E2E, T_CACHE])
 
-# -- expiry arithmetic and single-flight ---------------------------------------------------------
+# -- expiry arithmetic and single-flight ---------------------------------------------------
 mutant("refresh-min", "providers.py",
        "refresh_at = max(token.received_at + lifetime / 2.0, expires_at - self.refresh_skew)",
        "refresh_at = min(token.received_at + lifetime / 2.0, expires_at - self.refresh_skew)",
@@ -306,7 +306,7 @@ mutant("retryable-4xx", "grants.py",
        "a 4xx without an OAuth body counts as a transient outage",
        [T_EXACT, T_GRANTS, T_E2E, T_CLI])
 
-# -- 401 / 403 bounds --------------------------------------------------------------------------
+# -- 401 / 403 bounds ----------------------------------------------------------------------
 mutant("401-twice", "providers.py",
        "        if retry.status_code == 401:\n            _discard(retry)\n",
        "        if retry.status_code == 401 and False:\n            _discard(retry)\n",
@@ -330,7 +330,7 @@ mutant("exit-401-403", "cli.py",
        "a 403 refusal exits 5 (protocol) instead of 3 (authorization)",
        [T_CLI])
 
-# -- client authentication encoding (RFC 6749 §2.3.1) ---------------------------------------------
+# -- client authentication encoding (RFC 6749 §2.3.1) --------------------------------------
 mutant("basic-id-encoding", "grants.py",
        'raw = "{}:{}".format(quote_plus(client_id, safe=""), quote_plus(secret, safe=""))',
        'raw = "{}:{}".format(client_id, quote_plus(secret, safe=""))',
@@ -357,7 +357,7 @@ mutant("duplicate-parameter", "grants.py",
        "a parameter sent twice (RFC 6749 §3.2)",
        [T_GRANTS])
 
-# -- token response checks -------------------------------------------------------------------------
+# -- token response checks -----------------------------------------------------------------
 mutant("access-token-dollar", "grants.py",
        '_ACCESS_TOKEN = re.compile(r"\\A[\\x20-\\x7e]+\\Z")',
        '_ACCESS_TOKEN = re.compile(r"^[\\x20-\\x7e]+$")',
@@ -374,7 +374,7 @@ mutant("issued-token-type", "grants.py",
        "an RFC 8693 exchange returning another token type is accepted",
        [T_GRANTS, T_CROSSAPP])
 
-# -- assertion claims (RFC 7523 §3) ----------------------------------------------------------------
+# -- assertion claims (RFC 7523 §3) --------------------------------------------------------
 mutant("assertion-aud", "grants.py",
        "        audience = self.audience or issuer\n",
        "        audience = self.audience or token_endpoint\n",
@@ -406,7 +406,7 @@ mutant("assertion-registered-claims", "grants.py",
        "extra claims replace aud, iss or exp",
        [T_GRANTS])
 
-# -- signature encoding (RFC 7515, 7518) -----------------------------------------------------------
+# -- signature encoding (RFC 7515, 7518) ---------------------------------------------------
 mutant("ecdsa-der", "jws.py",
        'return r.to_bytes(size, "big") + s.to_bytes(size, "big")',
        "return self._key.sign(data, ec.ECDSA(hash_alg))",
@@ -435,7 +435,7 @@ mutant("jws-alg-header", "jws.py",
        equivalent="the line above already refuses a headers['alg'] that differs, so "
                   "setdefault and assignment always leave the same value")
 
-# -- audience checks of tokens we pass on ------------------------------------------------------------
+# -- audience checks of tokens we pass on --------------------------------------------------
 mutant("idjag-aud-prefix", "crossapp.py",
        'return audience in (issuer, issuer + "/") or audience + "/" == issuer',
        "return audience.startswith(issuer)",
@@ -482,7 +482,7 @@ mutant("workload-expired", "workload.py",
        "a workload JWT expired minutes ago is still sent",
        [T_WORKLOAD])
 
-# -- cache file permissions --------------------------------------------------------------------------
+# -- cache file permissions ----------------------------------------------------------------
 mutant("cache-file-mode", "cache.py",
        "os.fchmod(fd, 0o600)  # whatever the umask did",
        "os.fchmod(fd, 0o644)  # whatever the umask did",
@@ -504,7 +504,7 @@ mutant("cache-lock-mode", "cache.py",
        "the lock file is created world-writable and followed through a symlink",
        [T_CACHE])
 
-# -- the command's refusals -----------------------------------------------------------------------------
+# -- the command's refusals ----------------------------------------------------------------
 mutant("cli-refuse-secret-flags", "cli.py",
        'if hasattr(args, "refused_" + flag[2:].replace("-", "_")):',
        'if hasattr(args, "refused_" + flag[2:].replace("-", "_")) and flag == "--password":',

@@ -55,7 +55,6 @@ def applies(m):
 
 def pytest(tree, tests, timeout):
     env = dict(os.environ, PYTHONPATH=tree, PYTHONDONTWRITEBYTECODE="1")
-    env.pop("PYTHONHASHSEED", None)
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
            "-o", "addopts=", "--no-header"] + list(tests)
     start = time.monotonic()
