@@ -116,6 +116,22 @@ mutant("peer-text-limit", "errors.py",
        "peer text is not truncated",
        [T_ERRORS])
 
+mutant("redact-url-query", "transport.py",
+       'return urlunsplit((parts.scheme, host, parts.path, "", ""))',
+       'return urlunsplit((parts.scheme, host, parts.path, parts.query, ""))',
+       "a query string (which may carry a key or token) reaches messages and logs",
+       [T_TRANSPORT])
+mutant("repr-request-url", "transport.py",
+       "self.method, redact_url(self.url), headers, body, self.credentialed)",
+       "self.method, self.url, headers, body, self.credentialed)",
+       "userinfo and query of a request URL show in its repr",
+       [T_TRANSPORT])
+mutant("bearer-source-syntax", "providers.py",
+       "        if not _is_access_token(value):\n",
+       "        if not value:\n",
+       "a token source returning a value with CR LF injects a header",
+       [T_BEARER])
+
 # -- issuer match (RFC 8414 §3.3) and pinning ----------------------------------------------
 mutant("issuer-normalised", "discovery.py",
        "    if received != issuer:\n",
@@ -149,6 +165,11 @@ mutant("ssrf-link-local", "discovery.py",
        "address.is_multicast",
        "169.254.169.254 named by a resource server is fetched",
        [T_DISCOVERY])
+mutant("ssrf-as-url", "discovery.py",
+       "        validate_resource_metadata_url(chosen, server_url)\n",
+       "",
+       "an authorization server at 169.254.169.254 named by the resource server is fetched",
+       [T_DISCOVERY, T_E2E])
 mutant("ssrf-loopback", "discovery.py",
        "or (address.is_loopback and not is_loopback_host(server_host))):",
        "):",
