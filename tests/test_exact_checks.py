@@ -411,7 +411,7 @@ def test_the_command_refuses_a_secret_flag_with_its_own_message(stack, monkeypat
 
 def test_one_renewal_in_the_renewal_window_and_nobody_waits_for_it(new_session):
     """Eight threads find the token in its renewal window at once: one renews (slowly),
-    the other seven keep the still-valid token without waiting."""
+    the other seven keep the still-valid token and are done before the renewal is."""
     clock = FakeClock()
     with LoopbackStack(as_options={"clock": clock, "token_lifetime": 3600}) as stack:
         provider = ClientCredentialsProvider(stack.client_id, stack.client_secret,
@@ -426,22 +426,21 @@ def test_one_renewal_in_the_renewal_window_and_nobody_waits_for_it(new_session):
 
         def worker():
             barrier.wait()
-            start = time.monotonic()
             token = provider.token()
             with lock:
-                results.append((token, time.monotonic() - start))
+                results.append((token, time.monotonic()))
 
         threads = [threading.Thread(target=worker) for _ in range(8)]
         for t in threads:
             t.start()
         for t in threads:
-            t.join(20)
+            t.join(30)
         assert len(results) == 8
         assert len(stack.as_.token_requests()) == 2        # the first token + one renewal
         renewed = [r for r in results if r[0] != old]
         kept = [r for r in results if r[0] == old]
-        assert len(renewed) == 1 and renewed[0][1] >= 1.4
-        assert len(kept) == 7 and all(elapsed < 1.0 for _, elapsed in kept)
+        assert len(renewed) == 1 and len(kept) == 7
+        assert all(done < renewed[0][1] for _, done in kept)
         assert provider.token() == renewed[0][0]
 
 
