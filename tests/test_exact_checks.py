@@ -74,6 +74,28 @@ def look_alikes(url):
     return [url + ".evil.net", url + "-admin", url + "/evil", url + "//", url[:-1]]
 
 
+def at_once(calls, timeout=30):
+    """Run each zero-argument callable in its own thread, released together."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call):
+        barrier.wait()
+        call()
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+
+
+def clocked_provider(stack, clock, **kw):
+    """A client secret provider on ``clock``, renewing 60 s before expiry."""
+    return ClientCredentialsProvider(stack.client_id, stack.client_secret,
+                                     server_url=stack.mcp_url, clock=clock,
+                                     refresh_skew=60, **kw)
+
+
 @pytest.fixture
 def stack():
     with LoopbackStack() as s:
@@ -357,11 +379,7 @@ def test_two_servers_naming_different_authorization_servers_at_once():
                 except Exception as exc:  # recorded and checked below
                     outcomes[url] = exc
 
-            threads = [threading.Thread(target=run, args=(u,)) for u in (a.url, b.url)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(30)
+            at_once([lambda u=u: run(u) for u in (a.url, b.url)])
             refused = [o for o in outcomes.values()
                        if isinstance(o, AuthorizationServerMismatchError)]
             granted = [o for o in outcomes.values() if isinstance(o, str)]
@@ -414,27 +432,17 @@ def test_one_renewal_in_the_renewal_window_and_nobody_waits_for_it(new_session):
     the other seven keep the still-valid token and are done before the renewal is."""
     clock = FakeClock()
     with LoopbackStack(as_options={"clock": clock, "token_lifetime": 3600}) as stack:
-        provider = ClientCredentialsProvider(stack.client_id, stack.client_secret,
-                                             server_url=stack.mcp_url, clock=clock,
-                                             refresh_skew=60)
+        provider = clocked_provider(stack, clock)
         old = provider.token()
         clock.now += 3570
         stack.as_.delay = 1.5
-        barrier = threading.Barrier(8)
         results = []
-        lock = threading.Lock()
 
         def worker():
-            barrier.wait()
             token = provider.token()
-            with lock:
-                results.append((token, time.monotonic()))
+            results.append((token, time.monotonic()))
 
-        threads = [threading.Thread(target=worker) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
+        at_once([worker] * 8)
         assert len(results) == 8
         assert len(stack.as_.token_requests()) == 2        # the first token + one renewal
         renewed = [r for r in results if r[0] != old]
@@ -451,29 +459,15 @@ def test_processes_sharing_a_file_cache_renew_once(tmp_path):
     clock = FakeClock()
     path = str(tmp_path / "tokens.json")
     with LoopbackStack(as_options={"clock": clock, "token_lifetime": 3600}) as stack:
-        def provider():
-            return ClientCredentialsProvider(stack.client_id, stack.client_secret,
-                                             server_url=stack.mcp_url, clock=clock,
-                                             refresh_skew=60, cache=FileTokenCache(path))
-
-        first, second = provider(), provider()
+        first, second = (clocked_provider(stack, clock, cache=FileTokenCache(path))
+                         for _ in range(2))
         old = first.token()
         assert second.token() == old
         assert len(stack.as_.token_requests()) == 1
         clock.now += 3570
         stack.as_.delay = 1.0
-        barrier = threading.Barrier(2)
         results = []
-
-        def worker(p):
-            barrier.wait()
-            results.append(p.token())
-
-        threads = [threading.Thread(target=worker, args=(p,)) for p in (first, second)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(20)
+        at_once([lambda p=p: results.append(p.token()) for p in (first, second)])
         assert len(stack.as_.token_requests()) == 2        # the first token + one renewal
         assert len(results) == 2 and results[0] == results[1] != old
         assert first.token() == second.token() == results[0]
@@ -484,24 +478,12 @@ def test_an_expired_token_is_never_handed_out_while_another_thread_renews(new_se
     the threads that do not renew wait for the one that does."""
     clock = FakeClock()
     with LoopbackStack(as_options={"clock": clock, "token_lifetime": 3600}) as stack:
-        provider = ClientCredentialsProvider(stack.client_id, stack.client_secret,
-                                             server_url=stack.mcp_url, clock=clock,
-                                             refresh_skew=60)
+        provider = clocked_provider(stack, clock)
         old = provider.token()
         clock.now += 3601
         stack.as_.delay = 0.5
-        barrier = threading.Barrier(4)
         results = []
-
-        def worker():
-            barrier.wait()
-            results.append(provider.token())
-
-        threads = [threading.Thread(target=worker) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(20)
+        at_once([lambda: results.append(provider.token())] * 4)
         assert len(results) == 4 and old not in results
         assert len(set(results)) == 1
         assert len(stack.as_.token_requests()) == 2
@@ -512,9 +494,7 @@ def test_a_renewal_refused_for_good_is_reported_not_hidden(caplog):
     OAuth refusal such as invalid_client is not transient and is raised."""
     clock = FakeClock()
     with LoopbackStack(as_options={"clock": clock, "token_lifetime": 3600}) as stack:
-        provider = ClientCredentialsProvider(stack.client_id, stack.client_secret,
-                                             server_url=stack.mcp_url, clock=clock,
-                                             refresh_skew=60)
+        provider = clocked_provider(stack, clock)
         old = provider.token()
         clock.now += 3570
         stack.as_.fail_next("temporarily_unavailable", status=503)
@@ -545,20 +525,12 @@ def test_a_burst_of_401s_for_one_token_renews_once(new_session):
         stack.as_.delay = 0.3
         metadata = len(stack.as_.metadata_requests())
         prm = len(stack.mcp.prm_requests())
-        barrier = threading.Barrier(8)
-        statuses = []
-
-        def worker(i):
-            s = new_session()
+        sessions = [new_session() for _ in range(8)]
+        for s in sessions:
             s.auth = provider
-            barrier.wait()
-            statuses.append(rpc(s, stack.mcp_url, msg_id=10 + i).status_code)
-
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
+        statuses = []
+        at_once([lambda s=s, i=i: statuses.append(rpc(s, stack.mcp_url, 10 + i).status_code)
+                 for i, s in enumerate(sessions)])
         assert statuses == [200] * 8
         assert len(stack.as_.token_requests()) == 2
         assert len(stack.as_.metadata_requests()) == metadata + 1
