@@ -3,9 +3,11 @@
 Each mutant is (file, exact original snippet, replacement, reason, tests). The snippet is
 matched as text, not by line number, so mutants survive unrelated edits; a snippet that
 no longer occurs exactly once is reported as "not applicable" (update it when the code
-moves). ``tests`` are the test files (or node ids) that must fail when the mutant is
-applied, fastest killer first; ``equivalent`` explains a mutant that cannot change
-behaviour (it is listed, not run).
+moves). Where the same bug has had more than one spelling of the code, ``original`` and
+``replacement`` (and ``file``, if it moved) are tuples of the forms, tried in order.
+``tests`` are the test files (or node ids) that must fail when the mutant is applied,
+fastest killer first; ``equivalent`` explains a mutant that cannot change behaviour (it
+is listed, not run).
 
 Run it with ``tox -e mutation`` or ``python tests/mutation/run.py``.
 """
@@ -31,8 +33,11 @@ MUTANTS = []
 
 
 def mutant(id, file, original, replacement, reason, tests, equivalent=None):
-    MUTANTS.append(Mutant(id, "mcpauth/" + file, original, replacement, reason,
-                          tuple(tests), equivalent))
+    if isinstance(file, str):
+        file = "mcpauth/" + file
+    else:
+        file = tuple("mcpauth/" + f for f in file)
+    MUTANTS.append(Mutant(id, file, original, replacement, reason, tuple(tests), equivalent))
 
 
 # -- redirects of credentialed requests (OAuth 2.1 §7.5.3) ---------------------------------
@@ -106,19 +111,24 @@ mutant("repr-form-secret", "transport.py",
        "client_secret shows in a token request repr",
        [T_TRANSPORT])
 mutant("peer-text-c1", "errors.py",
-       'return (ch < " " or "\\x7f" <= ch <= "\\x9f" or ch in "\\u2028\\u2029"',
-       'return (ch < " " or ch in "\\u2028\\u2029"',
-       "DEL and C1 controls (NEL) from a peer reach messages and logs",
+       ('return (ch < " " or "\\x7f" <= ch <= "\\x9f" or ch in "\\u2028\\u2029"',
+        '_UNSAFE_CATEGORIES = frozenset(["Cc", "Cf", "Zl", "Zp", "Cs"])'),
+       ('return (ch < " " or ch in "\\u2028\\u2029"',
+        '_UNSAFE_CATEGORIES = frozenset(["Zl", "Zp", "Cs"])'),
+       "control characters (DEL, C1 such as NEL) from a peer reach messages and logs",
        [T_ERRORS])
 mutant("peer-text-limit", "errors.py",
-       "if len(out) > limit:",
-       "if len(out) > 100 * limit:",
+       ("if len(out) > limit:", "    if len(value) > limit:\n        return clean_text("),
+       ("if len(out) > 100 * limit:",
+        "    if len(value) > 100 * limit:\n        return clean_text("),
        "peer text is not truncated",
        [T_ERRORS])
 
 mutant("redact-url-query", "transport.py",
-       'return urlunsplit((parts.scheme, host, parts.path, "", ""))',
-       'return urlunsplit((parts.scheme, host, parts.path, parts.query, ""))',
+       ('return urlunsplit((parts.scheme, host, parts.path, "", ""))',
+        'return clean_text(urlunsplit((parts.scheme, host, parts.path, "", "")))'),
+       ('return urlunsplit((parts.scheme, host, parts.path, parts.query, ""))',
+        'return clean_text(urlunsplit((parts.scheme, host, parts.path, parts.query, "")))'),
        "a query string (which may carry a key or token) reaches messages and logs",
        [T_TRANSPORT])
 mutant("repr-request-url", "transport.py",
@@ -237,8 +247,9 @@ mutant("cached-target-pin", "providers.py",
        "a cached discovery result naming another issuer is used despite the pin",
        [T_EXACT, T_E2E, T_CACHE])
 mutant("cached-target-bound", "providers.py",
-       "return bound is None or target.issuer == bound or self.allow_issuer_change",
-       "return True",
+       ("return bound is None or target.issuer == bound or self.allow_issuer_change",
+        "if bound is not None and target.issuer != bound and not self.allow_issuer_change:"),
+       ("return True", "if False:"),
        "a cached discovery result naming another AS is used by a bound provider",
        [T_EXACT, T_E2E, T_CACHE])
 
@@ -249,8 +260,10 @@ mutant("key-issuer", "providers.py",
        "tokens of two AS (same client id and resource) share a cache entry",
        [T_EXACT, T_E2E])
 mutant("key-issuer-scheme", "cache.py",
-       "return json.dumps([issuer, resource, client_id, scopes]",
-       "return json.dumps([resource, client_id, scopes]",
+       ("return json.dumps([issuer, resource, client_id, scopes]",
+        "return json.dumps([issuer, resource, client_id, scopes, credential]"),
+       ("return json.dumps([resource, client_id, scopes]",
+        "return json.dumps([resource, client_id, scopes, credential]"),
        "the key scheme itself drops the issuer",
        [T_EXACT, T_CACHE])
 mutant("key-principal", "providers.py",
@@ -259,13 +272,17 @@ mutant("key-principal", "providers.py",
        "tokens of two users or workloads (same client) share a cache entry",
        [T_CROSSAPP, T_WORKLOAD, T_E2E])
 mutant("key-resource", "cache.py",
-       "return json.dumps([issuer, resource, client_id, scopes]",
-       "return json.dumps([issuer, client_id, scopes]",
+       ("return json.dumps([issuer, resource, client_id, scopes]",
+        "return json.dumps([issuer, resource, client_id, scopes, credential]"),
+       ("return json.dumps([issuer, client_id, scopes]",
+        "return json.dumps([issuer, client_id, scopes, credential]"),
        "tokens for two MCP servers of one AS share a cache entry",
        [T_E2E, T_CACHE])
-mutant("discovery-key-pin", "providers.py",
-       "return json.dumps([server, self.client_id, self.expected_issuer, self.issuer,",
-       "return json.dumps([server, self.client_id, self.issuer,",
+mutant("discovery-key-pin", ("providers.py", "cache.py"),
+       ("return json.dumps([server, self.client_id, self.expected_issuer, self.issuer,",
+        "return json.dumps([server_url, client_id, expected_issuer, issuer, token_endpoint,"),
+       ("return json.dumps([server, self.client_id, self.issuer,",
+        "return json.dumps([server_url, client_id, issuer, token_endpoint,"),
        "providers pinned to different AS share a cached discovery result",
        [T_EXACT, T_E2E, T_CACHE])
 
@@ -317,8 +334,10 @@ mutant("single-flight-401", "providers.py",
        "every thread refused with the same token fetches a new one",
        [T_EXACT, T_E2E])
 mutant("fallback-non-retryable", "providers.py",
-       "and self._clock() < fallback.expires_at and exc.retryable:",
-       "and self._clock() < fallback.expires_at:",
+       ("and self._clock() < fallback.expires_at and exc.retryable:",
+        "if fallback is not None and self._still_valid(fallback) and exc.retryable:"),
+       ("and self._clock() < fallback.expires_at:",
+        "if fallback is not None and self._still_valid(fallback):"),
        "a revoked client (invalid_client) keeps using its old token silently",
        [T_E2E, T_EXACT])
 mutant("retryable-4xx", "grants.py",
@@ -520,8 +539,10 @@ mutant("cache-tmp-nofollow", "cache.py",
        "the temporary file is opened through a planted symlink",
        [T_EXACT, T_CACHE])
 mutant("cache-lock-mode", "cache.py",
-       "fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC, 0o600)",
-       "fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o666)",
+       ("fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC, 0o600)",
+        "fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC, 0o600)"),
+       ("fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o666)",
+        "fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o666)"),
        "the lock file is created world-writable and followed through a symlink",
        [T_CACHE])
 

@@ -41,16 +41,43 @@ def copy_tree(dest):
             shutil.copy(os.path.join(ROOT, name), dest)
 
 
-def applies(m):
-    """None if ``m`` applies exactly once, else why not."""
+def forms(m):
+    """(file, original, replacement) triples of ``m``: one, or one per form of the code
+    (``file`` may be one for all forms or one per form)."""
+    if isinstance(m.original, str):
+        return [(m.file, m.original, m.replacement)]
+    files = [m.file] * len(m.original) if isinstance(m.file, str) else list(m.file)
+    return list(zip(files, m.original, m.replacement))
+
+
+def read(root, name):
     try:
-        with open(os.path.join(ROOT, m.file), encoding="utf-8") as f:
-            count = f.read().count(m.original)
-    except OSError as exc:
-        return "cannot read {}: {}".format(m.file, exc.strerror)
-    if count == 1:
+        with open(os.path.join(root, name), encoding="utf-8") as f:
+            return f.read()
+    except OSError:
         return None
-    return "snippet found {} times in {}".format(count, m.file)
+
+
+def chosen_form(m, root):
+    """The first (file, original, replacement) whose original occurs exactly once in
+    its file under ``root``, or None."""
+    for name, original, replacement in forms(m):
+        text = read(root, name)
+        if text is not None and text.count(original) == 1:
+            return name, original, replacement
+    return None
+
+
+def applies(m):
+    """None if ``m`` applies (one of its forms occurs exactly once), else why not."""
+    if chosen_form(m, ROOT) is not None:
+        return None
+    found = []
+    for name, original, _ in forms(m):
+        text = read(ROOT, name)
+        found.append("{}: {}".format(name, "missing" if text is None
+                                     else "{} times".format(text.count(original))))
+    return "snippet not found exactly once ({})".format("; ".join(found))
 
 
 def pytest(tree, tests, timeout):
@@ -75,11 +102,10 @@ def run_mutant(m, timeout):
     tree = tempfile.mkdtemp(prefix="mcpauth-mutant-")
     try:
         copy_tree(tree)
-        path = os.path.join(tree, m.file)
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text.replace(m.original, m.replacement, 1))
+        name, original, replacement = chosen_form(m, tree)
+        text = read(tree, name)
+        with open(os.path.join(tree, name), "w", encoding="utf-8") as f:
+            f.write(text.replace(original, replacement, 1))
         code, last, elapsed = pytest(tree, m.tests, timeout)
     finally:
         shutil.rmtree(tree, ignore_errors=True)
