@@ -490,25 +490,25 @@ def test_an_expired_token_is_never_handed_out_while_another_thread_renews(new_se
 
 
 def test_a_renewal_refused_for_good_is_reported_not_hidden(caplog):
-    """In the renewal window a transient failure keeps the current token (logged); an
-    OAuth refusal such as invalid_client is not transient and is raised."""
+    """In the renewal window an OAuth refusal such as invalid_client, or a 4xx without an
+    OAuth body, is not transient: it is raised, not hidden behind the current token. A
+    transient failure (503) keeps the current token."""
     clock = FakeClock()
     with LoopbackStack(as_options={"clock": clock, "token_lifetime": 3600}) as stack:
         provider = clocked_provider(stack, clock)
         old = provider.token()
         clock.now += 3570
-        stack.as_.fail_next("temporarily_unavailable", status=503)
-        assert provider.token() == old
         stack.as_.fail_next("invalid_client", status=401)
         with pytest.raises(OAuthError) as info:
             provider.token()
         assert info.value.error == "invalid_client"
-        # a 4xx without an OAuth error body is not an outage either
         stack.as_.set_route(stack.as_.token_path, 400, b"bad request", times=1,
                             headers={"Content-Type": "text/plain"})
         with pytest.raises(TokenResponseError) as info:
             provider.token()
         assert info.value.status_code == 400 and not info.value.retryable
+        stack.as_.fail_next("temporarily_unavailable", status=503)
+        assert provider.token() == old
         assert len(stack.as_.token_requests()) == 4
 
 
