@@ -28,6 +28,7 @@ T_CLI = "tests/test_cli.py"
 T_CROSSAPP = "tests/test_crossapp.py"
 T_WORKLOAD = "tests/test_workload.py"
 T_ERRORS = "tests/test_errors.py"
+T_REDIS = "tests/test_rediscache.py"
 
 MUTANTS = []
 
@@ -562,3 +563,15 @@ mutant("cli-echo-option", "cli.py",
        "if name.startswith(\"--\"):",
        "an unknown --option made of a pasted secret is echoed",
        [T_CLI])
+
+# -- Redis token cache: AES-GCM at rest ------------------------------------------------------
+mutant("redis-aad-key", "rediscache.py",
+       'kind.encode("ascii"), key.encode("utf-8")))',
+       'kind.encode("ascii")))',
+       "a sealed entry copied under another key (another principal's) still opens",
+       [T_REDIS])
+mutant("redis-nonce-fixed", "rediscache.py",
+       "nonce = os.urandom(_NONCE_BYTES)",
+       "nonce = bytes(_NONCE_BYTES)",
+       "every entry sealed with the same AES-GCM nonce (keystream reuse)",
+       [T_REDIS])
