@@ -324,8 +324,8 @@ mutant("single-flight-proactive-wait", "providers.py",
        "valid-token holders queue behind the renewal",
        [T_EXACT, T_E2E])
 mutant("single-flight-recheck", "providers.py",
-       "and not self._needs_refresh(token, now)):\n                return token\n",
-       "and False):\n                return token\n",
+       "                    and not self._needs_refresh(token, now)):\n",
+       "                    and False):\n",
        "whoever waited on the lock fetches again instead of taking the fresh token",
        [T_EXACT, T_E2E, T_CACHE])
 mutant("single-flight-401", "providers.py",
