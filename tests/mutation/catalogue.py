@@ -29,6 +29,7 @@ T_CROSSAPP = "tests/test_crossapp.py"
 T_WORKLOAD = "tests/test_workload.py"
 T_ERRORS = "tests/test_errors.py"
 T_REDIS = "tests/test_rediscache.py"
+T_DPOP = "tests/test_dpop.py"
 
 MUTANTS = []
 
@@ -575,3 +576,20 @@ mutant("redis-nonce-fixed", "rediscache.py",
        "nonce = bytes(_NONCE_BYTES)",
        "every entry sealed with the same AES-GCM nonce (keystream reuse)",
        [T_REDIS])
+
+# -- DPoP proofs (RFC 9449 §4.2) ----------------------------------------------------------------
+mutant("dpop-jti-fixed", "dpop.py",
+       "jws.b64url_encode(secrets.token_bytes(16))",
+       "jws.b64url_encode(bytes(16))",
+       "every proof has the same jti, so a server's replay check refuses all but the first",
+       [T_DPOP])
+mutant("dpop-ath-encoding", "dpop.py",
+       "return jws.b64url_encode(hashlib.sha256(raw).digest())",
+       'return jws.b64url_encode(hashlib.sha256(raw).hexdigest().encode("ascii"))',
+       "ath is base64url of the hex digest, not of the hash octets",
+       [T_DPOP])
+mutant("dpop-htu-query", "dpop.py",
+       'return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))',
+       'return urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, ""))',
+       "htu keeps the query (which may carry secrets) against RFC 9449 §4.2",
+       [T_DPOP])
