@@ -91,8 +91,10 @@ mutant("https-fragment", "transport.py",
        "an endpoint URL with a fragment is accepted",
        [T_TRANSPORT])
 mutant("body-cap-length", "transport.py",
-       "length.isdigit() and int(length) > limit:",
-       "length.isdigit() and int(length) > 2 * limit:",
+       ("length.isdigit() and int(length) > limit:",
+        "or int(digits or 0) > limit):"),
+       ("length.isdigit() and int(length) > 2 * limit:",
+        "or int(digits or 0) > 2 * limit):"),
        "a declared body over the cap is read",
        [T_EXACT, T_TRANSPORT])
 mutant("body-cap-stream", "transport.py",
