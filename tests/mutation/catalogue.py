@@ -28,6 +28,7 @@ T_CLI = "tests/test_cli.py"
 T_CROSSAPP = "tests/test_crossapp.py"
 T_WORKLOAD = "tests/test_workload.py"
 T_ERRORS = "tests/test_errors.py"
+T_CACHE_TRUST = "tests/test_cache_trust.py"
 T_REDIS = "tests/test_rediscache.py"
 T_DPOP = "tests/test_dpop.py"
 
@@ -595,3 +596,30 @@ mutant("dpop-htu-query", "dpop.py",
        'return urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, ""))',
        "htu keeps the query (which may carry secrets) against RFC 9449 §4.2",
        [T_DPOP])
+
+# -- cache trust boundary (owner and modes, like OpenSSH StrictModes) -----------------------
+mutant("trust-owner", "cache.py",
+       '    if st.st_uid not in (os.geteuid(), 0):\n        return "{} belongs to another user',
+       '    if False:\n        return "{} belongs to another user',
+       "a cache file or directory owned by another user is trusted",
+       [T_CACHE_TRUST, T_CACHE])
+mutant("trust-group-write", "cache.py",
+       "    if st.st_mode & 0o022:\n",
+       "    if st.st_mode & 0o002:\n",
+       "a group-writable cache file or directory is trusted",
+       [T_CACHE_TRUST, T_CACHE])
+mutant("trust-sticky", "cache.py",
+       "if own or not st.st_mode & stat.S_ISVTX:",
+       "if own:",
+       "a world-writable parent directory without the sticky bit is trusted",
+       [T_CACHE_TRUST, T_CACHE])
+mutant("trust-readable-tightened", "cache.py",
+       'if os.name == "posix" and st.st_mode & 0o077:',
+       'if os.name == "posix" and st.st_mode & 0o007:',
+       "a group-readable cache file is left readable",
+       [T_CACHE_TRUST, T_CACHE])
+mutant("trust-regular-file", "cache.py",
+       "        if not stat.S_ISREG(st.st_mode):\n",
+       "        if False:\n",
+       "a FIFO or device at the cache path is used",
+       [T_CACHE_TRUST, T_CACHE])
