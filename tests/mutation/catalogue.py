@@ -592,8 +592,8 @@ mutant("dpop-ath-encoding", "dpop.py",
        "ath is base64url of the hex digest, not of the hash octets",
        [T_DPOP])
 mutant("dpop-htu-query", "dpop.py",
-       'return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))',
-       'return urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, ""))',
+       'return urlunsplit((parts.scheme, netloc, parts.path, "", ""))',
+       'return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))',
        "htu keeps the query (which may carry secrets) against RFC 9449 §4.2",
        [T_DPOP])
 
