@@ -70,7 +70,7 @@ AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", 
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 # RFC 6749 Appendix A.12: access-token = 1*VSCHAR, VSCHAR = %x20-7E.
 _ACCESS_TOKEN = re.compile(r"\A[\x20-\x7e]+\Z")
-_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
+_SCOPE_TOKEN = re.compile(r"\A[\x21\x23-\x5b\x5d-\x7e]+\Z")  # \Z: `$` allows a final "\n"
 # Claims that private_key_jwt sets itself; `claims=` may add others but not replace these.
 _REGISTERED_CLAIMS = frozenset(["iss", "sub", "aud", "exp", "iat", "jti", "nbf"])
 #: Longest lifetime accepted for a client assertion (RFC 7523 §3: ASes may reject far exp).

@@ -68,7 +68,7 @@ SIGNING_ALGS = ("RS256", "ES256", "PS256", "ES384", "EdDSA")
 METADATA_VARIANTS = ("oauth", "oidc", "oidc-append")
 
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]+$")
+_SCOPE_TOKEN = re.compile(r"\A[\x21\x23-\x5B\x5D-\x7E]+\Z")  # \Z: `$` allows a final "\n"
 _NO_STORE = [("Cache-Control", "no-store"), ("Pragma", "no-cache")]
 _UNSET = object()
 
