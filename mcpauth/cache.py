@@ -25,6 +25,7 @@ import time
 import warnings
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+from . import _fork
 from .errors import ConfigurationError, MCPAuthWarning, clean_peer_text
 from .grants import TokenResponse, _is_access_token
 from .transport import loads_json
@@ -94,6 +95,10 @@ class MemoryTokenCache(TokenCache):
         self._lock = threading.Lock()
         self._tokens = {}  # type: Dict[str, TokenResponse]
         self._discovery = {}  # type: Dict[str, Dict[str, Any]]
+        _fork.register(self)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return "MemoryTokenCache(tokens={}, servers={})".format(
@@ -163,8 +168,18 @@ class _ProcessLock(object):
         self.depth = 0  # touched only by the thread holding rlock
         self.fd = None  # type: Optional[int]
 
+    def _after_fork(self) -> None:
+        # The child holds nothing: the parent's thread that did is not in it (the
+        # inherited descriptor shares the parent's flock, so it is only closed).
+        self.rlock = threading.RLock()
+        self.depth = 0
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
     def acquire(self, timeout: float) -> bool:
         """Take the lock; False when it went on without it (pass that to release)."""
+        _fork.check()
         deadline = time.monotonic() + timeout
         if not self.rlock.acquire(timeout=timeout):
             _warn("another thread has held the token cache lock {} for more than {:g} s; "
@@ -193,6 +208,14 @@ class _ProcessLock(object):
 
 _PROCESS_LOCKS = {}  # type: Dict[str, _ProcessLock]
 _PROCESS_LOCKS_GUARD = threading.Lock()
+
+
+@_fork.on_fork
+def _process_locks_after_fork() -> None:
+    global _PROCESS_LOCKS_GUARD
+    _PROCESS_LOCKS_GUARD = threading.Lock()
+    for lock in list(_PROCESS_LOCKS.values()):
+        lock._after_fork()
 
 
 def _process_lock(path: str) -> _ProcessLock:
@@ -453,11 +476,15 @@ class FileTokenCache(TokenCache):
         self._lock_path = self.path + ".lock"
         self._process_lock = _process_lock(self._lock_path)
         self._state_lock = threading.Lock()
+        _fork.register(self)
         self._last_raw = None  # type: Optional[bytes]
         self._last_doc = _Document()
 
     def __repr__(self) -> str:
         return "FileTokenCache({!r})".format(self.path)
+
+    def _after_fork(self) -> None:
+        self._state_lock = threading.Lock()
 
     # -- reading ---------------------------------------------------------------------
 

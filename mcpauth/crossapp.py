@@ -674,6 +674,10 @@ class CrossAppAccessProvider(OAuthProvider):
         super().__init__(client_id=client_id, scope=scope, expected_issuer=expected_issuer,
                          **options)
 
+    def _after_fork(self) -> None:
+        super()._after_fork()
+        self._grants_lock = threading.Lock()
+
     # -- OAuthProvider hooks -----------------------------------------------------------------
 
     def _client_auth(self, target: _Target) -> ClientAuth:

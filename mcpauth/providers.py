@@ -33,6 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
+from . import _fork
 from . import discovery as _discovery
 from .cache import MemoryTokenCache, TokenCache, token_key
 from .errors import (
@@ -200,6 +201,7 @@ class AuthProvider(requests.auth.AuthBase):
     # -- the requests adapter ------------------------------------------------------------
 
     def __call__(self, r: Any) -> Any:
+        _fork.check()
         server = server_url_of(r.url)
         token = self._token_for(server)
         if token:
@@ -542,6 +544,7 @@ class OAuthProvider(AuthProvider):
         self._cache = cache if cache is not None else MemoryTokenCache()
         self._states: Dict[str, _ServerState] = {}
         self._states_lock = threading.Lock()
+        _fork.register(self)
 
     def __repr__(self) -> str:
         return "{}(client_id={!r}, scope={!r}, expected_issuer={!r})".format(
@@ -550,6 +553,12 @@ class OAuthProvider(AuthProvider):
     def __reduce__(self) -> Any:
         raise TypeError("{} holds credentials and cannot be pickled".format(
             type(self).__name__))
+
+    def _after_fork(self) -> None:
+        """In a forked child: new locks (a parent's thread may have held the old ones)."""
+        self._states_lock = threading.Lock()
+        for state in list(self._states.values()):
+            state.lock = threading.RLock()
 
     # -- subclass interface --------------------------------------------------------------
 
@@ -575,6 +584,7 @@ class OAuthProvider(AuthProvider):
             ConfigurationError: no server URL is known.
             MCPAuthError: discovery or the token request failed.
         """
+        _fork.check()
         server = server_url_of(server_url) if server_url else self.server_url
         if server is None:
             raise ConfigurationError("token() needs a server_url (pass one, or configure "

@@ -38,6 +38,7 @@ import time
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Type
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
+from . import _fork
 from .errors import ConfigurationError, InsecureEndpointError, ProtocolError, TransportError
 
 __all__ = [
@@ -369,6 +370,8 @@ class RequestsTransport(Transport):
         # idle sockets open in it would only leak them, so its connections are closed
         # after each response. A caller's session keeps its own pooling.
         self._owns_session = session is None
+        if self._owns_session:
+            _fork.register(self)
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes
         self.allow_insecure_http = allow_insecure_http
@@ -378,6 +381,10 @@ class RequestsTransport(Transport):
         return ("RequestsTransport(timeout={!r}, max_response_bytes={!r}, "
                 "allow_insecure_http={!r})").format(
             self.timeout, self.max_response_bytes, self.allow_insecure_http)
+
+    def _after_fork(self) -> None:
+        # A forked child must not share the parent's connection pool (and its lock).
+        self._session = None
 
     @property
     def session(self) -> Any:
