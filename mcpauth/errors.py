@@ -92,9 +92,13 @@ class MCPAuthError(Exception):
     Attributes:
         message: the human-readable message (never a secret or a body).
         retryable: True when trying the same thing again later may succeed.
+        retry_after: seconds to wait before trying again, when known: the server's
+            ``Retry-After`` (RFC 9110 §10.2.3, capped), or what is left of the hold-off
+            during which mcpauth sends no request to that server; otherwise None.
     """
 
     retryable = False
+    retry_after: Optional[float] = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

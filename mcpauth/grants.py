@@ -15,6 +15,7 @@
 
 import abc
 import base64
+import email.utils
 import logging
 import re
 import secrets
@@ -49,6 +50,7 @@ __all__ = [
     "build_token_request",
     "parse_token_response",
     "request_token",
+    "retry_after_seconds",
 ]
 
 logger = logging.getLogger("mcpauth")
@@ -409,8 +411,48 @@ def _parse_expires_in(value: Any, response: HttpResponse) -> Optional[float]:
     return float(value)
 
 
+_DELAY_SECONDS = re.compile(r"\A[0-9]{1,9}\Z")
+
+
+def retry_after_seconds(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
+    """Seconds a ``Retry-After`` value asks to wait (RFC 9110 §10.2.3), or None.
+
+    ``delay-seconds`` (digits) or an HTTP-date (0 when it is already past); anything
+    else, a negative or fractional number included, is None.
+    """
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    if _DELAY_SECONDS.match(value):
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None:  # Python < 3.10 returns None for some malformed dates
+        return None  # pragma: no cover
+    try:
+        stamp = when.timestamp()
+    except (ValueError, OverflowError, OSError):
+        return None
+    return max(0.0, stamp - (time.time() if now is None else now))
+
+
 def _raise_error_response(response: HttpResponse) -> None:
-    """Turn a non-2xx token endpoint response into OAuthError or TokenResponseError."""
+    """Turn a non-2xx token endpoint response into OAuthError or TokenResponseError.
+
+    On a 429 or 503, the ``Retry-After`` delay (RFC 6585 §4, RFC 9110 §10.2.3) becomes
+    the error's ``retry_after``.
+    """
+    try:
+        _raise_error_body(response)
+    except (OAuthError, TokenResponseError) as exc:
+        if response.status in (429, 503):
+            exc.retry_after = retry_after_seconds(response.header("Retry-After"))
+        raise
+
+
+def _raise_error_body(response: HttpResponse) -> None:
     url = redact_url(response.url)
     if 300 <= response.status < 400:
         raise TokenResponseError(

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 from . import _fork
+from ._holdoff import HoldOff
 from . import discovery as _discovery
 from .cache import MemoryTokenCache, TokenCache, token_key
 from .errors import (
@@ -76,6 +77,8 @@ __all__ = [
     "PrivateKeyJwtProvider",
     "DEFAULT_REFRESH_SKEW",
     "DEFAULT_MAX_STEP_UP",
+    "DEFAULT_HOLD_OFF",
+    "DEFAULT_MAX_RETRY_AFTER",
 ]
 
 logger = logging.getLogger("mcpauth")
@@ -84,6 +87,14 @@ logger = logging.getLogger("mcpauth")
 DEFAULT_REFRESH_SKEW = 60.0
 #: How many times a request may step up its scope after 403 insufficient_scope.
 DEFAULT_MAX_STEP_UP = 2
+#: Seconds a provider sends no token request after a retryable failure without
+#: ``Retry-After`` (connection refused, timeout, 5xx, 429, temporarily_unavailable).
+DEFAULT_HOLD_OFF = 5.0
+#: The longest ``Retry-After`` honoured, in seconds; a longer one is cut to this.
+DEFAULT_MAX_RETRY_AFTER = 300.0
+
+# Retry-After holds an authorization server's token endpoint for the whole process.
+_AUTHORIZATION_SERVERS = HoldOff()
 
 
 class AuthContext(NamedTuple):
@@ -488,10 +499,22 @@ class OAuthProvider(AuthProvider):
     so two of them sharing one cache never exchange tokens; pass a stable ``cache_key``
     (the user's or workload's id) to reuse tokens from a ``FileTokenCache`` across runs.
 
+    Back-off (RFC 9110 §10.2.3, RFC 6585 §4): after a retryable token-request failure
+    no request goes to that token endpoint until the 429/503 ``Retry-After`` has passed
+    (at most ``max_retry_after`` seconds; every provider of the process waits), or,
+    without the header, for ``hold_off`` seconds (this provider only). Calls in between
+    raise the same retryable error at once, its ``retry_after`` the seconds left; a token
+    that is still valid stays in use meanwhile. Both are attributes to set on an instance.
+
     Not used directly; see :class:`ClientCredentialsProvider` and
     :class:`PrivateKeyJwtProvider`. Subclasses implement :meth:`_client_auth` and
     :meth:`_grant_fields`.
     """
+
+    #: Seconds without token requests after a retryable failure without Retry-After.
+    hold_off = DEFAULT_HOLD_OFF
+    #: The longest Retry-After honoured, in seconds.
+    max_retry_after = DEFAULT_MAX_RETRY_AFTER
 
     def __init__(self, *, client_id: Optional[str] = None, scope: Optional[str] = None,
                  expected_issuer: Optional[str] = None, issuer: Optional[str] = None,
@@ -544,6 +567,7 @@ class OAuthProvider(AuthProvider):
         self._cache = cache if cache is not None else MemoryTokenCache()
         self._states: Dict[str, _ServerState] = {}
         self._states_lock = threading.Lock()
+        self._holds = HoldOff()
         _fork.register(self)
 
     def __repr__(self) -> str:
@@ -788,17 +812,48 @@ class OAuthProvider(AuthProvider):
             if (token is not None and token.access_token != refused
                     and not self._needs_refresh(token, now)):
                 return token
+            endpoint = target.token_endpoint
+            try:
+                # While the authorization server is held off, fail fast (no request).
+                _AUTHORIZATION_SERVERS.check(endpoint)
+                self._holds.check(endpoint)
+            except MCPAuthError:
+                if self._still_valid(fallback):
+                    return fallback  # type: ignore[return-value]
+                raise
             try:
                 token = self._fetch_token(target, self._effective_scope(state, target))
             except MCPAuthError as exc:
-                if fallback is not None and fallback.expires_at is not None \
-                        and self._clock() < fallback.expires_at and exc.retryable:
+                if exc.retryable:
+                    self._hold_off(endpoint, exc)
+                if self._still_valid(fallback) and exc.retryable:
                     logger.warning("token renewal for %s failed (%s); the current token "
                                    "stays in use until it expires", redact_url(server), exc)
-                    return fallback
+                    return fallback  # type: ignore[return-value]
                 raise
             self._cache.set_token(key, token)
             return token
+
+    def _still_valid(self, token: Optional[TokenResponse]) -> bool:
+        return (token is not None and token.expires_at is not None
+                and self._clock() < token.expires_at)
+
+    def _hold_off(self, endpoint: str, exc: MCPAuthError) -> None:
+        """Send no token request to ``endpoint`` for a while after a retryable failure.
+
+        A ``Retry-After`` (capped at ``max_retry_after``) holds that authorization
+        server for every provider of the process; without one, this provider alone
+        holds off for ``hold_off`` seconds. ``exc.retry_after`` says how long.
+        """
+        if exc.retry_after is not None:
+            seconds = min(float(exc.retry_after), self.max_retry_after)
+            _AUTHORIZATION_SERVERS.hold(endpoint, seconds, exc)
+        else:
+            seconds = self.hold_off
+            self._holds.hold(endpoint, seconds, exc)
+        exc.retry_after = seconds
+        logger.info("token request to %s failed; no token request goes there for %.1f s",
+                    redact_url(endpoint), seconds)
 
     def _fetch_token(self, target: _Target, scope: Optional[str]) -> TokenResponse:
         client_auth = self._client_auth(target)
