@@ -13,8 +13,6 @@
 import os
 from typing import Any, Callable
 
-from .errors import MissingDependencyError
-
 __all__ = ["at_fork_in_child", "backend", "require_cryptography"]
 
 _MISSING = (
@@ -25,6 +23,8 @@ _MISSING = (
 
 def require_cryptography() -> None:
     """Raise :class:`MissingDependencyError` when ``cryptography`` cannot be imported."""
+    from .errors import MissingDependencyError  # errors -> _mask -> _fork -> here
+
     try:
         import cryptography  # noqa: F401
     except ImportError as exc:

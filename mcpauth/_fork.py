@@ -24,8 +24,8 @@ from ._compat import at_fork_in_child
 __all__ = ["check", "register", "on_fork"]
 
 _pid = os.getpid()
-_objects = weakref.WeakSet()  # type: weakref.WeakSet[Any]
-_functions = []  # type: List[Callable[[], None]]
+_objects: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_functions: List[Callable[[], None]] = []
 
 
 def register(obj: Any) -> None:

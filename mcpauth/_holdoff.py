@@ -23,7 +23,7 @@ class HoldOff(object):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._held = {}  # type: Dict[str, Tuple[float, MCPAuthError]]
+        self._held: Dict[str, Tuple[float, MCPAuthError]] = {}
         _fork.register(self)
 
     def _after_fork(self) -> None:

@@ -31,7 +31,10 @@ Exit statuses (also in ``mcpauth --help``)::
 
 Errors are one line on stderr, ``mcpauth: error: <message>``; ``--verbose`` adds the
 mcpauth log (DEBUG) on stderr, which never contains secrets, tokens or URL queries,
-and, for an internal error (70) only, the traceback. No argument value is echoed in an
+and, for an internal error (70) only, the traceback. Every credential the command holds
+or obtained is masked (``[masked]``) in all of that, and in the JSON that ``tools``,
+``call`` and ``discover`` print, even when a server echoes it back (``token`` prints the
+token: that is its job). No argument value is echoed in an
 error: a misplaced secret must not land in a terminal or a cron mail, so argparse's
 messages are cut down to the option name, and a URL argument that is not an http(s)
 URL is reported without its text. The module uses only relative imports, so
@@ -64,6 +67,7 @@ from .errors import (
     TransportError,
     UnauthorizedError,
 )
+from ._mask import mask
 from .transport import DEFAULT_TIMEOUT, redact_url
 
 __all__ = [
@@ -495,7 +499,8 @@ def build_provider(args: argparse.Namespace, url: str, cache: Any = None) -> Any
 # --------------------------------------------------------------------------------------
 
 def _print_json(value: Any, out: TextIO) -> None:
-    out.write(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    # What the MCP server answered: masked, in case it echoes the token it was sent.
+    out.write(mask(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)) + "\n")
 
 
 def _cmd_token(args: argparse.Namespace, out: TextIO) -> int:
@@ -734,7 +739,7 @@ class _StderrWarnings(object):
 
     def __call__(self, message: Any, category: Any, filename: str, lineno: int,
                  file: Any = None, line: Any = None) -> None:
-        self.err.write("mcpauth: warning: {}\n".format(message))
+        self.err.write("mcpauth: warning: {}\n".format(mask(str(message))))
 
 
 def _setup_logging(verbose: bool, err: TextIO) -> Optional[logging.Handler]:
@@ -787,8 +792,8 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
         if verbose and code == EXIT_INTERNAL:
             # Only for a bug. Other errors say all there is in their one line; their
             # chained causes (urllib3, requests) would print URLs with their queries.
-            traceback.print_exc(file=err)
-        err.write("mcpauth: error: {}\n".format(_error_message(exc, url)))
+            err.write(mask(traceback.format_exc()))
+        err.write("mcpauth: error: {}\n".format(mask(_error_message(exc, url))))
         return code
     finally:
         if handler is not None:

@@ -29,10 +29,14 @@ Local and remote errors are different types (h11's split): a cron job treats a b
 configuration and a misbehaving peer differently. Every exception here is plain data:
 it pickles, and its message never contains a secret, a token, an assertion, a header or
 a raw response body. Attributes that come from a peer (``error_description`` and the
-like) are truncated and stripped of control characters before they are stored.
+like) are truncated and stripped of control characters before they are stored. Every
+credential mcpauth holds or obtained is masked (``[masked]``) in messages and in those
+attributes, in its raw and encoded forms, even when a peer echoes it back.
 """
 
 from typing import Any, Dict, Optional, Tuple
+
+from ._mask import mask
 
 __all__ = [
     "MCPAuthError",
@@ -66,13 +70,15 @@ def _is_unsafe_char(ch: str) -> bool:
 def clean_peer_text(value: Any, limit: int = MAX_PEER_TEXT) -> Optional[str]:
     """Make a peer-supplied string safe to put in a message or a log line.
 
-    Non-strings become None; control characters and line breaks (log injection:
-    C0, DEL, C1 such as NEL, U+2028, U+2029) and lone surrogates (which cannot be
-    encoded to write a log line) become spaces; the result is cut to ``limit``
-    characters.
+    Non-strings become None; every credential mcpauth holds or obtained is masked
+    (before the cut, so no prefix of one survives it); control characters and line
+    breaks (log injection: C0, DEL, C1 such as NEL, U+2028, U+2029) and lone surrogates
+    (which cannot be encoded to write a log line) become spaces; the result is cut to
+    ``limit`` characters.
     """
     if not isinstance(value, str):
         return None
+    value = mask(value)
     out = "".join(" " if _is_unsafe_char(ch) else ch for ch in value)
     if len(out) > limit:
         out = out[:limit] + "..."
@@ -101,6 +107,8 @@ class MCPAuthError(Exception):
     retry_after: Optional[float] = None
 
     def __init__(self, message: str) -> None:
+        if isinstance(message, str):
+            message = mask(message)
         super().__init__(message)
         self.message = message
 

@@ -23,6 +23,7 @@ import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import quote_plus
 
+from . import _mask
 from .errors import ConfigurationError, OAuthError, TokenResponseError
 from .transport import HttpRequest, HttpResponse, Transport, parse_json_object, redact_url
 
@@ -136,6 +137,7 @@ class TokenResponse(object):
                  scope: Optional[str] = None, refresh_token: Optional[str] = None,
                  issued_token_type: Optional[str] = None,
                  received_at: Optional[float] = None) -> None:
+        _mask.remember(access_token, refresh_token)
         self.access_token = access_token
         self.token_type = token_type
         self.expires_in = expires_in
@@ -206,6 +208,7 @@ class ClientSecretBasic(ClientAuth):
     def __init__(self, client_id: str, client_secret: str) -> None:
         super().__init__(client_id)
         secret = _require_secret(client_id, client_secret)
+        _mask.hold(self, secret, *_mask.basic_forms(client_id, secret))
         raw = "{}:{}".format(quote_plus(client_id, safe=""), quote_plus(secret, safe=""))
         # Keep only the finished header value (httpx BasicAuth does the same).
         self._header = "Basic " + base64.b64encode(raw.encode("utf-8")).decode("ascii")
@@ -223,6 +226,7 @@ class ClientSecretPost(ClientAuth):
     def __init__(self, client_id: str, client_secret: str) -> None:
         super().__init__(client_id)
         self._client_secret = _require_secret(client_id, client_secret)
+        _mask.hold(self, self._client_secret)
 
     def apply(self, fields: List[Tuple[str, str]], headers: List[Tuple[str, str]],
               issuer: Optional[str], token_endpoint: str) -> None:
@@ -277,6 +281,7 @@ class PrivateKeyJwt(ClientAuth):
             raise ConfigurationError("client_id is required")
         from . import jws
 
+        _mask.hold(self, *_key_texts(private_key))
         self._key = jws.load_private_key(private_key)
         if algorithm is None:
             algorithm = self._key.default_algorithm
@@ -329,13 +334,28 @@ class PrivateKeyJwt(ClientAuth):
             headers["typ"] = self.typ
         if self.key_id:
             headers["kid"] = self.key_id
-        return jws.sign(claims, self._key, self.algorithm, headers=headers)
+        assertion = jws.sign(claims, self._key, self.algorithm, headers=headers)
+        _mask.remember(assertion)
+        return assertion
 
     def apply(self, fields: List[Tuple[str, str]], headers: List[Tuple[str, str]],
               issuer: Optional[str], token_endpoint: str) -> None:
         fields.append(("client_id", self.client_id or ""))
         fields.append(("client_assertion_type", CLIENT_ASSERTION_TYPE_JWT_BEARER))
         fields.append(("client_assertion", self.build_assertion(issuer, token_endpoint)))
+
+
+def _key_texts(private_key: Any) -> List[Any]:
+    """The parts of a private key given as text that a message must never show: the PEM
+    and each of its Base64 lines, or a JWK's private members (RFC 7518 §6)."""
+    if isinstance(private_key, (str, bytes)):
+        text = private_key.decode("latin-1") if isinstance(private_key, bytes) \
+            else private_key
+        return [text.strip()] + [line.strip() for line in text.splitlines()
+                                 if line.strip() and not line.startswith("-----")]
+    if isinstance(private_key, Mapping):
+        return [private_key.get(name) for name in ("d", "p", "q", "dp", "dq", "qi", "k")]
+    return []
 
 
 def select_auth_method(advertised: Optional[Sequence[str]], configured: Optional[str] = None,

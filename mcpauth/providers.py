@@ -33,7 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-from . import _fork
+from . import _fork, _mask
 from ._holdoff import HoldOff
 from . import discovery as _discovery
 from .cache import MemoryTokenCache, TokenCache, token_key
@@ -445,6 +445,7 @@ class BearerTokenProvider(AuthProvider):
             if not token:
                 raise ConfigurationError("token must be a non-empty string or a callable")
             value = token
+            _mask.hold(self, token)
             self._source: Callable[[], Optional[str]] = lambda: value
         elif callable(token):
             self._source = token
@@ -470,6 +471,7 @@ class BearerTokenProvider(AuthProvider):
             raise ConfigurationError(
                 "the token source returned something other than a non-empty string of "
                 "printable ASCII characters (RFC 6749 Appendix A.12)")
+        _mask.remember(value)
         return value
 
     def _token_for(self, server_url: str) -> Optional[str]:
