@@ -840,22 +840,23 @@ class OAuthProvider(AuthProvider):
         return (token is not None and token.expires_at is not None
                 and self._clock() < token.expires_at)
 
-    def _hold_off(self, endpoint: str, exc: MCPAuthError) -> None:
-        """Send no token request to ``endpoint`` for a while after a retryable failure.
+    def _hold_off(self, key: str, exc: MCPAuthError) -> None:
+        """Send nothing for ``key`` (a token endpoint, or discovery for a server) for a
+        while after a retryable failure.
 
-        A ``Retry-After`` (capped at ``max_retry_after``) holds that authorization
-        server for every provider of the process; without one, this provider alone
-        holds off for ``hold_off`` seconds. ``exc.retry_after`` says how long.
+        A ``Retry-After`` (capped at ``max_retry_after``) holds it for every provider of
+        the process; without one, this provider alone holds off for ``hold_off``
+        seconds. ``exc.retry_after`` says how long.
         """
         if exc.retry_after is not None:
             seconds = min(float(exc.retry_after), self.max_retry_after)
-            _AUTHORIZATION_SERVERS.hold(endpoint, seconds, exc)
+            _AUTHORIZATION_SERVERS.hold(key, seconds, exc)
         else:
             seconds = self.hold_off
-            self._holds.hold(endpoint, seconds, exc)
+            self._holds.hold(key, seconds, exc)
         exc.retry_after = seconds
-        logger.info("token request to %s failed; no token request goes there for %.1f s",
-                    redact_url(endpoint), seconds)
+        what = key if key.startswith("discovery for ") else "token request to " + redact_url(key)
+        logger.info("%s failed; nothing more is sent for %.1f s", what, seconds)
 
     def _fetch_token(self, target: _Target, scope: Optional[str]) -> TokenResponse:
         client_auth = self._client_auth(target)
@@ -870,10 +871,18 @@ class OAuthProvider(AuthProvider):
                              self.expected_issuer, self.token_endpoint, None, None, None,
                              challenge_scope)
         else:
-            result = _discovery.discover(
-                self._transport, server, resource_metadata_url=resource_metadata_url,
-                expected_issuer=self._preferred_issuer(), issuer=self.issuer,
-                allow_resource_prefix=self.allow_resource_prefix)
+            held = "discovery for " + server
+            _AUTHORIZATION_SERVERS.check(held)
+            self._holds.check(held)
+            try:
+                result = _discovery.discover(
+                    self._transport, server, resource_metadata_url=resource_metadata_url,
+                    expected_issuer=self._preferred_issuer(), issuer=self.issuer,
+                    allow_resource_prefix=self.allow_resource_prefix)
+            except MCPAuthError as exc:
+                if exc.retryable:
+                    self._hold_off(held, exc)
+                raise
             md = result.metadata
             scopes = result.prm.scopes_supported if result.prm is not None else None
             target = _Target(server, self.resource or result.resource, result.issuer,

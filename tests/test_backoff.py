@@ -224,3 +224,18 @@ def test_retry_after_survives_pickling(stack):
 ])
 def test_retry_after_parsing(value, expected):
     assert retry_after_seconds(value) == expected
+
+
+def test_discovery_during_an_outage_is_held_off_too(stack):
+    # Cold provider, authorization server metadata answering 503: one attempt, then
+    # the same retryable DiscoveryError at once until the hold-off ends.
+    provider = ClientCredentialsProvider(stack.client_id, stack.client_secret,
+                                         server_url=stack.mcp_url)
+    provider.hold_off = 0.5
+    stack.as_.set_route(stack.as_.metadata_path, 503, "down", method="GET", times=OUTAGE)
+    errors = calls(provider, 100)
+    assert all(e.retryable and e.retry_after for e in errors)
+    assert len(stack.as_.requests_to(stack.as_.metadata_path, "GET")) == 1
+    stack.as_.clear_route()
+    time.sleep(0.55)
+    assert provider.token()
