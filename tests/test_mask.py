@@ -105,27 +105,25 @@ def test_a_real_failure_echoing_a_wrong_secret_is_masked(stack):
 
 
 def test_renewal_warning_and_access_token_echo_are_masked(caplog):
-    class Clock(object):
-        now = 1000000.0
+    now = [1000000.0]
 
-        def __call__(self):
-            return self.now
+    def clock():
+        return now[0]
 
-    clock = Clock()
     with LoopbackStack(client_secret=SECRET,
                        as_options={"clock": clock, "token_lifetime": 3600}) as stack:
         stack.as_.echo_credentials = True
         provider = ClientCredentialsProvider(stack.client_id, SECRET, clock=clock,
                                              server_url=stack.mcp_url)
         token = provider.token()
-        clock.now += 3570
+        now[0] += 3570
         caplog.set_level(logging.DEBUG, "mcpauth")
         stack.as_.fail_next("temporarily_unavailable", status=503,
                             description="your old token was " + token)
         assert provider.token() == token        # still valid: kept, with a WARNING
         assert "stays in use" in caplog.text
         assert_masked(caplog.text, SECRET, token, basic=(stack.client_id, SECRET))
-        clock.now += 100                        # expired: the error itself is raised
+        now[0] += 100                        # expired: the error itself is raised
         provider.hold_off = 0
         stack.as_.fail_next("temporarily_unavailable", status=503,
                             description="your old token was " + token)
