@@ -506,7 +506,8 @@ class OAuthProvider(AuthProvider):
     (at most ``max_retry_after`` seconds; every provider of the process waits), or,
     without the header, for ``hold_off`` seconds (this provider only). Calls in between
     raise the same retryable error at once, its ``retry_after`` the seconds left; a token
-    that is still valid stays in use meanwhile. Both are attributes to set on an instance.
+    that is still valid stays in use meanwhile. Discovery that fails the same way is held
+    off the same way. Both are attributes to set on an instance.
 
     Not used directly; see :class:`ClientCredentialsProvider` and
     :class:`PrivateKeyJwtProvider`. Subclasses implement :meth:`_client_auth` and
@@ -820,25 +821,24 @@ class OAuthProvider(AuthProvider):
                 _AUTHORIZATION_SERVERS.check(endpoint)
                 self._holds.check(endpoint)
             except MCPAuthError:
-                if self._still_valid(fallback):
-                    return fallback  # type: ignore[return-value]
+                if fallback is not None and self._still_valid(fallback):
+                    return fallback
                 raise
             try:
                 token = self._fetch_token(target, self._effective_scope(state, target))
             except MCPAuthError as exc:
                 if exc.retryable:
                     self._hold_off(endpoint, exc)
-                if self._still_valid(fallback) and exc.retryable:
+                if fallback is not None and self._still_valid(fallback) and exc.retryable:
                     logger.warning("token renewal for %s failed (%s); the current token "
                                    "stays in use until it expires", redact_url(server), exc)
-                    return fallback  # type: ignore[return-value]
+                    return fallback
                 raise
             self._cache.set_token(key, token)
             return token
 
-    def _still_valid(self, token: Optional[TokenResponse]) -> bool:
-        return (token is not None and token.expires_at is not None
-                and self._clock() < token.expires_at)
+    def _still_valid(self, token: TokenResponse) -> bool:
+        return token.expires_at is not None and self._clock() < token.expires_at
 
     def _hold_off(self, key: str, exc: MCPAuthError) -> None:
         """Send nothing for ``key`` (a token endpoint, or discovery for a server) for a
