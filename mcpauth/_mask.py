@@ -47,6 +47,7 @@ MIN_LENGTH = 8
 MAX_REMEMBERED = 256
 
 _PERCENT = re.compile(r"%[0-9A-F]{2}")
+_PASSES = 4
 
 _lock = threading.Lock()
 _held: Dict[int, FrozenSet[str]] = {}
@@ -137,10 +138,19 @@ def remember(*values: Optional[str]) -> None:
 
 
 def mask(text: str) -> str:
-    """``text`` with every registered credential, in every registered form, masked."""
-    for form in _forms:
-        if form in text:
-            text = text.replace(form, MASK)
+    """``text`` with every registered credential, in every registered form, masked.
+
+    A few passes, so that a form that a replacement brought together from the text
+    around it (``[masked]`` followed by the rest of another credential) goes too.
+    """
+    for _ in range(_PASSES):
+        masked = text
+        for form in _forms:
+            if form in masked:
+                masked = masked.replace(form, MASK)
+        if masked == text:
+            break
+        text = masked
     return text
 
 

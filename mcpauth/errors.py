@@ -78,8 +78,9 @@ def clean_peer_text(value: Any, limit: int = MAX_PEER_TEXT) -> Optional[str]:
     """
     if not isinstance(value, str):
         return None
-    value = mask(value)
-    out = "".join(" " if _is_unsafe_char(ch) else ch for ch in value)
+    # Masked before cleaning (a credential may hold a character cleaning replaces) and
+    # after (cleaning may turn a line break into the space a credential holds).
+    out = mask("".join(" " if _is_unsafe_char(ch) else ch for ch in mask(value)))
     if len(out) > limit:
         out = out[:limit] + "..."
     return out

@@ -10,12 +10,16 @@ those forms, nor any 16-character piece of one.
 import base64
 import gc
 import io
+import json
 import logging
 import pickle
+import re
 import time
 from urllib.parse import parse_qsl, quote, quote_plus
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mcpauth import (
     BearerTokenProvider,
@@ -25,6 +29,7 @@ from mcpauth import (
     UnauthorizedError,
     cli,
 )
+from mcpauth import _mask
 from mcpauth._mask import MASK, MIN_LENGTH, mask
 from mcpauth.errors import clean_peer_text
 from mcpauth.testing import LoopbackStack
@@ -259,3 +264,29 @@ def test_every_exception_message_is_masked():
                 MCPAuthError("form " + quote_plus(SECRET, safe=""))):
         assert_masked(shown(exc), SECRET)
     assert provider.client_id == CLIENT_ID
+
+
+class _Holder(object):
+    """Something that holds a credential (as a ClientAuth does)."""
+
+
+@given(secret=st.text(st.characters(min_codepoint=0x20, max_codepoint=0x2FF), min_size=8,
+                      max_size=40).filter(lambda s: s.strip() == s),
+       before=st.text(max_size=30), after=st.text(max_size=30),
+       how=st.sampled_from(["raw", "form", "percent", "lower", "json"]))
+@settings(max_examples=300, deadline=None)
+def test_property_no_form_of_a_held_credential_survives(secret, before, after, how):
+    holder = _Holder()
+    _mask.hold(holder, secret)
+    form = {"raw": secret, "form": quote_plus(secret, safe=""),
+            "percent": quote(secret, safe=""),
+            "lower": re.sub("%[0-9A-F]{2}", lambda m: m.group(0).lower(),
+                            quote(secret, safe="")),
+            "json": json.dumps(secret)[1:-1]}[how]
+    text = clean_peer_text(before + form + after, 10000)
+    assert secret not in text
+    # A line break where the credential has a space is cleaned into that space.
+    if " " in secret:
+        assert secret not in clean_peer_text(before + secret.replace(" ", "\n") + after)
+    assert quote_plus(secret, safe="") not in text
+    del holder
