@@ -6,14 +6,18 @@ Subcommands::
     mcpauth tools URL                       list the server's tools (JSON)
     mcpauth call URL TOOL [--arg k=v ...]   call a tool (JSON result)
     mcpauth discover URL                    show what discovery finds (no credentials)
+    mcpauth key generate FILE               make a key pair; print the public JWK and kid
+    mcpauth key inspect FILE                print an existing key's public JWK and kid
     mcpauth demo                            run every flow against loopback servers
 
 Credentials come from files named by flags or from environment variables, never from
 an argument value (argument values show in ``ps`` and in shell history). Discovery
 follows RFC 9728 (protected resource metadata, including the §5.1 ``resource_metadata``
 of a 401 challenge) and RFC 8414 (authorization server metadata); tokens come from the
-providers (RFC 6749 §4.4 client credentials with a secret or an RFC 7523 §2.2 key,
-RFC 7523 §2.1 workload assertions, or a token of your own).
+providers (RFC 6749 §4.4 client credentials with a secret or an RFC 7523 §2.2 key, or
+an assertion printed by an executable that reaches a key in an HSM or a KMS; RFC 7523
+§2.1 workload assertions; cross-app access, RFC 8693 then RFC 7523 §2.1; or a token of
+your own).
 
 Exit statuses (also in ``mcpauth --help``)::
 
@@ -42,10 +46,16 @@ URL is reported without its text. The module uses only relative imports, so
 """
 
 import argparse
+import difflib
+import hashlib
 import json
 import logging
 import os
 import re
+import shlex
+import shutil
+import stat
+import subprocess
 import sys
 import traceback
 import warnings
@@ -96,18 +106,31 @@ EXIT_INTERRUPTED = 130
 
 _ENV_PREFIX = "MCPAUTH_"
 
-_EPILOG = """\
+_CREDENTIALS_HELP = """\
 credentials (a flag wins over the environment; never pass a secret as a value):
   client secret     --client-id ID --client-secret-file FILE
                     or MCPAUTH_CLIENT_ID + MCPAUTH_CLIENT_SECRET (or _FILE)
   private key JWT   --client-id ID --private-key-file PEM_OR_JWK [--algorithm ALG]
-                    [--key-id KID], or MCPAUTH_PRIVATE_KEY_FILE / MCPAUTH_PRIVATE_KEY
+                    [--key-id KID], or MCPAUTH_PRIVATE_KEY_FILE / MCPAUTH_PRIVATE_KEY;
+                    an encrypted key: --private-key-password-file FILE, or
+                    MCPAUTH_PRIVATE_KEY_PASSWORD (or _FILE)
+  key in HSM / KMS  --client-id ID --assertion-command EXECUTABLE, or
+                    MCPAUTH_ASSERTION_COMMAND: run with the audience as its last
+                    argument, it prints a client assertion (RFC 7523 §3) on stdout;
+                    exit status 75 means try again later
+  cross-app access  --id-token-file FILE --idp-url URL --idp-client-id ID
+                    --idp-client-secret-file FILE, plus the client secret or key
+                    above for the MCP server's authorization server (MCPAUTH_ID_TOKEN
+                    or _FILE, MCPAUTH_IDP_URL, MCPAUTH_IDP_CLIENT_ID,
+                    MCPAUTH_IDP_CLIENT_SECRET or _FILE)
   your own token    --token-file FILE, or MCPAUTH_TOKEN / MCPAUTH_TOKEN_FILE
   workload identity --workload-token-file FILE (re-read for each token request),
                     or MCPAUTH_WORKLOAD_TOKEN_FILE
   Every other option can also be set as MCPAUTH_<OPTION>, e.g. MCPAUTH_SCOPE,
   MCPAUTH_EXPECTED_ISSUER, MCPAUTH_CACHE, MCPAUTH_TIMEOUT.
+"""
 
+_EPILOG = _CREDENTIALS_HELP + """
 exit status:
   0 success
   1 the tool reported an error (call)
@@ -124,19 +147,52 @@ examples:
   mcpauth call https://mcp.example.com/mcp add --arg a=2 --arg b=3 --cache ~/.cache/mcpauth.json
 """
 
+# What a subcommand's --help ends with: the full story is in mcpauth --help only.
+_SUB_EPILOG = """\
+Every option can also be set as MCPAUTH_<OPTION> (MCPAUTH_SCOPE, MCPAUTH_CACHE, ...).
+Credentials, their environment variables and the exit statuses: mcpauth --help
+"""
+
+_KEY_EPILOG = """\
+examples:
+  mcpauth key generate ~/.config/mcpauth/client.pem
+      writes the private key (PEM, PKCS#8, mode 0600) and client.pem.pub.jwk (the
+      public JWK to register, with its RFC 7638 thumbprint as kid), and prints both;
+      then pass --key-id=KID (with "=": a kid may begin with "-")
+  mcpauth key inspect ~/.config/mcpauth/client.pem
+      prints the public JWK and kid of an existing key (PEM, DER or JWK)
+A password (--password-file FILE, or MCPAUTH_PRIVATE_KEY_PASSWORD or _FILE) encrypts
+the generated key, or decrypts the inspected one. Exit statuses: mcpauth --help
+"""
+
 # (option name, value forms in the environment) per credential kind.
 _KIND_FLAGS = (
     ("client secret", "client_secret_file"),
     ("private key", "private_key_file"),
+    ("assertion command", "assertion_command"),
+    ("cross-app", "id_token_file"),
     ("token", "token_file"),
     ("workload token", "workload_token_file"),
 )
 _KIND_ENV = (
     ("client secret", ("MCPAUTH_CLIENT_SECRET", "MCPAUTH_CLIENT_SECRET_FILE")),
     ("private key", ("MCPAUTH_PRIVATE_KEY", "MCPAUTH_PRIVATE_KEY_FILE")),
+    ("assertion command", ("MCPAUTH_ASSERTION_COMMAND",)),
+    ("cross-app", ("MCPAUTH_ID_TOKEN", "MCPAUTH_ID_TOKEN_FILE")),
     ("token", ("MCPAUTH_TOKEN", "MCPAUTH_TOKEN_FILE")),
     ("workload token", ("MCPAUTH_WORKLOAD_TOKEN_FILE",)),
 )
+# Options that are never read from the environment.
+_NOT_FROM_ENV = frozenset(["help", "version", "arg", "json_args", "password_file",
+                           "key_type", "public_file"])
+# Variables read directly (not as MCPAUTH_<OPTION>); the parser's options add the rest.
+_OTHER_ENV = ("MCPAUTH_CLIENT_ID", "MCPAUTH_PRIVATE_KEY_PASSWORD",
+              "MCPAUTH_PRIVATE_KEY_PASSWORD_FILE", "MCPAUTH_IDP_CLIENT_SECRET",
+              "MCPAUTH_IDP_CLIENT_SECRET_FILE")
+# A bare file name shown in messages: a name, a dot and a short extension.
+_BARE_FILE_NAME = re.compile(r"[\w-][\w.-]*\.[A-Za-z0-9]{1,8}\Z")
+# The helper of --assertion-command exits with this (EX_TEMPFAIL) to mean "retry later".
+_EX_TEMPFAIL = 75
 # Flags that would put a secret on the command line: accepted by the parser only to be
 # refused with a pointer to the safe alternative (and never echoed).
 _REFUSED_FLAGS = (
@@ -187,8 +243,8 @@ class _Parser(argparse.ArgumentParser):
         name, detail = match.groups()
         if name == "COMMAND":
             # The word argparse did not know may be a misplaced secret.
-            return ("unknown command; the commands are token, tools, call, discover "
-                    "and demo, and options go after the command")
+            return ("unknown command; the commands are token, tools, call, discover, "
+                    "key and demo, and options go after the command")
         # "invalid float value: 'x'" -> "invalid float value"; "ignored explicit
         # argument 'x'" -> "ignored explicit argument"; "expected one argument" stays.
         detail = re.split(r"[:'\"]", detail, maxsplit=1)[0].strip() or "invalid value"
@@ -205,7 +261,29 @@ class _Parser(argparse.ArgumentParser):
 # The parser
 # --------------------------------------------------------------------------------------
 
+# (flag, metavar, help) of the credential options.
+_CREDENTIAL_OPTIONS = (
+    ("--client-id", "ID", "the client registered at the authorization server"),
+    ("--client-secret-file", "FILE", "file holding the client secret"),
+    ("--private-key-file", "FILE", "PEM, DER or JWK private key for private_key_jwt"),
+    ("--private-key-password-file", "FILE",
+     "file holding the password of an encrypted private key"),
+    ("--algorithm", "ALG", "JWS algorithm for the key (default: the key's)"),
+    ("--key-id", "KID", "kid header"),
+    ("--assertion-command", "EXECUTABLE", "run EXECUTABLE AUDIENCE for each client "
+     "assertion (private_key_jwt with a key in an HSM or a KMS)"),
+    ("--id-token-file", "FILE", "cross-app access: file holding the user's ID token"),
+    ("--idp-url", "URL", "cross-app access: the IdP's issuer URL"),
+    ("--idp-client-id", "ID", "cross-app access: the client registered at the IdP"),
+    ("--idp-client-secret-file", "FILE", "cross-app access: file holding its secret"),
+    ("--token-file", "FILE", "file holding a token of your own (no OAuth)"),
+    ("--workload-token-file", "FILE", "file holding the platform's workload identity JWT"),
+)
+
 def _add_common(parser: argparse.ArgumentParser, credentials: bool = True) -> None:
+    """The options of the URL commands; ``credentials=False`` accepts the credential
+    options (a script may pass the same flags to every command) but leaves them out of
+    the help, for a command that reads none."""
     S = argparse.SUPPRESS
     parser.add_argument("-v", "--verbose", action="store_true", default=S,
                         help="log what mcpauth does (DEBUG) on stderr; never secrets")
@@ -217,30 +295,22 @@ def _add_common(parser: argparse.ArgumentParser, credentials: bool = True) -> No
                         help="use this authorization server instead of choosing one from "
                              "the MCP server's metadata")
     parser.add_argument("--scope", default=S, help="space-separated scopes to request")
-    if not credentials:
-        return
+
+    def shown(text: str) -> str:
+        return text if credentials else S
+
     parser.add_argument("--token-endpoint", default=S, metavar="URL",
-                        help="skip discovery and request tokens here")
+                        help=shown("skip discovery and request tokens here"))
     parser.add_argument("--cache", default=S, metavar="FILE",
-                        help="keep tokens and discovery results in FILE (mode 0600) "
-                             "across runs")
-    group = parser.add_argument_group("credentials")
-    group.add_argument("--client-id", default=S, metavar="ID",
-                       help="the client registered at the authorization server")
-    group.add_argument("--client-secret-file", default=S, metavar="FILE",
-                       help="file holding the client secret")
+                        help=shown("keep tokens and discovery results in FILE (mode 0600) "
+                                   "across runs"))
+    group = parser.add_argument_group("credentials") if credentials else parser
+    for flag, metavar, text in _CREDENTIAL_OPTIONS:
+        group.add_argument(flag, default=S, metavar=metavar, help=shown(text))
     group.add_argument("--auth-method", default=S,
                        choices=("client_secret_basic", "client_secret_post"),
-                       help="how to send the secret (default: from the server's metadata)")
-    group.add_argument("--private-key-file", default=S, metavar="FILE",
-                       help="PEM, DER or JWK private key for private_key_jwt")
-    group.add_argument("--algorithm", default=S, metavar="ALG",
-                       help="JWS algorithm for the key (default: the key's)")
-    group.add_argument("--key-id", default=S, metavar="KID", help="kid header")
-    group.add_argument("--token-file", default=S, metavar="FILE",
-                       help="file holding a token of your own (no OAuth)")
-    group.add_argument("--workload-token-file", default=S, metavar="FILE",
-                       help="file holding the platform's workload identity JWT")
+                       help=shown("how to send the secret (default: from the server's "
+                                  "metadata)"))
     for flag, _ in _REFUSED_FLAGS:
         group.add_argument(flag, dest="refused_" + flag[2:].replace("-", "_"),
                            nargs="?", const="", default=S, help=S)
@@ -259,9 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="log what mcpauth does (DEBUG) on stderr; never secrets")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+    def command(name: str, help_text: str, epilog: str = _SUB_EPILOG
+                ) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_text, description=help_text,
-                              allow_abbrev=False, epilog=_EPILOG,
+                              allow_abbrev=False, epilog=epilog,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
     p = command("token", "print an access token for the MCP server at URL (and nothing else)")
@@ -285,9 +356,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_client_options(p)
 
     p = command("discover", "show what discovery finds for the MCP server at URL "
-                            "(needs no credentials)")
+                            "(needs no credentials)",
+                "Every option can also be set as MCPAUTH_<OPTION>. Exit statuses: "
+                "mcpauth --help\n")
     p.add_argument("url", metavar="URL", help="the MCP server URL")
-    _add_common(p)
+    _add_common(p, credentials=False)
+
+    p = command("key", "make or inspect the key pair of a private_key_jwt client",
+                _KEY_EPILOG)
+    actions = p.add_subparsers(dest="key_action", metavar="ACTION")
+    for action, text in (("generate", "generate a key pair into FILE (private) and "
+                                      "FILE.pub.jwk (public JWK); print the public JWK"),
+                         ("inspect", "print the public JWK and RFC 7638 thumbprint of the "
+                                     "key in FILE")):
+        a = actions.add_parser(action, help=text, description=text, epilog=_KEY_EPILOG,
+                               allow_abbrev=False,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        a.add_argument("file", metavar="FILE", help="the private key file (PEM, DER or JWK)")
+        a.add_argument("--password-file", default=argparse.SUPPRESS, metavar="FILE",
+                       help="file holding the key's password")
+        if action == "generate":
+            a.add_argument("--type", dest="key_type", default="P-256",
+                           choices=("P-256", "P-384", "P-521", "RSA", "Ed25519"),
+                           help="the key type (default P-256, for ES256)")
+            a.add_argument("--public-file", default=None, metavar="FILE",
+                           help="where to write the public JWK (default FILE.pub.jwk)")
 
     p = command("demo", "run every flow against loopback test servers (no network needed)")
     p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
@@ -327,10 +420,12 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Nam
 
 def _option(args: argparse.Namespace, name: str, env: Optional[str] = None) -> Any:
     """An option's value: the command line, else MCPAUTH_<NAME>, else the default."""
+    source = "--" + name.replace("_", "-")
     if hasattr(args, name):
         value = getattr(args, name)  # type: Any
     else:
-        value = os.environ.get(env or _ENV_PREFIX + name.upper()) or None
+        source = env or _ENV_PREFIX + name.upper()
+        value = os.environ.get(source) or None
         if value is None:
             return _DEFAULTS.get(name)
         if name == "verbose":
@@ -341,7 +436,8 @@ def _option(args: argparse.Namespace, name: str, env: Optional[str] = None) -> A
         except ValueError:
             value = float("nan")
         if not 0 < value < float("inf"):
-            raise UsageError("the timeout must be a positive number of seconds")
+            raise UsageError("{} must be a positive number of seconds (the timeout of each "
+                             "HTTP request)".format(source))
     return value
 
 
@@ -360,10 +456,11 @@ def _check_url_arguments(args: argparse.Namespace) -> None:
     is no URL as it is); a secret given where a URL was expected must not be printed.
     """
     if not hasattr(args, "url"):
-        return  # demo
+        return  # demo, key
+    _option(args, "timeout")  # a bad MCPAUTH_TIMEOUT is refused even where unused
     if not _is_http_url(args.url):
         raise UsageError("the URL argument is not an http(s) URL")
-    for name in ("expected_issuer", "issuer", "token_endpoint"):
+    for name in ("expected_issuer", "issuer", "token_endpoint", "idp_url"):
         value = _option(args, name)
         if value is not None and not _is_http_url(value):
             raise UsageError("--{} (or {}{}) is not an http(s) URL".format(
@@ -374,37 +471,74 @@ def _check_url_arguments(args: argparse.Namespace) -> None:
 # Credentials
 # --------------------------------------------------------------------------------------
 
+def _file_named(path: str, flag: str) -> str:
+    """"the file PATH given by FLAG", or without PATH when it may be a misplaced secret.
+
+    A path is shown when it looks like one: it has a ``/`` or a leading ``~`` and its
+    first directory exists, or it is a short file name with an extension
+    (``secret.txt``). A
+    bare word, a JWT, or ``x/y`` under no real directory (a base64 secret has ``/`` too)
+    is left out, since it may be a secret pasted where the file name belongs.
+    """
+    full = os.path.expanduser(path)
+    if "/" in path or path.startswith("~"):
+        # Its first directory exists (/etc of /etc/mcpauth/missing/secret), which a
+        # base64 secret with a "/" in it practically never has.
+        head = full.split(os.sep)[1 if full.startswith(os.sep) else 0]
+        looks_like_path = bool(head) and os.path.isdir(
+            os.sep + head if full.startswith(os.sep) else head)
+    else:  # a bare file name: short, with an extension, and not a JWT
+        looks_like_path = (len(path) <= 64 and _BARE_FILE_NAME.match(path) is not None
+                           and path.count(".") < 2)
+    if looks_like_path and len(path) <= 300 and path.isprintable():
+        return "the file {} given by {}".format(path, flag)
+    return ("the file given by {} (its name is not shown: it does not look like a path "
+            "and could be a misplaced secret)".format(flag))
+
+
 def _read_file(path: str, flag: str, binary: bool = False) -> Any:
-    """Read a credential file; errors never show its content (nor, to be safe, its path)."""
+    """Read a credential file; errors name the file and the flag or variable that gave
+    it, never its content."""
     try:
         with open(os.path.expanduser(path), "rb") as f:
             data = f.read()
     except OSError as exc:
-        raise UsageError("cannot read the file given by {} ({})".format(
-            flag, exc.strerror or type(exc).__name__)) from None
+        raise UsageError("cannot read {} ({})".format(
+            _file_named(path, flag), exc.strerror or type(exc).__name__)) from None
     if binary:
         if not data.strip():
-            raise UsageError("the file given by {} is empty".format(flag))
+            raise UsageError("{} is empty".format(_file_named(path, flag)))
         return data
     try:
         text = data.decode("utf-8").strip()
     except UnicodeDecodeError:
-        raise UsageError("the file given by {} is not UTF-8 text".format(flag)) from None
+        raise UsageError("{} is not UTF-8 text".format(_file_named(path, flag))) from None
     if not text:
-        raise UsageError("the file given by {} is empty".format(flag))
+        raise UsageError("{} is empty".format(_file_named(path, flag)))
     if any(c in text for c in "\r\n\x00"):
-        raise UsageError("the file given by {} holds more than one line".format(flag))
+        raise UsageError("{} holds more than one line".format(_file_named(path, flag)))
     return text
 
 
 def _credential_kind(args: argparse.Namespace) -> Tuple[Optional[str], bool]:
-    """(kind, from_flags): which credential the command line or environment names."""
+    """(kind, from_flags): which credential the command line or environment names.
+
+    Cross-app access also uses a client secret or key (for the MCP server's
+    authorization server), so those go with it.
+    """
     flagged = [kind for kind, name in _KIND_FLAGS if hasattr(args, name)]
+    in_env = [kind for kind, names in _KIND_ENV if any(os.environ.get(n) for n in names)]
+    if "cross-app" in flagged or (not flagged and "cross-app" in in_env):
+        others = [kind for kind in (flagged if flagged else in_env)
+                  if kind not in ("cross-app", "client secret", "private key")]
+        if others:
+            raise UsageError("cross-app access cannot be combined with a {}".format(
+                " or ".join(others)))
+        return "cross-app", bool(flagged)
     if len(flagged) > 1:
         raise UsageError("choose one kind of credential; got {}".format(" and ".join(flagged)))
     if flagged:
         return flagged[0], True
-    in_env = [kind for kind, names in _KIND_ENV if any(os.environ.get(n) for n in names)]
     if len(in_env) > 1:
         raise UsageError("the environment sets more than one kind of credential ({}); "
                          "unset one, or choose with a flag".format(" and ".join(in_env)))
@@ -436,6 +570,175 @@ def _cache(args: argparse.Namespace) -> Any:
     return FileTokenCache(os.path.expanduser(path))
 
 
+def _known_env(parser: argparse.ArgumentParser) -> List[str]:
+    """Every MCPAUTH_ variable the command reads."""
+    names = set(_OTHER_ENV)
+    for _, group in _KIND_ENV:
+        names.update(group)
+    parsers = [parser]
+    while parsers:
+        current = parsers.pop()
+        for action in current._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+            elif action.option_strings and action.dest not in _NOT_FROM_ENV \
+                    and not action.dest.startswith("refused_"):
+                names.add(_ENV_PREFIX + action.dest.upper())
+    return sorted(names)
+
+
+def _unknown_env_hint() -> str:
+    """"; MCPAUTH_X is not a variable mcpauth reads (did you mean ...?)", or ""."""
+    known = _known_env(build_parser())
+    unknown = sorted(n for n in os.environ if n.startswith(_ENV_PREFIX) and n not in known)
+    if not unknown:
+        return ""
+    shown = []
+    for name in unknown[:3]:
+        close = difflib.get_close_matches(name, known, 1, 0.75)
+        shown.append(name + (" (did you mean {}?)".format(close[0]) if close else ""))
+    return "; {} {} not a variable mcpauth reads".format(
+        ", ".join(shown), "is" if len(shown) == 1 else "are")
+
+
+def _key_password(args: argparse.Namespace, flag_name: str, flag: str) -> Optional[str]:
+    if hasattr(args, flag_name):
+        return str(_read_file(getattr(args, flag_name), flag))
+    if os.environ.get("MCPAUTH_PRIVATE_KEY_PASSWORD") or os.environ.get(
+            "MCPAUTH_PRIVATE_KEY_PASSWORD_FILE"):
+        return str(_secret_from(args, False, flag_name, flag, "MCPAUTH_PRIVATE_KEY_PASSWORD",
+                                "MCPAUTH_PRIVATE_KEY_PASSWORD_FILE"))
+    return None
+
+
+def _load_key(data: bytes, password: Optional[str], where: str, password_flag: str) -> Any:
+    """The SigningKey in ``data``; errors say which key and how to give its password."""
+    from . import jws
+    from .errors import InvalidKeyError
+
+    try:
+        return jws.load_private_key(data, password)
+    except InvalidKeyError as exc:
+        hint = ""
+        if password is None and "encrypted" in str(exc):
+            hint = "; give its password with {} FILE or MCPAUTH_PRIVATE_KEY_PASSWORD " \
+                   "(or _FILE)".format(password_flag)
+        raise InvalidKeyError("the key given by {}: {}{}".format(where, exc, hint)) from None
+
+
+def _private_key(args: argparse.Namespace, from_flags: bool) -> Any:
+    """The private key of --private-key-file / MCPAUTH_PRIVATE_KEY(_FILE), decrypted."""
+    data = _secret_from(args, from_flags, "private_key_file", "--private-key-file",
+                        "MCPAUTH_PRIVATE_KEY", "MCPAUTH_PRIVATE_KEY_FILE", binary=True)
+    where = "--private-key-file" if from_flags else (
+        "MCPAUTH_PRIVATE_KEY" if os.environ.get("MCPAUTH_PRIVATE_KEY")
+        else "MCPAUTH_PRIVATE_KEY_FILE")
+    password = _key_password(args, "private_key_password_file", "--private-key-password-file")
+    return _load_key(data, password, where, "--private-key-password-file")
+
+
+def assertion_command(command: str, timeout: float, where: str) -> Callable[[str], str]:
+    """A callable(audience) that runs ``command audience`` and returns what it prints.
+
+    For a key that never leaves an HSM, a cloud KMS or a signing service: the executable
+    (no shell; arguments split as a POSIX shell would) prints one client assertion
+    (RFC 7523 §3) for the audience on stdout. Its stderr passes through. Exit status 75
+    (EX_TEMPFAIL) means "try again later" (exit 4); any other failure is a
+    configuration error (exit 2). The assertion then gets the same checks as one signed
+    here (see PrivateKeyJwtProvider).
+    """
+    from .errors import ConfigurationError, TransportError
+
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        argv = []
+    if not argv:
+        raise UsageError("{} is not a command (unbalanced quotes, or empty)".format(where))
+    program = argv[0]
+    if shutil.which(program) is None:
+        raise UsageError("the assertion command {} (from {}) is not an executable file "
+                         "found on PATH".format(program, where))
+
+    def assertion(audience: str) -> str:
+        try:
+            proc = subprocess.run(argv + [audience], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise TransportError("the assertion command {} did not finish within {:g} "
+                                 "seconds".format(program, timeout)) from None
+        except OSError as exc:
+            raise ConfigurationError("cannot run the assertion command {} ({})".format(
+                program, exc.strerror or type(exc).__name__)) from None
+        if proc.returncode == _EX_TEMPFAIL:
+            raise TransportError("the assertion command {} exited with status 75 (try "
+                                 "again later)".format(program))
+        if proc.returncode != 0:
+            raise ConfigurationError("the assertion command {} exited with status "
+                                     "{}".format(program, proc.returncode))
+        return proc.stdout.decode("ascii", "replace").strip()
+
+    return assertion
+
+
+def _cross_app_provider(args: argparse.Namespace, from_flags: bool, client_id: str,
+                        options: Dict[str, Any]) -> Any:
+    """CrossAppAccessProvider: the user's ID token -> ID-JAG at the IdP (RFC 8693) ->
+    access token at the MCP server's authorization server (RFC 7523 §2.1)."""
+    from . import jws
+    from .crossapp import CrossAppAccessProvider, discover_and_request_jwt_auth_grant
+
+    id_token = _secret_from(args, from_flags, "id_token_file", "--id-token-file",
+                            "MCPAUTH_ID_TOKEN", "MCPAUTH_ID_TOKEN_FILE")
+    idp_url = _option(args, "idp_url")
+    idp_client_id = _option(args, "idp_client_id")
+    if not idp_url or not idp_client_id:
+        raise UsageError("cross-app access needs the IdP: pass --idp-url and "
+                         "--idp-client-id (or set MCPAUTH_IDP_URL and MCPAUTH_IDP_CLIENT_ID)")
+    idp_secret = None  # type: Optional[str]
+    if hasattr(args, "idp_client_secret_file") or os.environ.get(
+            "MCPAUTH_IDP_CLIENT_SECRET") or os.environ.get("MCPAUTH_IDP_CLIENT_SECRET_FILE"):
+        idp_secret = _secret_from(args, hasattr(args, "idp_client_secret_file"),
+                                  "idp_client_secret_file", "--idp-client-secret-file",
+                                  "MCPAUTH_IDP_CLIENT_SECRET", "MCPAUTH_IDP_CLIENT_SECRET_FILE")
+    secret = key = None
+    if hasattr(args, "private_key_file") or (
+            not hasattr(args, "client_secret_file") and (
+                os.environ.get("MCPAUTH_PRIVATE_KEY")
+                or os.environ.get("MCPAUTH_PRIVATE_KEY_FILE"))):
+        key = _private_key(args, hasattr(args, "private_key_file"))
+    elif hasattr(args, "client_secret_file") or os.environ.get(
+            "MCPAUTH_CLIENT_SECRET") or os.environ.get("MCPAUTH_CLIENT_SECRET_FILE"):
+        secret = _secret_from(args, hasattr(args, "client_secret_file"),
+                              "client_secret_file", "--client-secret-file",
+                              "MCPAUTH_CLIENT_SECRET", "MCPAUTH_CLIENT_SECRET_FILE")
+    else:
+        raise UsageError("cross-app access also needs the client's credentials at the MCP "
+                         "server's authorization server: --client-secret-file or "
+                         "--private-key-file (or MCPAUTH_CLIENT_SECRET / "
+                         "MCPAUTH_PRIVATE_KEY_FILE)")
+    timeout = options["timeout"]
+
+    def assertion(ctx: Any) -> Any:
+        return discover_and_request_jwt_auth_grant(
+            idp_url, id_token, ctx.authorization_server_url, ctx.resource_url,
+            idp_client_id, idp_secret, scope=ctx.scope, session=ctx.session,
+            timeout=timeout)
+
+    # Tokens are the user's: label them by the ID token's issuer and subject (read, not
+    # verified; the authorization server verifies), so a --cache file serves the same
+    # user on the next run and never another.
+    try:
+        claims = jws.decode_unverified(id_token)[1]
+        principal = "{} {}".format(claims["iss"], claims["sub"])
+        options["cache_key"] = "user:" + hashlib.sha256(
+            principal.encode("utf-8")).hexdigest()[:32]
+    except (ValueError, TypeError, KeyError):
+        pass
+    return CrossAppAccessProvider(assertion, client_id, secret, private_key=key,
+                                  algorithm=_option(args, "algorithm"), **options)
+
+
 def build_provider(args: argparse.Namespace, url: str, cache: Any = None) -> Any:
     """The provider the command line and environment describe.
 
@@ -455,7 +758,7 @@ def build_provider(args: argparse.Namespace, url: str, cache: Any = None) -> Any
         raise UsageError(
             "no credentials: set MCPAUTH_CLIENT_ID and MCPAUTH_CLIENT_SECRET (or pass "
             "--client-id and --client-secret-file, --private-key-file, --token-file or "
-            "--workload-token-file)")
+            "--workload-token-file){}".format(_unknown_env_hint()))
     if kind == "token":
         token = _secret_from(args, from_flags, "token_file", "--token-file",
                              "MCPAUTH_TOKEN", "MCPAUTH_TOKEN_FILE")
@@ -474,18 +777,30 @@ def build_provider(args: argparse.Namespace, url: str, cache: Any = None) -> Any
         from .workload import WorkloadIdentityProvider
         path = str(args.workload_token_file) if from_flags \
             else os.environ["MCPAUTH_WORKLOAD_TOKEN_FILE"]
-        path = os.path.expanduser(path)
-        if not os.path.isfile(path):
-            raise UsageError("the workload token file does not exist or is not a file")
-        return WorkloadIdentityProvider(path, client_id=client_id, **options)
+        if not os.path.isfile(os.path.expanduser(path)):
+            raise UsageError("{} does not exist or is not a file".format(_file_named(
+                path, "--workload-token-file" if from_flags
+                else "MCPAUTH_WORKLOAD_TOKEN_FILE")))
+        return WorkloadIdentityProvider(os.path.expanduser(path), client_id=client_id,
+                                        **options)
 
     if not client_id:
-        raise UsageError("a {} needs a client id: pass --client-id or set "
-                         "MCPAUTH_CLIENT_ID".format(kind))
+        what = {"cross-app": "cross-app access",
+                "assertion command": "an assertion command"}.get(kind, "a " + kind)
+        raise UsageError("{} needs a client id: pass --client-id or set "
+                         "MCPAUTH_CLIENT_ID{}".format(what, _unknown_env_hint()))
+    if kind == "cross-app":
+        return _cross_app_provider(args, from_flags, client_id, options)
+    if kind == "assertion command":
+        where = "--assertion-command" if from_flags else "MCPAUTH_ASSERTION_COMMAND"
+        command = args.assertion_command if from_flags \
+            else os.environ["MCPAUTH_ASSERTION_COMMAND"]
+        return PrivateKeyJwtProvider(
+            client_id, assertion=assertion_command(command, options["timeout"], where),
+            algorithm=_option(args, "algorithm"), **options)
     if kind == "private key":
-        key = _secret_from(args, from_flags, "private_key_file", "--private-key-file",
-                           "MCPAUTH_PRIVATE_KEY", "MCPAUTH_PRIVATE_KEY_FILE", binary=True)
-        return PrivateKeyJwtProvider(client_id, key, _option(args, "algorithm"),
+        return PrivateKeyJwtProvider(client_id, _private_key(args, from_flags),
+                                     _option(args, "algorithm"),
                                      key_id=_option(args, "key_id"), **options)
     secret = _secret_from(args, from_flags, "client_secret_file", "--client-secret-file",
                           "MCPAUTH_CLIENT_SECRET", "MCPAUTH_CLIENT_SECRET_FILE")
@@ -663,6 +978,86 @@ def _cmd_discover(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _key_summary(key: Any) -> Dict[str, Any]:
+    """What to register for a key: its public JWK with ``kid`` = the RFC 7638 thumbprint."""
+    jwk = key.public_jwk()
+    kid = key.thumbprint()
+    jwk.update({"kid": kid, "alg": key.default_algorithm, "use": "sig"})
+    return {"kid": kid, "thumbprint": kid, "alg": key.default_algorithm,
+            "algorithms": list(key.algorithms), "kty": key.kty, "crv": key.curve,
+            "key_size": key.key_size, "public_jwk": jwk}
+
+
+def _write_new_file(path: str, data: bytes) -> None:
+    """Create ``path`` with mode 0600 and write ``data``; never replace an existing file."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise UsageError("{} exists; mcpauth key generate never overwrites a key".format(
+            path)) from None
+    except OSError as exc:
+        raise UsageError("cannot create {} ({})".format(
+            path, exc.strerror or type(exc).__name__)) from None
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _cmd_key(args: argparse.Namespace, out: TextIO) -> int:
+    """``mcpauth key generate FILE`` / ``mcpauth key inspect FILE``."""
+    from . import jws
+    from .errors import InvalidKeyError
+
+    action = getattr(args, "key_action", None)
+    if action is None:
+        raise UsageError("mcpauth key needs an action: generate or inspect")
+    path = os.path.expanduser(args.file)
+    password = _key_password(args, "password_file", "--password-file")
+    if action == "generate":
+        public_path = os.path.expanduser(args.public_file or args.file + ".pub.jwk")
+        kind = args.key_type
+        key = (jws.generate_private_key("RSA", key_size=3072) if kind == "RSA"
+               else jws.generate_private_key("OKP") if kind == "Ed25519"
+               else jws.generate_private_key("EC", curve=kind))
+        from cryptography.hazmat.primitives import serialization
+
+        encryption = (serialization.BestAvailableEncryption(password.encode("utf-8"))
+                      if password else serialization.NoEncryption())  # type: Any
+        pem = key._key.private_bytes(serialization.Encoding.PEM,
+                                     serialization.PrivateFormat.PKCS8, encryption)
+        summary = _key_summary(key)
+        _write_new_file(path, pem)
+        try:
+            _write_new_file(public_path, (json.dumps(
+                summary["public_jwk"], indent=2, sort_keys=True) + "\n").encode("utf-8"))
+        except UsageError:
+            os.unlink(path)
+            raise
+        summary.update({"private_key_file": path, "public_key_file": public_path,
+                        "encrypted": bool(password)})
+        _print_json(summary, out)
+        return EXIT_OK
+    data = _read_file(args.file, "the FILE argument", binary=True)
+    try:
+        key = _load_key(data, password, args.file, "--password-file")
+    except InvalidKeyError as exc:
+        if "public key" not in str(exc):
+            raise
+        raise UsageError("{} holds a public key; mcpauth key inspect reads the private "
+                         "key (the thumbprint of a public JWK: mcpauth.jws.jwk_thumbprint)"
+                         .format(args.file)) from None
+    summary = _key_summary(key)
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    summary.update({"private_key_file": path, "file_mode": "{:04o}".format(mode)})
+    if mode & 0o077:
+        warnings.warn("{} can be read by other users (mode {:04o}); chmod 600 it".format(
+            path, mode), MCPAuthWarning, stacklevel=2)
+    _print_json(summary, out)
+    return EXIT_OK
+
+
 def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     from ._demo import run_demo
 
@@ -674,6 +1069,7 @@ _COMMANDS = {
     "tools": _cmd_tools,
     "call": _cmd_call,
     "discover": _cmd_discover,
+    "key": _cmd_key,
     "demo": _cmd_demo,
 }  # type: Dict[str, Callable[[argparse.Namespace, TextIO], int]]
 
@@ -793,7 +1189,14 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
             # Only for a bug. Other errors say all there is in their one line; their
             # chained causes (urllib3, requests) would print URLs with their queries.
             err.write(mask(traceback.format_exc()))
-        err.write("mcpauth: error: {}\n".format(mask(_error_message(exc, url))))
+        message = _error_message(exc, url)
+        if code == EXIT_PROTOCOL:
+            from .providers import missing_path_hint
+
+            hint = missing_path_hint(url)
+            if hint and hint not in message:
+                message += hint
+        err.write("mcpauth: error: {}\n".format(mask(message)))
         return code
     finally:
         if handler is not None:

@@ -54,7 +54,9 @@ from .grants import (
     select_auth_method,
     validate_scope,
 )
-from .providers import OAuthProvider, _Target
+from .cache import TokenCache
+from .providers import (DEFAULT_MAX_STEP_UP, DEFAULT_REFRESH_SKEW, OAuthProvider, _Target,
+                        _oauth_options)
 from .transport import DEFAULT_TIMEOUT, RequestsTransport, Transport, check_url, redact_url
 
 __all__ = [
@@ -266,7 +268,7 @@ def _typ_is_id_jag(typ: Any) -> bool:
 # Leg 1: the token exchange at the IdP (RFC 8693)
 # ---------------------------------------------------------------------------------------
 
-def _idp_error(exc: OAuthError, token_endpoint: str) -> OAuthError:
+def _idp_error(exc: OAuthError) -> OAuthError:
     if exc.error == "insufficient_user_authentication":
         # ID-JAG "Step-Up Authentication" (RFC 9470): only the user can fix this.
         message = ("the IdP refused the token exchange with insufficient_user_authentication: "
@@ -276,10 +278,12 @@ def _idp_error(exc: OAuthError, token_endpoint: str) -> OAuthError:
         if exc.error_description:
             message += " (IdP: {})".format(exc.error_description)
     else:
-        message = "token exchange at the IdP {} failed: {}".format(
-            redact_url(token_endpoint), exc.message)
-    return OAuthError(exc.error, exc.error_description, exc.error_uri,
-                      status_code=exc.status_code, message=message)
+        # exc.message names the IdP's token endpoint, the client id and the method.
+        message = "token exchange at the IdP failed: {}".format(exc.message)
+    error = OAuthError(exc.error, exc.error_description, exc.error_uri,
+                       status_code=exc.status_code, message=message)
+    error.__dict__.update((k, v) for k, v in exc.__dict__.items() if k not in error.__dict__)
+    return error
 
 
 def _grant_from_response(token: TokenResponse, token_endpoint: str) -> JwtAuthGrant:
@@ -326,7 +330,7 @@ def _exchange_at_idp(transport: Transport, token_endpoint: str, id_token: str,
         token = request_token(transport, token_endpoint, fields, client_auth, issuer=issuer,
                               token_types=("n_a",), issued_token_type=TOKEN_TYPE_ID_JAG)
     except OAuthError as exc:
-        raise _idp_error(exc, token_endpoint) from exc
+        raise _idp_error(exc) from exc
     except TokenResponseError as exc:
         raise TokenResponseError(
             "the IdP's token exchange response from {} cannot be used: {}".format(
@@ -639,7 +643,16 @@ class CrossAppAccessProvider(OAuthProvider):
                  algorithm: Optional[str] = None,
                  token_endpoint_auth_method: Optional[str] = None,
                  scope: Optional[str] = None, expected_issuer: Optional[str] = None,
-                 **options: Any) -> None:
+                 issuer: Optional[str] = None, token_endpoint: Optional[str] = None,
+                 resource: Optional[str] = None, server_url: Optional[str] = None,
+                 allow_resource_prefix: bool = False, allow_issuer_change: bool = False,
+                 session: Any = None, timeout: float = DEFAULT_TIMEOUT,
+                 allow_insecure_http: bool = False, cache: Optional[TokenCache] = None,
+                 refresh_skew: float = DEFAULT_REFRESH_SKEW,
+                 max_step_up: int = DEFAULT_MAX_STEP_UP,
+                 clock: Callable[[], float] = time.time,
+                 transport: Optional[Transport] = None,
+                 cache_key: Optional[str] = None) -> None:
         if not callable(assertion):
             raise ConfigurationError("assertion must be a callable(ctx) returning the ID-JAG")
         if not isinstance(client_id, str) or not client_id:
@@ -656,7 +669,7 @@ class CrossAppAccessProvider(OAuthProvider):
                 raise ConfigurationError("a private_key means private_key_jwt, not {}".format(
                     method))
             self._jwt = PrivateKeyJwt(client_id, private_key, algorithm,
-                                      clock=options.get("clock", time.time))
+                                      clock=clock)
         elif client_secret is not None:
             if method not in (None, "client_secret_basic", "client_secret_post"):
                 raise ConfigurationError("a client_secret means client_secret_basic or "
@@ -674,8 +687,7 @@ class CrossAppAccessProvider(OAuthProvider):
         self._assertion = assertion
         self._grants = {}  # type: Dict[Tuple[str, str, Optional[str]], Tuple[str, float]]
         self._grants_lock = threading.Lock()
-        super().__init__(client_id=client_id, scope=scope, expected_issuer=expected_issuer,
-                         **options)
+        super().__init__(**_oauth_options(locals()))
 
     def _after_fork(self) -> None:
         super()._after_fork()

@@ -244,7 +244,14 @@ class OAuthError(MCPAuthError):
         error_description: the server's description, cleaned and truncated, or None.
         error_uri: the ``error_uri``, or None.
         status_code: the HTTP status of the response.
+        token_endpoint, client_id, auth_method: where the request went, the client id it
+            sent (None if none) and how the client authenticated (``client_secret_basic``,
+            ``client_secret_post``, ``private_key_jwt``, ``none``); None when unknown.
     """
+
+    token_endpoint: Optional[str] = None
+    client_id: Optional[str] = None
+    auth_method: Optional[str] = None
 
     def __init__(self, error: str, error_description: Optional[str] = None,
                  error_uri: Optional[str] = None, status_code: Optional[int] = None,

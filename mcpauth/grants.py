@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import quote_plus
 
 from . import _mask
-from .errors import ConfigurationError, OAuthError, TokenResponseError
+from .errors import ConfigurationError, InvalidKeyError, OAuthError, TokenResponseError
 from .transport import HttpRequest, HttpResponse, Transport, parse_json_object, redact_url
 
 __all__ = [
@@ -191,7 +191,29 @@ def _require_secret(client_id: Optional[str], client_secret: Any) -> str:
         raise ConfigurationError("client_id is required")
     if not isinstance(client_secret, str) or not client_secret:
         raise ConfigurationError("client_secret must be a non-empty string")
+    problem = _vschar_problem(client_secret)
+    if problem is not None:
+        # Never the value: a secret is described, not shown.
+        raise ConfigurationError(
+            "client_secret contains {}, which RFC 6749 Appendix A.2 does not allow in a "
+            "client secret{}".format(problem, (
+                "; a secret read with open(...).read() keeps the file's newline: use "
+                ".read().strip()" if problem.startswith("a line break") else "")))
     return client_secret
+
+
+def _vschar_problem(value: str) -> Optional[str]:
+    """What ``value`` has that RFC 6749 Appendix A.2 (``*VSCHAR``) forbids, or None."""
+    if "\r" in value or "\n" in value:
+        body = value.rstrip("\r\n")
+        where = "at its end" if body and "\r" not in body and "\n" not in body \
+            else "inside it"
+        return "a line break (CR or LF) {}".format(where)
+    # Printable non-ASCII is let through: RFC 6749 Appendix B shows how it is encoded,
+    # and some servers issue such secrets. Control characters never belong in one.
+    if any(ch < "\x20" or "\x7f" <= ch <= "\x9f" or ch in "\u2028\u2029" for ch in value):
+        return "a control character"
+    return None
 
 
 class ClientSecretBasic(ClientAuth):
@@ -257,6 +279,20 @@ class PrivateKeyJwt(ClientAuth):
       (or ``audience`` if given), ``iat``, ``exp`` = ``iat`` + ``lifetime``, a random
       ``jti`` per assertion, plus ``claims`` (which may add claims, never replace these).
 
+    The key may live elsewhere (an HSM, a cloud KMS, a signing service): instead of
+    ``private_key`` pass exactly one of
+
+    * ``signer``: ``callable(signing_input: bytes) -> signature: bytes``, with
+      ``public_jwk`` (every signature is then verified before it is sent) or at least
+      ``algorithm``. The assertion is built here as for a local key; an ECDSA signature
+      in DER form is converted to the JOSE R||S form (RFC 7518 §3.4);
+    * ``assertion``: ``callable(audience: str) -> str`` returning a finished client
+      assertion for that audience. It is checked before it is sent, as one built here
+      would be: a compact JWS with an asymmetric ``alg`` (``algorithm`` if given), ``iss``
+      and ``sub`` the client id, ``aud`` the audience, an ``exp`` in the future at most
+      ``MAX_ASSERTION_LIFETIME`` seconds away, and a ``jti``; its signature is verified
+      when ``public_jwk`` is given.
+
     Args:
         client_id: the registered client identifier.
         private_key: anything :func:`mcpauth.jws.load_private_key` accepts; loaded once.
@@ -267,28 +303,74 @@ class PrivateKeyJwt(ClientAuth):
         key_id: the JWS ``kid`` header value; None to omit.
         claims: extra claims.
         clock: returns the current time in seconds (for tests).
+        signer: a signing callable, instead of ``private_key``.
+        public_jwk: the public JWK of the key behind ``signer`` or ``assertion``.
+        assertion: an assertion callable, instead of ``private_key``.
     """
 
     method = "private_key_jwt"
 
-    def __init__(self, client_id: str, private_key: Any, algorithm: Optional[str] = None,
-                 lifetime: int = 300, audience: Optional[str] = None,
+    def __init__(self, client_id: str, private_key: Any = None,
+                 algorithm: Optional[str] = None, lifetime: int = 300,
+                 audience: Optional[str] = None,
                  typ: Optional[str] = "client-authentication+jwt",
                  key_id: Optional[str] = None, claims: Optional[Mapping[str, Any]] = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, *,
+                 signer: Optional[Callable[[bytes], bytes]] = None,
+                 public_jwk: Optional[Mapping[str, Any]] = None,
+                 assertion: Optional[Callable[[str], str]] = None) -> None:
         super().__init__(client_id)
         if not client_id:
             raise ConfigurationError("client_id is required")
         from . import jws
 
         _mask.hold(self, *_key_texts(private_key))
-        self._key = jws.load_private_key(private_key)
+        given = [name for name, value in (("private_key", private_key), ("signer", signer),
+                                          ("assertion", assertion)) if value is not None]
+        if len(given) != 1:
+            raise ConfigurationError(
+                "pass exactly one of private_key, signer and assertion{}".format(
+                    " (got {})".format(" and ".join(given)) if given else ""))
+        for name, value in (("signer", signer), ("assertion", assertion)):
+            if value is not None and not callable(value):
+                raise TypeError("{} must be callable, not {}".format(
+                    name, type(value).__name__))
+        if public_jwk is not None and private_key is not None:
+            raise ConfigurationError("public_jwk goes with signer or assertion; a "
+                                     "private_key has its own public key")
+        self._key = None  # type: Optional[jws.SigningKey]
+        self._signer = signer
+        self._assertion = assertion
+        self._public_jwk = None  # type: Optional[Dict[str, str]]
+        if public_jwk is not None:
+            if not isinstance(public_jwk, Mapping):
+                raise TypeError("public_jwk must be a JWK dict, not {}".format(
+                    type(public_jwk).__name__))
+            if "d" in public_jwk:
+                raise InvalidKeyError("public_jwk holds a private key ('d'); give the "
+                                      "public JWK only")
+            self._public_jwk = jws.public_jwk(dict(public_jwk))
+        if private_key is not None:
+            self._key = jws.load_private_key(private_key)
+            algorithms = self._key.algorithms  # type: Sequence[str]
+            kind = self._key.kty
+        elif self._public_jwk is not None:
+            algorithms = _algorithms_of_jwk(self._public_jwk)
+            kind = self._public_jwk["kty"]
+        else:
+            algorithms = jws.ALGORITHMS
+            kind = "declared"
         if algorithm is None:
-            algorithm = self._key.default_algorithm
-        if algorithm not in self._key.algorithms:
+            if signer is not None and self._public_jwk is None:
+                raise ConfigurationError(
+                    "a signer needs public_jwk= (best: every signature is verified) or "
+                    "algorithm= to say what it signs")
+            if self._assertion is None:
+                algorithm = algorithms[0]
+        if algorithm is not None and algorithm not in algorithms:
             raise ConfigurationError("algorithm {!r} cannot be used with this {} key".format(
-                algorithm, self._key.kty))
-        self.algorithm = algorithm
+                algorithm, kind))
+        self.algorithm = algorithm  # None: whatever the assertion callable's alg is
         if isinstance(lifetime, bool) or not isinstance(lifetime, int) or not (
                 0 < lifetime <= MAX_ASSERTION_LIFETIME):
             raise ConfigurationError("lifetime must be an integer from 1 to {} seconds".format(
@@ -307,8 +389,10 @@ class PrivateKeyJwt(ClientAuth):
         self._clock = clock
 
     def __repr__(self) -> str:
-        return "PrivateKeyJwt(client_id={!r}, algorithm={!r}, key={!r})".format(
-            self.client_id, self.algorithm, self._key)
+        key = self._key if self._key is not None else (
+            "signer" if self._signer is not None else "assertion callable")
+        return "PrivateKeyJwt(client_id={!r}, algorithm={!r}, key={})".format(
+            self.client_id, self.algorithm, key if isinstance(key, str) else repr(key))
 
     def build_assertion(self, issuer: Optional[str], token_endpoint: str) -> str:
         """Sign a new client assertion for ``issuer`` (or ``token_endpoint`` if none is known)."""
@@ -319,6 +403,8 @@ class PrivateKeyJwt(ClientAuth):
             # No issuer known (explicit token_endpoint configuration): RFC 7523 §3's
             # original rule allows the token endpoint URL.
             audience = token_endpoint
+        if self._assertion is not None:
+            return self._checked_assertion(self._assertion(audience), audience)
         now = int(self._clock())
         claims = dict(self._claims)
         claims.update({
@@ -334,9 +420,63 @@ class PrivateKeyJwt(ClientAuth):
             headers["typ"] = self.typ
         if self.key_id:
             headers["kid"] = self.key_id
-        assertion = jws.sign(claims, self._key, self.algorithm, headers=headers)
+        assert self.algorithm is not None
+        if self._key is None:
+            assertion = jws.sign_with(claims, self._signer, self.algorithm, headers=headers,
+                                      public_key=self._public_jwk)
+        else:
+            assertion = jws.sign(claims, self._key, self.algorithm, headers=headers)
         _mask.remember(assertion)
         return assertion
+
+    def _checked_assertion(self, value: Any, audience: str) -> str:
+        """An assertion from the callable, held to what a locally built one satisfies.
+
+        Messages say what is wrong, never the assertion.
+        """
+        from . import jws
+
+        if isinstance(value, str):
+            _mask.remember(value)
+
+        def refuse(problem: str) -> ConfigurationError:
+            return ConfigurationError("the client assertion from the assertion callable "
+                                      "{} (RFC 7523 §3)".format(problem))
+
+        if not jws.is_compact_jws(value):
+            raise refuse("is not a compact JWS")
+        try:
+            header, claims = jws.decode_unverified(value)
+        except ValueError:
+            raise refuse("is not a compact JWS with JSON header and claims") from None
+        alg = header.get("alg")
+        if alg not in jws.ALGORITHMS:
+            raise refuse("has no asymmetric alg of RFC 7518 / RFC 8037")
+        if self.algorithm is not None and alg != self.algorithm:
+            raise refuse("is signed with {}, not the declared {}".format(alg, self.algorithm))
+        for name in ("iss", "sub"):
+            if claims.get(name) != self.client_id:
+                raise refuse("has {} other than the client id".format(name))
+        aud = claims.get("aud")
+        if aud != audience and aud != [audience]:
+            raise refuse("is not addressed to {} (aud)".format(redact_url(audience)))
+        now = self._clock()
+        exp = jws.numeric_date(claims.get("exp"))
+        if exp is None or exp <= now:
+            raise refuse("has expired or has no exp")
+        if exp - now > MAX_ASSERTION_LIFETIME:
+            raise refuse("lives longer than {} seconds".format(MAX_ASSERTION_LIFETIME))
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or not jti:
+            raise refuse("has no jti")
+        if self._public_jwk is not None:
+            try:
+                jws.verify(value, self._public_jwk, [alg])
+            except jws.JWSVerificationError:
+                raise InvalidKeyError(
+                    "the client assertion from the assertion callable does not verify "
+                    "with the declared public_jwk") from None
+        return str(value)
 
     def apply(self, fields: List[Tuple[str, str]], headers: List[Tuple[str, str]],
               issuer: Optional[str], token_endpoint: str) -> None:
@@ -356,6 +496,15 @@ def _key_texts(private_key: Any) -> List[Any]:
     if isinstance(private_key, Mapping):
         return [private_key.get(name) for name in ("d", "p", "q", "dp", "dq", "qi", "k")]
     return []
+
+
+def _algorithms_of_jwk(jwk: Mapping[str, str]) -> Tuple[str, ...]:
+    """The ``alg`` values a public JWK can verify, the usual one first (as SigningKey)."""
+    from . import jws
+
+    return tuple(alg for alg in jws.ALGORITHMS
+                 if jws._ALGS[alg][0] == jwk["kty"]
+                 and (jwk["kty"] == "RSA" or jws._ALGS[alg][2] == jwk.get("crv")))
 
 
 def select_auth_method(advertised: Optional[Sequence[str]], configured: Optional[str] = None,
@@ -565,6 +714,44 @@ def parse_token_response(response: HttpResponse,
     )
 
 
+# What each RFC 6749 §5.2 error code means, for responses that carry no description.
+_ERROR_MEANINGS = {
+    "invalid_client": "the authorization server did not accept the client's "
+                      "authentication: check the client id, the secret or key, and the "
+                      "authentication method the client is registered with",
+    "invalid_grant": "the grant or assertion was refused (expired, revoked, or issued "
+                     "to another client)",
+    "unauthorized_client": "this client may not use this grant type",
+    "unsupported_grant_type": "the authorization server does not support this grant type",
+    "invalid_scope": "the requested scope is invalid, unknown, or more than the client "
+                     "may have",
+    "invalid_request": "the request is missing a parameter or is malformed",
+    "invalid_target": "the resource (RFC 8707) is not one this authorization server "
+                      "issues tokens for",
+}
+
+
+def _located(exc: OAuthError, token_endpoint: str, client_auth: ClientAuth) -> OAuthError:
+    """``exc`` with where and how: the token endpoint, client id and authentication method.
+
+    What one checks first when a token request is refused; the server's description
+    follows, or what the RFC 6749 §5.2 code means when the server gave none.
+    """
+    detail = exc.error_description or _ERROR_MEANINGS.get(exc.error)
+    message = "{} from the token endpoint {} (client id {}, client authentication {}){}".format(
+        exc.error, redact_url(token_endpoint),
+        "{!r}".format(client_auth.client_id) if client_auth.client_id else "not sent",
+        client_auth.method, ": " + detail if detail else "")
+    located = OAuthError(exc.error, exc.error_description, exc.error_uri,
+                         status_code=exc.status_code, message=message)
+    located.__dict__.update((k, v) for k, v in exc.__dict__.items()
+                            if k not in located.__dict__)
+    located.token_endpoint = token_endpoint
+    located.client_id = client_auth.client_id
+    located.auth_method = client_auth.method
+    return located
+
+
 def request_token(transport: Transport, token_endpoint: str,
                   grant_fields: Sequence[Tuple[str, str]], client_auth: ClientAuth,
                   issuer: Optional[str] = None, token_types: Sequence[str] = ("bearer",),
@@ -589,7 +776,7 @@ def request_token(transport: Transport, token_endpoint: str,
     except OAuthError as exc:
         logger.info("token request to %s failed: HTTP %s %s", redact_url(token_endpoint),
                     response.status, exc.error)
-        raise
+        raise _located(exc, token_endpoint, client_auth) from None
     logger.info("token issued by %s: grant_type=%s, HTTP %s, expires_in=%s",
                 redact_url(token_endpoint), grant_type, response.status,
                 "unknown" if token.expires_in is None else int(token.expires_in))

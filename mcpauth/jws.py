@@ -28,7 +28,7 @@ import hashlib
 import json
 import math
 import re
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ._compat import backend, require_cryptography
 from .errors import ConfigurationError, InvalidKeyError
@@ -48,6 +48,7 @@ __all__ = [
     "numeric_date",
     "public_jwk",
     "sign",
+    "sign_with",
     "verify",
 ]
 
@@ -934,22 +935,33 @@ def sign(payload: Union[Mapping[str, Any], bytes], key: Any,
     """
     if algorithm is not None:
         _check_algorithm(algorithm)
-    if headers is not None and not isinstance(headers, Mapping):
-        raise TypeError("headers must be a mapping, not {}".format(type(headers).__name__))
-    if isinstance(payload, (bytes, bytearray, memoryview)):
-        payload_bytes = bytes(payload)
-    elif isinstance(payload, Mapping):
-        try:
-            payload_bytes = _dumps(dict(payload))
-        except (TypeError, ValueError) as exc:
-            raise ConfigurationError(
-                "claims are not JSON-serialisable: {}".format(type(exc).__name__)) from None
-    else:
-        raise TypeError("payload must be a claims mapping or bytes, not {}".format(
-            type(payload).__name__))
+    payload_bytes = _payload_bytes(payload, headers)
     signing_key = load_private_key(key)
     if algorithm is None:
         algorithm = signing_key.default_algorithm
+    signing_input = _signing_input(payload_bytes, algorithm, headers)
+    signature = signing_key.sign(signing_input.encode("ascii"), algorithm)
+    return signing_input + "." + b64url_encode(signature)
+
+
+def _payload_bytes(payload: Any, headers: Any) -> bytes:
+    if headers is not None and not isinstance(headers, Mapping):
+        raise TypeError("headers must be a mapping, not {}".format(type(headers).__name__))
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return bytes(payload)
+    if isinstance(payload, Mapping):
+        try:
+            return _dumps(dict(payload))
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(
+                "claims are not JSON-serialisable: {}".format(type(exc).__name__)) from None
+    raise TypeError("payload must be a claims mapping or bytes, not {}".format(
+        type(payload).__name__))
+
+
+def _signing_input(payload_bytes: bytes, algorithm: str,
+                   headers: Optional[Mapping[str, Any]]) -> str:
+    """``BASE64URL(header) '.' BASE64URL(payload)`` with ``alg`` set (RFC 7515 §5.1)."""
     header: Dict[str, Any] = {}
     if headers is not None:
         header.update(headers)  # a copy: the caller's mapping is never touched
@@ -961,9 +973,117 @@ def sign(payload: Union[Mapping[str, Any], bytes], key: Any,
         header_bytes = _dumps(header)
     except (TypeError, ValueError):
         raise ConfigurationError("JWS header values are not JSON-serialisable") from None
-    signing_input = (b64url_encode(header_bytes) + "." + b64url_encode(payload_bytes))
-    signature = signing_key.sign(signing_input.encode("ascii"), algorithm)
-    return signing_input + "." + b64url_encode(signature)
+    return b64url_encode(header_bytes) + "." + b64url_encode(payload_bytes)
+
+
+def sign_with(payload: Union[Mapping[str, Any], bytes], signer: Any, algorithm: str,
+              headers: Optional[Mapping[str, Any]] = None, public_key: Any = None) -> str:
+    """Sign with a key held elsewhere (an HSM, a cloud KMS, a signing service).
+
+    ``signer(signing_input) -> signature`` receives the JWS signing input (RFC 7515
+    §5.1) and returns the signature octets. ECDSA signatures are used in the JOSE form,
+    R||S each of the curve's length (RFC 7518 §3.4); a DER ``ECDSA-Sig-Value``, which
+    most KMS and PKCS#11 interfaces return, is converted to it. With ``public_key`` the
+    finished JWS is verified before it is returned, so a signer that uses another key or
+    another algorithm fails here rather than at the authorization server.
+
+    Args:
+        payload: a claims mapping or the exact payload bytes, as for :func:`sign`.
+        signer: ``callable(bytes) -> bytes``.
+        algorithm: the JWS ``alg`` the signer produces (no default: it cannot be read
+            from a key that is not here).
+        headers: extra protected header parameters, as for :func:`sign`.
+        public_key: the signer's public key (JWK dict or anything :func:`verify` takes),
+            or None to skip verification (the signature's length is still checked).
+
+    Returns:
+        The compact JWS.
+
+    Raises:
+        ConfigurationError: ``none``, HMAC or unknown ``alg``; the signer returned
+            something other than bytes.
+        InvalidKeyError: the signature has the wrong length or form for ``algorithm``,
+            or does not verify with ``public_key``.
+        TypeError: ``signer`` is not callable, or ``payload`` / ``headers`` has the
+            wrong type.
+    """
+    _check_algorithm(algorithm)
+    if not callable(signer):
+        raise TypeError("signer must be a callable(bytes) -> bytes, not {}".format(
+            type(signer).__name__))
+    signing_input = _signing_input(_payload_bytes(payload, headers), algorithm, headers)
+    raw = signer(signing_input.encode("ascii"))
+    if not isinstance(raw, (bytes, bytearray, memoryview)):
+        raise ConfigurationError("the signing callable returned {}, not the signature "
+                                 "bytes".format(type(raw).__name__))
+    candidates = _jose_signatures(bytes(raw), algorithm)
+    if not candidates:
+        raise InvalidKeyError(
+            "the signing callable returned {} bytes, which is not an {} signature{}".format(
+                len(raw), algorithm, " (R||S of {} bytes, or DER)".format(
+                    2 * _EC_CURVES[_ALGS[algorithm][2]][1])
+                if _ALGS[algorithm][0] == "EC" else ""))
+    for signature in candidates:
+        token = signing_input + "." + b64url_encode(signature)
+        if public_key is None:
+            return token
+        try:
+            verify(token, public_key, [algorithm])
+            return token
+        except JWSVerificationError:
+            continue
+    raise InvalidKeyError(
+        "the signature from the signing callable does not verify with the declared "
+        "public key: the signer uses another key, or does not sign {}".format(algorithm))
+
+
+def _jose_signatures(raw: bytes, algorithm: str) -> List[bytes]:
+    """The JOSE signatures ``raw`` may be for ``algorithm``, most likely first."""
+    kty, _, param = _ALGS[algorithm]
+    if kty == "OKP":
+        return [raw] if len(raw) == 64 else []  # RFC 8037 §3.1
+    if kty == "RSA":
+        return [raw] if len(raw) * 8 >= _MIN_RSA_BITS else []
+    size = _EC_CURVES[param][1]
+    out = [raw] if len(raw) == 2 * size else []
+    converted = _der_ecdsa_to_jose(raw, size)
+    if converted is not None:
+        out.append(converted)
+    return out
+
+
+def _der_ecdsa_to_jose(data: bytes, size: int) -> Optional[bytes]:
+    """DER ``SEQUENCE { INTEGER r, INTEGER s }`` (RFC 3279 §2.2.3) to R||S, or None."""
+
+    def length(pos: int) -> Tuple[int, int]:
+        first = data[pos]
+        if first < 0x80:
+            return first, pos + 1
+        if first == 0x81 and pos + 1 < len(data) and data[pos + 1] >= 0x80:
+            return data[pos + 1], pos + 2
+        raise ValueError("unsupported DER length")
+
+    try:
+        if data[0] != 0x30:
+            return None
+        total, pos = length(1)
+        if pos + total != len(data):
+            return None
+        values = []
+        for _ in range(2):
+            if data[pos] != 0x02:
+                return None
+            n, pos = length(pos + 1)
+            octets = data[pos:pos + n]
+            if n == 0 or len(octets) != n or octets[0] & 0x80 or n > size + 1:
+                return None
+            values.append(int.from_bytes(octets, "big"))
+            pos += n
+        if pos != len(data) or any(v == 0 or v >= 1 << (8 * size) for v in values):
+            return None
+        return values[0].to_bytes(size, "big") + values[1].to_bytes(size, "big")
+    except (IndexError, ValueError):
+        return None
 
 
 def _split(token: Any) -> Tuple[str, str, str]:

@@ -25,6 +25,7 @@ discovery that leads anywhere else raises before anything at all is sent.
 
 import json
 import logging
+import os
 import secrets
 import threading
 import time
@@ -132,6 +133,44 @@ def _covers(base: str, server: str) -> bool:
         return False
     base_path = b.path.rstrip("/")
     return s.path == b.path or s.path.startswith(base_path + "/") or base_path == ""
+
+
+def missing_path_hint(url: Optional[str]) -> str:
+    """A hint for a server URL without a path (``https://host`` for ``https://host/mcp``).
+
+    MCP servers live at a path (the MCP "Streamable HTTP" endpoint, commonly ``/mcp``),
+    and RFC 9728 metadata is looked up per path, so a bare origin usually fails with a
+    protocol error or a 404 that does not say why. Returns "" when the URL has a path.
+    """
+    try:
+        parts = urlsplit(url or "")
+    except ValueError:
+        return ""
+    if not parts.netloc or parts.path not in ("", "/"):
+        return ""
+    return ("; the URL {} has no path, and MCP servers are usually at one: did you mean "
+            "{}/mcp?".format(redact_url(url or ""), redact_url(url or "").rstrip("/")))
+
+
+_TOKEN_CACHE_METHODS = ("get_token", "set_token", "delete_token", "get_discovery",
+                        "set_discovery", "delete_discovery", "lock")
+
+
+def _check_type(value: Any, name: str, types: Tuple[type, ...], what: str) -> None:
+    """TypeError unless ``value`` is one of ``types`` (a bool is never a number here)."""
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        raise TypeError("{} must be {}, not {}".format(name, what, type(value).__name__))
+
+
+def _check_cache(cache: Any) -> None:
+    if cache is None or isinstance(cache, TokenCache) or all(
+            callable(getattr(cache, m, None)) for m in _TOKEN_CACHE_METHODS):
+        return
+    if isinstance(cache, (str, bytes, os.PathLike)):
+        raise TypeError("cache must be a TokenCache, not a {} path: pass "
+                        "cache=FileTokenCache(path)".format(type(cache).__name__))
+    raise TypeError("cache must be a TokenCache (MemoryTokenCache, FileTokenCache or a "
+                    "subclass), not {}".format(type(cache).__name__))
 
 
 def _peer_scope(value: str, what: str) -> Optional[str]:
@@ -354,6 +393,19 @@ def _discard(r: Any) -> None:
     r.close()
 
 
+#: The keyword arguments of OAuthProvider.__init__, which every provider spells out
+#: in its own signature (so that type checkers see them) and passes on.
+_OAUTH_OPTIONS = ("client_id", "scope", "expected_issuer", "issuer", "token_endpoint",
+                  "resource", "server_url", "allow_resource_prefix", "session", "timeout",
+                  "allow_insecure_http", "cache", "refresh_skew", "max_step_up", "clock",
+                  "transport", "allow_issuer_change", "cache_key")
+
+
+def _oauth_options(arguments: Dict[str, Any]) -> Dict[str, Any]:
+    """The OAuthProvider options among a subclass constructor's ``locals()``."""
+    return {name: arguments[name] for name in _OAUTH_OPTIONS}
+
+
 class _Target(NamedTuple):
     """Where and how to get tokens for one MCP server (serialisable for caches)."""
 
@@ -531,6 +583,29 @@ class OAuthProvider(AuthProvider):
                  transport: Optional[Transport] = None,
                  allow_issuer_change: bool = False,
                  cache_key: Optional[str] = None) -> None:
+        # Wrong types fail here, not at the first request (TypeError, as in the stdlib).
+        for name, value in (("client_id", client_id), ("expected_issuer", expected_issuer),
+                            ("issuer", issuer), ("token_endpoint", token_endpoint),
+                            ("server_url", server_url)):
+            if value is not None:
+                _check_type(value, name, (str,), "a str")
+        for name, flag in (("allow_resource_prefix", allow_resource_prefix),
+                           ("allow_insecure_http", allow_insecure_http),
+                           ("allow_issuer_change", allow_issuer_change)):
+            _check_type(flag, name, (bool,), "True or False")
+        _check_type(timeout, "timeout", (int, float), "a number of seconds")
+        _check_type(refresh_skew, "refresh_skew", (int, float), "a number of seconds")
+        _check_type(max_step_up, "max_step_up", (int,), "an int")
+        _check_cache(cache)
+        if not callable(clock):
+            raise TypeError("clock must be a callable returning seconds, not {}".format(
+                type(clock).__name__))
+        if transport is not None and not callable(transport):
+            raise TypeError("transport must be callable, not {}".format(
+                type(transport).__name__))
+        if session is not None and not callable(getattr(session, "request", None)):
+            raise TypeError("session must be a requests.Session, not {}".format(
+                type(session).__name__))
         self.client_id = client_id
         if cache_key is not None and (not isinstance(cache_key, str) or not cache_key):
             raise ConfigurationError("cache_key must be a non-empty string")
@@ -882,6 +957,12 @@ class OAuthProvider(AuthProvider):
             except MCPAuthError as exc:
                 if exc.retryable:
                     self._hold_off(held, exc)
+                hint = missing_path_hint(server)
+                if hint and isinstance(exc, DiscoveryError) and type(exc) is DiscoveryError:
+                    hinted = DiscoveryError(exc.message + hint, exc.status_code)
+                    hinted.__dict__.update((k, v) for k, v in exc.__dict__.items()
+                                           if k != "message")
+                    raise hinted from exc
                 raise
             md = result.metadata
             scopes = result.prm.scopes_supported if result.prm is not None else None
@@ -983,7 +1064,17 @@ class ClientCredentialsProvider(OAuthProvider):
 
     def __init__(self, client_id: str, client_secret: str, *, scope: Optional[str] = None,
                  expected_issuer: Optional[str] = None,
-                 token_endpoint_auth_method: Optional[str] = None, **options: Any) -> None:
+                 token_endpoint_auth_method: Optional[str] = None,
+                 issuer: Optional[str] = None, token_endpoint: Optional[str] = None,
+                 resource: Optional[str] = None, server_url: Optional[str] = None,
+                 allow_resource_prefix: bool = False, allow_issuer_change: bool = False,
+                 session: Any = None, timeout: float = DEFAULT_TIMEOUT,
+                 allow_insecure_http: bool = False, cache: Optional[TokenCache] = None,
+                 refresh_skew: float = DEFAULT_REFRESH_SKEW,
+                 max_step_up: int = DEFAULT_MAX_STEP_UP,
+                 clock: Callable[[], float] = time.time,
+                 transport: Optional[Transport] = None,
+                 cache_key: Optional[str] = None) -> None:
         if token_endpoint_auth_method not in (None, "client_secret_basic",
                                               "client_secret_post"):
             raise ConfigurationError(
@@ -993,8 +1084,7 @@ class ClientCredentialsProvider(OAuthProvider):
         self._basic = ClientSecretBasic(client_id, client_secret)
         self._post = ClientSecretPost(client_id, client_secret)
         self.token_endpoint_auth_method = token_endpoint_auth_method
-        super().__init__(client_id=client_id, scope=scope, expected_issuer=expected_issuer,
-                         **options)
+        super().__init__(**_oauth_options(locals()))
 
     def _client_auth(self, target: _Target) -> ClientAuth:
         method = select_auth_method(target.auth_methods, self.token_endpoint_auth_method)
@@ -1004,11 +1094,23 @@ class ClientCredentialsProvider(OAuthProvider):
 class PrivateKeyJwtProvider(OAuthProvider):
     """The client credentials grant with a ``private_key_jwt`` assertion (RFC 7523 §2.2).
 
+    The key is given as ``private_key``, or stays in an HSM, a cloud KMS or a signing
+    service and is reached through exactly one of ``signer`` (sign these bytes) or
+    ``assertion`` (give me an assertion for this audience); see
+    :class:`mcpauth.grants.PrivateKeyJwt` for the checks each gets.
+
     Args:
         client_id: the registered client identifier (``iss`` and ``sub`` of assertions).
         private_key: PEM (str or bytes), DER bytes, a JWK dict or a loaded key; loaded once.
         algorithm: JWS algorithm; by default the key's (RS256 for RSA, ES256 for P-256,
-            ES384 for P-384, EdDSA for Ed25519).
+            ES384 for P-384, EdDSA for Ed25519), or ``public_jwk``'s.
+        signer: ``callable(signing_input: bytes) -> bytes``, the signature by a key held
+            elsewhere (ECDSA as R||S or DER). Give ``public_jwk`` (every signature is then
+            verified before use) or at least ``algorithm``.
+        public_jwk: the public JWK of the key behind ``signer`` or ``assertion``.
+        assertion: ``callable(audience: str) -> str`` returning a finished client
+            assertion; it must have the claims a local key's would (``iss`` = ``sub`` =
+            client_id, ``aud`` = audience, ``exp`` within 3600 s, ``jti``).
         jwt_lifetime_seconds: assertion lifetime (``exp`` - ``iat``), default 300.
         claims: extra assertion claims (cannot replace iss, sub, aud, exp, iat, jti).
         key_id: the ``kid`` header, e.g. ``mcpauth.jws.jwk_thumbprint(key)``.
@@ -1019,25 +1121,37 @@ class PrivateKeyJwtProvider(OAuthProvider):
 
     mcp_extension = "io.modelcontextprotocol/oauth-client-credentials"
 
-    def __init__(self, client_id: str, private_key: Any, algorithm: Optional[str] = None, *,
+    def __init__(self, client_id: str, private_key: Any = None,
+                 algorithm: Optional[str] = None, *,
+                 signer: Optional[Callable[[bytes], bytes]] = None,
+                 public_jwk: Optional[Dict[str, Any]] = None,
+                 assertion: Optional[Callable[[str], str]] = None,
                  jwt_lifetime_seconds: int = 300, claims: Optional[Dict[str, Any]] = None,
                  key_id: Optional[str] = None, scope: Optional[str] = None,
                  expected_issuer: Optional[str] = None, audience: Optional[str] = None,
-                 typ: Optional[str] = "client-authentication+jwt", **options: Any) -> None:
-        clock = options.get("clock", time.time)
+                 typ: Optional[str] = "client-authentication+jwt",
+                 issuer: Optional[str] = None, token_endpoint: Optional[str] = None,
+                 resource: Optional[str] = None, server_url: Optional[str] = None,
+                 allow_resource_prefix: bool = False, allow_issuer_change: bool = False,
+                 session: Any = None, timeout: float = DEFAULT_TIMEOUT,
+                 allow_insecure_http: bool = False, cache: Optional[TokenCache] = None,
+                 refresh_skew: float = DEFAULT_REFRESH_SKEW,
+                 max_step_up: int = DEFAULT_MAX_STEP_UP,
+                 clock: Callable[[], float] = time.time,
+                 transport: Optional[Transport] = None,
+                 cache_key: Optional[str] = None) -> None:
         self._jwt = PrivateKeyJwt(client_id, private_key, algorithm,
                                   lifetime=jwt_lifetime_seconds, audience=audience, typ=typ,
-                                  key_id=key_id, claims=claims, clock=clock)
+                                  key_id=key_id, claims=claims, clock=clock, signer=signer,
+                                  public_jwk=public_jwk, assertion=assertion)
         self.algorithm = self._jwt.algorithm
-        super().__init__(client_id=client_id, scope=scope, expected_issuer=expected_issuer,
-                         **options)
+        super().__init__(**_oauth_options(locals()))
 
     def _client_auth(self, target: _Target) -> ClientAuth:
         select_auth_method(target.auth_methods, "private_key_jwt")
         algs = target.signing_algs
-        if algs is not None and self.algorithm not in algs:
+        if algs is not None and self.algorithm is not None and self.algorithm not in algs:
             raise ConfigurationError(
                 "the authorization server accepts {} for private_key_jwt, not {}".format(
                     ", ".join(algs) or "no algorithm", self.algorithm))
         return self._jwt
-

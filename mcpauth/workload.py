@@ -31,13 +31,16 @@ none); ``client_id`` is sent only when configured.
 import logging
 import os
 import re
+import time
 from typing import Any, Callable, List, Optional, Tuple, Union
 
 from . import _mask, jws
 from .errors import AuthorizationServerMismatchError, ConfigurationError, clean_peer_text
 from .grants import GRANT_TYPE_JWT_BEARER, ClientAuth, NoClientAuth
-from .providers import OAuthProvider, _Target
-from .transport import redact_url
+from .cache import TokenCache
+from .providers import (DEFAULT_MAX_STEP_UP, DEFAULT_REFRESH_SKEW, OAuthProvider, _Target,
+                        _oauth_options)
+from .transport import DEFAULT_TIMEOUT, Transport, redact_url
 
 __all__ = ["WorkloadIdentityProvider", "MAX_ASSERTION_FILE_BYTES", "EXP_LEEWAY"]
 
@@ -93,7 +96,16 @@ class WorkloadIdentityProvider(OAuthProvider):
 
     def __init__(self, assertion: AssertionSource, *, scope: Optional[str] = None,
                  expected_issuer: Optional[str] = None, client_id: Optional[str] = None,
-                 **options: Any) -> None:
+                 issuer: Optional[str] = None, token_endpoint: Optional[str] = None,
+                 resource: Optional[str] = None, server_url: Optional[str] = None,
+                 allow_resource_prefix: bool = False, allow_issuer_change: bool = False,
+                 session: Any = None, timeout: float = DEFAULT_TIMEOUT,
+                 allow_insecure_http: bool = False, cache: Optional[TokenCache] = None,
+                 refresh_skew: float = DEFAULT_REFRESH_SKEW,
+                 max_step_up: int = DEFAULT_MAX_STEP_UP,
+                 clock: Callable[[], float] = time.time,
+                 transport: Optional[Transport] = None,
+                 cache_key: Optional[str] = None) -> None:
         self._source = None  # type: Optional[Callable[[], Any]]
         self._path = None  # type: Optional[str]
         if callable(assertion):
@@ -114,8 +126,7 @@ class WorkloadIdentityProvider(OAuthProvider):
             raise ConfigurationError(
                 "assertion must be a callable returning the workload JWT, or the path of a "
                 "file holding it, not {}".format(type(assertion).__name__))
-        super().__init__(client_id=client_id, scope=scope, expected_issuer=expected_issuer,
-                         **options)
+        super().__init__(**_oauth_options(locals()))
         self._no_auth = NoClientAuth(client_id)
 
     def __repr__(self) -> str:
