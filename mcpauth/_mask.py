@@ -108,7 +108,8 @@ def _release(handle: int) -> None:
 
 
 def hold(owner: Any, *values: Any) -> None:
-    """Mask ``values`` (str or bytes; others ignored) for as long as ``owner`` lives."""
+    """Mask ``values`` (str or bytes; others ignored) for as long as ``owner`` lives
+    (for the life of the process when ``owner`` is None)."""
     forms = _forms_of(values)
     if not forms:
         return
@@ -116,7 +117,8 @@ def hold(owner: Any, *values: Any) -> None:
     with _lock:
         _held[handle] = forms
         _rebuild()
-    weakref.finalize(owner, _release, handle)
+    if owner is not None:
+        weakref.finalize(owner, _release, handle)
 
 
 def remember(*values: Optional[str]) -> None:

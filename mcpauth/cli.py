@@ -77,7 +77,7 @@ from .errors import (
     TransportError,
     UnauthorizedError,
 )
-from ._mask import mask
+from . import _mask
 from .transport import DEFAULT_TIMEOUT, redact_url
 
 __all__ = [
@@ -615,7 +615,9 @@ def _load_key(data: bytes, password: Optional[str], where: str, password_flag: s
     """The SigningKey in ``data``; errors say which key and how to give its password."""
     from . import jws
     from .errors import InvalidKeyError
+    from .grants import _key_texts
 
+    _mask.hold(None, password, *_key_texts(data))  # for the rest of the run
     try:
         return jws.load_private_key(data, password)
     except InvalidKeyError as exc:
@@ -815,7 +817,8 @@ def build_provider(args: argparse.Namespace, url: str, cache: Any = None) -> Any
 
 def _print_json(value: Any, out: TextIO) -> None:
     # What the MCP server answered: masked, in case it echoes the token it was sent.
-    out.write(mask(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)) + "\n")
+    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+    out.write(_mask.mask(text) + "\n")
 
 
 def _cmd_token(args: argparse.Namespace, out: TextIO) -> int:
@@ -1135,7 +1138,7 @@ class _StderrWarnings(object):
 
     def __call__(self, message: Any, category: Any, filename: str, lineno: int,
                  file: Any = None, line: Any = None) -> None:
-        self.err.write("mcpauth: warning: {}\n".format(mask(str(message))))
+        self.err.write("mcpauth: warning: {}\n".format(_mask.mask(str(message))))
 
 
 def _setup_logging(verbose: bool, err: TextIO) -> Optional[logging.Handler]:
@@ -1188,7 +1191,7 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
         if verbose and code == EXIT_INTERNAL:
             # Only for a bug. Other errors say all there is in their one line; their
             # chained causes (urllib3, requests) would print URLs with their queries.
-            err.write(mask(traceback.format_exc()))
+            err.write(_mask.mask(traceback.format_exc()))
         message = _error_message(exc, url)
         if code == EXIT_PROTOCOL:
             from .providers import missing_path_hint
@@ -1196,7 +1199,7 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
             hint = missing_path_hint(url)
             if hint and hint not in message:
                 message += hint
-        err.write("mcpauth: error: {}\n".format(mask(message)))
+        err.write("mcpauth: error: {}\n".format(_mask.mask(message)))
         return code
     finally:
         if handler is not None:

@@ -290,3 +290,19 @@ def test_property_no_form_of_a_held_credential_survives(secret, before, after, h
         assert secret not in clean_peer_text(before + secret.replace(" ", "\n") + after)
     assert quote_plus(secret, safe="") not in text
     del holder
+
+
+def test_cli_key_password_and_key_text_are_masked_for_the_run():
+    pytest.importorskip("cryptography")
+    from cryptography.hazmat.backends import default_backend
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    password = "pw-" + "Hq7e" * 4
+    key = ec.generate_private_key(ec.SECP256R1(), default_backend())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(password.encode()))
+    assert cli._load_key(pem, password, "MCPAUTH_PRIVATE_KEY", "--password-file")
+    line = pem.decode().splitlines()[1]
+    assert mask("told: %s / %s" % (password, line)) == "told: %s / %s" % (MASK, MASK)
