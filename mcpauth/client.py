@@ -1,50 +1,13 @@
 """A small synchronous MCP client over Streamable HTTP, for both MCP lifecycles.
 
-MCP "Transports" (Streamable HTTP) and "Lifecycle", revisions 2024-11-05 to 2026-07-28:
+:class:`MCPClient` is the public face; the work is split by concern:
 
-* **Stateful lifecycle** (2024-11-05, 2025-03-26, 2025-06-18, 2025-11-25): ``initialize``
-  with ``protocolVersion``, ``capabilities`` and ``clientInfo``, then
-  ``notifications/initialized``; ``MCP-Protocol-Version: <negotiated>`` on every later
-  request (required since 2025-06-18); an ``Mcp-Session-Id`` the server issues is echoed
-  on every later request, a 404 on a request carrying it means the session expired (the
-  client initializes again, once), and the session is ended with DELETE on close.
-* **Stateless lifecycle** (2026-07-28, SEP-2575 / SEP-2567): no ``initialize`` and no
-  session. Every request carries ``params._meta`` with
-  ``io.modelcontextprotocol/protocolVersion``, ``.../clientCapabilities`` (declaring the
-  auth extension in use, REQUIREMENTS N1) and ``.../clientInfo``, plus the SEP-2243
-  headers ``MCP-Protocol-Version`` (equal to ``_meta``), ``Mcp-Method`` and, for
-  ``tools/call``, ``resources/read`` and ``prompts/get``, ``Mcp-Name``. An
-  ``UnsupportedProtocolVersion`` error (-32022) is retried once with a version from
-  ``data.supported``.
-* **Version detection** (the default, ``protocol_version=None``): the first request
-  goes out on the 2026-07-28 wire and its reply tells the lifecycle, so detection costs
-  no extra round trip (a cron run with a cached token sends one HTTP request). A 2xx
-  (a result or an application error), or a 2026-07-28 protocol error (-32020, -32021,
-  -32022 with a 4xx, -32602 with 400, -32601 with 404), means a modern server. A 400,
-  404 or 405 whose body is not a JSON-RPC error, or is one with code -32000 or -32600
-  (the refusals of the pre-2026 SDKs: the TypeScript SDK's ``400 -32000 Bad Request:
-  Unsupported protocol version``, the Python SDK's -32600), means a legacy server: the
-  client runs ``initialize`` with 2025-11-25 (once, whatever the number of threads)
-  and sends the request again on the stateful wire. If that ``initialize`` fails too,
-  the error of the first reply is raised (with its HTTP status) and the next request
-  detects again. Any other answer (401, 403, 408, 413, 415, 429, 5xx, other JSON-RPC
-  errors) tells nothing: it is raised as it is, and the next request detects again. A
-  -32022 whose ``data.supported`` lists only legacy versions falls back to the best of
-  those. An explicit :meth:`MCPClient.connect` detects with ``server/discover``
-  instead, by the same rules (a -32601 to it means a modern server without
-  ``server/discover``). The result is kept for the client's lifetime. Pass
-  ``protocol_version`` to pin one revision (and lifecycle) instead.
-
-Every POST sends ``Content-Type: application/json`` and ``Accept: application/json,
-text/event-stream``. A reply is a JSON body or an SSE stream (WHATWG HTML "Server-sent
-events", event stream interpretation): ``data:`` lines are joined with LF, comments and
-events without data (priming events) are skipped, CRLF, LF and CR all end a line, and the
-reply is the JSON-RPC response whose ``id`` matches the request. Notifications in the
-stream go to :attr:`MCPClient.notifications` and ``on_notification``. A server request in
-a stream of the stateful lifecycle is answered (``ping`` with an empty result, anything
-else with -32601), since the client declares no capability that invites one; the
-2026-07-28 wire has no server-to-client requests, so there they are only logged. The
-bytes read per reply are capped (16 MiB by default).
+* :mod:`mcpauth._lifecycle`: the stateful (``initialize``) and stateless (2026-07-28)
+  lifecycles, and how the client tells which one a server speaks;
+* :mod:`mcpauth._wire`: one JSON-RPC message over HTTP and its JSON or SSE reply,
+  resuming closed SSE streams, and the per-call deadline and byte caps;
+* :mod:`mcpauth._sse`: server-sent events parsing;
+* :mod:`mcpauth._headers`: the SEP-2243 ``Mcp-Name`` and ``Mcp-Param-*`` headers.
 
 JSON-RPC 2.0 §5: an ``error`` member raises :class:`~mcpauth.errors.MCPError` (``code``,
 ``message``, ``data``); a tool result with ``isError`` is returned, not raised.
@@ -56,32 +19,37 @@ sets or logs a token. Redirects are not followed (a 3xx raises ProtocolError nam
 target), so a credentialed POST is never re-sent somewhere else.
 """
 
-import base64
 import collections
+import contextlib
 import copy
 import itertools
-import json
 import logging
-import re
 import threading
 from typing import (Any, Callable, Deque, Dict, Iterable, Iterator, List, Mapping,
-                    NamedTuple, Optional, Tuple, Union)
+                    Optional, Union)
 
 import requests
 
-from ._version import __version__
-from .discovery import bearer_challenge
-from .errors import (
-    ConfigurationError,
-    InsufficientScopeError,
-    MCPAuthError,
-    MCPError,
-    ProtocolError,
-    TransportError,
-    UnauthorizedError,
-    clean_peer_text,
+from ._headers import header_bindings
+from ._lifecycle import (
+    HEADER_MISMATCH,
+    LATEST_PROTOCOL_VERSION,
+    LEGACY_PROTOCOL_VERSION,
+    META_CLIENT_CAPABILITIES,
+    META_CLIENT_INFO,
+    META_PROTOCOL_VERSION,
+    META_SERVER_INFO,
+    STATEFUL,
+    STATELESS,
+    STATELESS_PROTOCOL_VERSIONS,
+    STATEFUL_PROTOCOL_VERSIONS,
+    SUPPORTED_PROTOCOL_VERSIONS,
+    LifecycleMixin,
 )
-from .transport import check_url, loads_json, redact_url
+from ._version import __version__
+from ._wire import CallLimits, Message
+from .errors import ConfigurationError, MCPAuthError, MCPError, ProtocolError, clean_peer_text
+from .transport import check_url, redact_url
 
 __all__ = [
     "MCPClient",
@@ -97,23 +65,10 @@ __all__ = [
     "EXTENSION_OAUTH_CLIENT_CREDENTIALS",
     "EXTENSION_ENTERPRISE_MANAGED_AUTHORIZATION",
     "DEFAULT_MAX_RESPONSE_BYTES",
+    "DEFAULT_CALL_TIMEOUT",
 ]
 
 logger = logging.getLogger("mcpauth")
-
-#: The newest revision, and the only one with the stateless lifecycle.
-LATEST_PROTOCOL_VERSION = "2026-07-28"
-#: The newest revision with the stateful (initialize) lifecycle; the fallback.
-LEGACY_PROTOCOL_VERSION = "2025-11-25"
-STATELESS_PROTOCOL_VERSIONS = ("2026-07-28",)
-STATEFUL_PROTOCOL_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
-#: Every revision this client speaks, newest first.
-SUPPORTED_PROTOCOL_VERSIONS = STATELESS_PROTOCOL_VERSIONS + STATEFUL_PROTOCOL_VERSIONS
-
-META_PROTOCOL_VERSION = "io.modelcontextprotocol/protocolVersion"
-META_CLIENT_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
-META_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
-META_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
 
 EXTENSION_OAUTH_CLIENT_CREDENTIALS = "io.modelcontextprotocol/oauth-client-credentials"
 EXTENSION_ENTERPRISE_MANAGED_AUTHORIZATION = (
@@ -121,6 +76,9 @@ EXTENSION_ENTERPRISE_MANAGED_AUTHORIZATION = (
 
 #: Seconds to wait for the connection and between bytes of a reply.
 DEFAULT_TIMEOUT = 60.0
+#: Seconds one public call (request, notify, connect, list_tools with all its pages,
+#: call_tool) may take in all, however the server trickles its replies.
+DEFAULT_CALL_TIMEOUT = 300.0
 #: Largest reply (JSON body or whole SSE stream) read for one request: 16 MiB.
 DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 #: Notifications kept in :attr:`MCPClient.notifications`.
@@ -128,213 +86,13 @@ NOTIFICATIONS_KEPT = 100
 #: Pages :meth:`MCPClient.list_tools` follows before it gives up.
 MAX_PAGES = 1000
 
-# JSON-RPC 2.0 §5.1 and MCP 2026-07-28 error codes.
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-HEADER_MISMATCH = -32020
-MISSING_REQUIRED_CLIENT_CAPABILITY = -32021
-UNSUPPORTED_PROTOCOL_VERSION = -32022
-
-_ACCEPT = "application/json, text/event-stream"
-_NAMED_METHODS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 _RESERVED_HEADERS = frozenset([
     "authorization", "accept", "content-type", "mcp-protocol-version", "mcp-method",
-    "mcp-name", "mcp-session-id"])
+    "mcp-name", "mcp-session-id", "last-event-id"])
 _LIFECYCLE_METHODS = frozenset(["initialize", "notifications/initialized"])
-_STATELESS = "stateless"
-_STATEFUL = "stateful"
-_EOL = re.compile(b"[\r\n]")
-_CHUNK = 65536
-
-Message = Dict[str, Any]
 
 
-class _Reply(NamedTuple):
-    """What one POST produced: the HTTP status, the JSON-RPC message for our request
-    (None when there was none) and the response headers."""
-
-    status: int
-    message: Optional[Message]
-    headers: Mapping[str, str]
-
-
-class _SSEEvent(NamedTuple):
-    event: str
-    data: str
-    id: str
-
-
-# ----------------------------------------------------------------------------- SSE
-
-def _iter_lines(chunks: Iterable[bytes], limit: int, what: str,
-                status: int) -> Iterator[bytes]:
-    """Split a byte stream into lines ended by CRLF, LF or CR (WHATWG HTML §9.2.5).
-
-    A CR at the end of a chunk waits for the next one, which may start with its LF.
-    More than ``limit`` bytes in total raise ProtocolError.
-    """
-    buf = bytearray()
-    scan = 0
-    total = 0
-    for chunk in chunks:
-        if not chunk:
-            continue
-        total += len(chunk)
-        if total > limit:
-            raise ProtocolError("{} exceeds the {} byte limit".format(what, limit),
-                                status_code=status)
-        buf.extend(chunk)
-        start = 0
-        while True:
-            match = _EOL.search(buf, scan)
-            if match is None:
-                scan = len(buf)
-                break
-            end = match.start()
-            if buf[end] == 0x0D:
-                if end + 1 == len(buf):
-                    scan = end  # maybe CRLF split across chunks
-                    break
-                nxt = end + 2 if buf[end + 1] == 0x0A else end + 1
-            else:
-                nxt = end + 1
-            yield bytes(buf[start:end])
-            start = scan = nxt
-        if start:
-            del buf[:start]
-            scan -= start
-    if buf.endswith(b"\r"):
-        yield bytes(buf[:-1])
-    # An unterminated last line cannot complete an event: it is dropped.
-
-
-def _iter_sse_events(lines: Iterable[bytes]) -> Iterator[_SSEEvent]:
-    """Interpret event-stream lines (WHATWG HTML §9.2.6) and yield dispatched events.
-
-    ``data`` values are joined with LF; ``event`` names the type (default "message");
-    ``id`` is remembered unless it contains NUL; comments (``:``) and unknown fields are
-    ignored; an event still pending when the stream ends is discarded.
-    """
-    data: List[str] = []
-    event = ""
-    last_id = ""
-    first = True
-    for raw in lines:
-        line = raw.decode("utf-8", "replace")
-        if first:
-            first = False
-            if line.startswith("\ufeff"):
-                line = line[1:]
-        if not line:
-            if data:
-                yield _SSEEvent(event or "message", "\n".join(data), last_id)
-            data = []
-            event = ""
-            continue
-        if line.startswith(":"):
-            continue
-        field, colon, value = line.partition(":")
-        if colon and value.startswith(" "):
-            value = value[1:]
-        if field == "data":
-            data.append(value)
-        elif field == "event":
-            event = value
-        elif field == "id" and "\x00" not in value:
-            last_id = value
-
-
-# ----------------------------------------------------------------------------- helpers
-
-def _header_value(value: str) -> str:
-    """An ``Mcp-Name`` value: as is when it is plain printable ASCII, else the SEP-2243
-    ``=?base64?<UTF-8 bytes, base64>?=`` sentinel form."""
-    plain = (all(" " <= ch <= "~" for ch in value) and value == value.strip()
-             and not value.startswith("=?base64?"))
-    if plain and value:
-        return value
-    return "=?base64?" + base64.b64encode(value.encode("utf-8")).decode("ascii") + "?="
-
-
-def _is_id(value: Any) -> bool:
-    return isinstance(value, (int, str)) and not isinstance(value, bool)
-
-
-def _kind(message: Any) -> str:
-    """Classify a JSON-RPC 2.0 message: request, notification, response or invalid."""
-    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
-        return "invalid"
-    if "method" in message:
-        if not isinstance(message["method"], str):
-            return "invalid"
-        return "request" if "id" in message else "notification"
-    if ("result" in message) == ("error" in message):
-        return "invalid"
-    if "error" in message and not isinstance(message["error"], dict):
-        return "invalid"
-    return "response"
-
-
-def _matches(message: Message, msg_id: Any) -> bool:
-    got = message.get("id")
-    return _is_id(got) and type(got) is type(msg_id) and got == msg_id
-
-
-def _mcp_error(error: Dict[str, Any], status: int) -> MCPError:
-    return MCPError(error.get("message"), code=error.get("code"), data=error.get("data"),
-                    status_code=status)
-
-
-# JSON-RPC codes the pre-2026 transports use to refuse a request they cannot take: the
-# TypeScript SDK 1.x sends -32000 ("Bad Request: Unsupported protocol version", "Server
-# not initialized", "Mcp-Session-Id header is required"), the Python SDK -32600.
-_LEGACY_REFUSAL_CODES = (-32000, -32600)
-# Statuses a pre-2026 server gives such a refusal (405: a POST it does not take at all).
-_LEGACY_REFUSAL_STATUSES = (400, 404, 405)
-
-
-def _lifecycle_of(reply: _Reply) -> Optional[str]:
-    """What the reply to a request sent on the 2026-07-28 wire tells of the lifecycle.
-
-    The one rule for lazy detection and :meth:`MCPClient.connect` (REQUIREMENTS §4: a
-    dual-era client inspects the body of a 400):
-
-    * ``_STATELESS`` (a 2026-07-28 server): a 2xx (a result, or an error the server
-      chose to send, such as an unknown tool), or an error only a 2026-07-28 server
-      sends: -32020, -32021 or -32022 with a 4xx, -32602 with 400, -32601 with 404.
-    * ``_STATEFUL`` (a pre-2026 server): 400, 404 or 405 whose body is not a JSON-RPC
-      error, or is one with code -32000 or -32600.
-    * None: nothing is known. 401, 403, 408, 413, 415, 429, 5xx, and any other code:
-      the error is the server's answer to the request and is raised as it is.
-    """
-    status = reply.status
-    if 200 <= status < 300:
-        return _STATELESS
-    error = reply.message.get("error") if reply.message is not None else None
-    code = error.get("code") if isinstance(error, dict) else None
-    if 400 <= status < 500 and code in (HEADER_MISMATCH, MISSING_REQUIRED_CLIENT_CAPABILITY,
-                                        UNSUPPORTED_PROTOCOL_VERSION):
-        return _STATELESS
-    if (code, status) in ((INVALID_PARAMS, 400), (METHOD_NOT_FOUND, 404)):
-        return _STATELESS
-    if status in _LEGACY_REFUSAL_STATUSES and (error is None
-                                                or code in _LEGACY_REFUSAL_CODES):
-        return _STATEFUL
-    return None
-
-
-def _media_type(headers: Mapping[str, str]) -> str:
-    return (headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
-
-
-def _visible_ascii(value: str) -> bool:
-    # MCP "Session Management": the session ID MUST only contain visible ASCII (0x21-0x7E).
-    return bool(value) and all("!" <= ch <= "~" for ch in value)
-
-
-# ----------------------------------------------------------------------------- client
-
-class MCPClient(object):
+class MCPClient(LifecycleMixin):
     """A synchronous MCP client for one Streamable HTTP endpoint.
 
     Example::
@@ -363,6 +121,12 @@ class MCPClient(object):
         extensions: extension ids to declare in the 2026-07-28 ``clientCapabilities``;
             default: the ``mcp_extension`` of the auth provider, when it has one.
         timeout: seconds to wait for the connection and between bytes of a reply.
+        call_timeout: seconds one call may take in all (default
+            :data:`DEFAULT_CALL_TIMEOUT`, 300): the deadline of each :meth:`request`,
+            :meth:`notify`, :meth:`connect`, :meth:`list_tools` (all its pages) and
+            :meth:`call_tool`, with every HTTP exchange in it (a lifecycle fallback, a
+            resumed SSE stream). SSE keep-alive comments and slow bytes do not extend
+            it; past it the call raises TransportError.
         headers: extra headers for every request (not Authorization, Accept,
             Content-Type or the MCP headers).
         on_notification: ``callable(message)`` for each server notification received
@@ -382,6 +146,7 @@ class MCPClient(object):
                  capabilities: Optional[Mapping[str, Any]] = None,
                  extensions: Optional[Union[Iterable[str], Mapping[str, Any]]] = None,
                  timeout: float = DEFAULT_TIMEOUT,
+                 call_timeout: float = DEFAULT_CALL_TIMEOUT,
                  headers: Optional[Mapping[str, str]] = None,
                  on_notification: Optional[Callable[[Message], None]] = None,
                  max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
@@ -390,8 +155,11 @@ class MCPClient(object):
         if protocol_version is not None and protocol_version not in SUPPORTED_PROTOCOL_VERSIONS:
             raise ConfigurationError("protocol_version must be one of {} (or None to detect)"
                                      .format(", ".join(SUPPORTED_PROTOCOL_VERSIONS)))
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ConfigurationError("timeout must be a positive number of seconds")
+        for label, value in (("timeout", timeout), ("call_timeout", call_timeout)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                    not 0 < value < float("inf"):
+                raise ConfigurationError("{} must be a positive number of seconds".format(
+                    label))
         if max_response_bytes <= 0:
             raise ConfigurationError("max_response_bytes must be positive")
         if on_notification is not None and not callable(on_notification):
@@ -403,12 +171,13 @@ class MCPClient(object):
             raise ConfigurationError("client_info needs non-empty 'name' and 'version' strings")
         extra = dict(headers or {})
         for name in extra:
-            if name.lower() in _RESERVED_HEADERS:
+            if name.lower() in _RESERVED_HEADERS or name.lower().startswith("mcp-param-"):
                 raise ConfigurationError(
                     "headers must not set {}: the client or the auth provider does".format(
                         name))
         self.url = url
         self.timeout = float(timeout)
+        self.call_timeout = float(call_timeout)
         self.max_response_bytes = max_response_bytes
         self._pinned = protocol_version
         self._auth = auth
@@ -433,6 +202,11 @@ class MCPClient(object):
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
         self._ids_lock = threading.Lock()
+        self._local = threading.local()  # the CallLimits of the call on each thread
+        # SEP-2243: x-mcp-header bindings of the tools listed so far, and the tools
+        # excluded for an invalid declaration (name -> reason).
+        self._tool_bindings: Dict[str, Any] = {}
+        self._excluded_tools: Dict[str, str] = {}
         self._mode: Optional[str] = None
         self._version: Optional[str] = None
         self._session_id: Optional[str] = None
@@ -491,6 +265,20 @@ class MCPClient(object):
         """The ``instructions`` string from ``initialize``, if any."""
         return self._instructions
 
+    @contextlib.contextmanager
+    def _call(self) -> Iterator[None]:
+        """One public call: its deadline covers everything done inside (nested public
+        calls share the outer one)."""
+        if getattr(self._local, "limits", None) is not None:
+            yield
+            return
+        self._local.limits = CallLimits(self.call_timeout, self.timeout,
+                                        self.max_response_bytes)
+        try:
+            yield
+        finally:
+            self._local.limits = None
+
     def _next_id(self) -> int:
         with self._ids_lock:
             return next(self._ids)
@@ -518,7 +306,7 @@ class MCPClient(object):
             TransportError: no answer.
             UnauthorizedError, InsufficientScopeError: from the auth provider.
         """
-        with self._lock:
+        with self._call(), self._lock:
             self._check_open()
             if not self._connected:
                 self._connect(explicit=True)
@@ -542,7 +330,8 @@ class MCPClient(object):
             UnauthorizedError, InsufficientScopeError: the auth provider gave up.
             ConfigurationError: the client is closed, or a lifecycle method was given.
         """
-        return self._request(method, self._prepare(method, params))
+        with self._call():
+            return self._request(method, self._prepare(method, params))
 
     def notify(self, method: str, params: Optional[Mapping[str, Any]] = None) -> None:
         """Send a JSON-RPC notification (no reply is expected; the server answers 202).
@@ -550,10 +339,22 @@ class MCPClient(object):
         Raises:
             MCPError, ProtocolError, TransportError: as :meth:`request`.
         """
-        self._notify(method, self._prepare(method, params))
+        with self._call():
+            self._notify(method, self._prepare(method, params))
 
     def list_tools(self) -> List[Dict[str, Any]]:
         """All tools of the server, following ``nextCursor`` across pages.
+
+        The tool objects are returned exactly as the server sent them (``inputSchema``
+        and ``outputSchema`` with ``$schema``, ``$defs``, ``$ref``, composition and
+        conditional keywords untouched; no ``$ref`` is dereferenced or fetched).
+
+        On the 2026-07-28 wire the client also learns each tool's ``x-mcp-header``
+        parameters, which :meth:`call_tool` mirrors into ``Mcp-Param-*`` headers
+        (SEP-2243). A tool whose declarations are invalid (not an HTTP token, a
+        duplicate, on a non-primitive or ``number`` property, or not reachable through
+        ``properties``) is left out of the list, as the specification requires, with a
+        warning naming the tool and the reason.
 
         Returns:
             The tool objects (``name``, ``description``, ``inputSchema``, ...).
@@ -563,6 +364,10 @@ class MCPClient(object):
                 than :data:`MAX_PAGES` pages.
             MCPError, TransportError: as :meth:`request`.
         """
+        with self._call():  # one deadline for every page
+            return self._list_tools()
+
+    def _list_tools(self) -> List[Dict[str, Any]]:
         tools: List[Dict[str, Any]] = []
         seen = set()
         cursor: Optional[str] = None
@@ -573,7 +378,7 @@ class MCPClient(object):
             if not isinstance(page, list) or not all(isinstance(t, dict) for t in page):
                 raise ProtocolError("tools/list from {} did not return a list of tools".format(
                     redact_url(self.url)))
-            tools.extend(page)
+            tools.extend(self._learn_tools(page))
             cursor = result.get("nextCursor")
             if cursor is None:
                 return tools
@@ -608,12 +413,58 @@ class MCPClient(object):
             raise TypeError("name must be a non-empty string")
         if arguments is not None and not isinstance(arguments, Mapping):
             raise TypeError("arguments must be a mapping or None")
-        result = self.request("tools/call", {"name": name,
-                                             "arguments": dict(arguments or {})})
+        params = {"name": name, "arguments": dict(arguments or {})}
+        with self._call():
+            if name in self._excluded_tools:
+                raise ProtocolError("tool {!r} of {} is excluded: {}".format(
+                    name, redact_url(self.url), self._excluded_tools[name]))
+            known = name in self._tool_bindings
+            try:
+                result = self.request("tools/call", params)
+            except MCPError as exc:
+                # SEP-2243: a server that checks Mcp-Param-* headers refuses a call whose
+                # tool this client has not listed yet (it sent none). Learn the tool's
+                # x-mcp-header parameters and send the call again, once.
+                if exc.code != HEADER_MISMATCH or known or self._mode != STATELESS:
+                    raise
+                logger.debug("MCP tools/call %s refused with a header mismatch; listing "
+                             "tools to learn its x-mcp-header parameters",
+                             redact_url(self.url))
+                try:
+                    self.list_tools()
+                except MCPAuthError as listing:
+                    raise exc from listing
+                if name in self._excluded_tools or not self._tool_bindings.get(name):
+                    raise
+                result = self.request("tools/call", params)
         if not isinstance(result, dict):
             raise ProtocolError("tools/call from {} did not return an object".format(
                 redact_url(self.url)))
         return result
+
+    def _learn_tools(self, page: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """Record the x-mcp-header bindings of a tools/list page (2026-07-28 wire) and
+        return the tools a client may use."""
+        if self._mode != STATELESS:
+            return page
+        usable = []
+        for tool in page:
+            name = tool.get("name")
+            if not isinstance(name, str):
+                usable.append(tool)
+                continue
+            bindings, problem = header_bindings(tool.get("inputSchema"))
+            if bindings is None:
+                reason = problem or "invalid x-mcp-header"
+                self._excluded_tools[name] = reason
+                self._tool_bindings.pop(name, None)
+                logger.warning("MCP server %s: tool %s left out: %s", redact_url(self.url),
+                               clean_peer_text(name, 200), clean_peer_text(reason, 300))
+                continue
+            self._excluded_tools.pop(name, None)
+            self._tool_bindings[name] = bindings
+            usable.append(tool)
+        return usable
 
     def close(self) -> None:
         """End the session and release connections. Idempotent.
@@ -626,7 +477,7 @@ class MCPClient(object):
             if self._closed:
                 return
             self._closed = True
-            session_id = self._session_id if self._mode == _STATEFUL else None
+            session_id = self._session_id if self._mode == STATEFUL else None
             self._session_id = None
         try:
             if session_id is not None:
@@ -662,481 +513,3 @@ class MCPClient(object):
             if not self._connected:
                 self._connect(explicit=False)
 
-    def _connect(self, explicit: bool) -> None:
-        pinned = self._pinned
-        if pinned in STATEFUL_PROTOCOL_VERSIONS:
-            self._initialize(pinned)
-        elif pinned is not None:
-            self._mode, self._version = _STATELESS, pinned
-            if explicit:
-                self._discover(probe=False)
-        elif explicit:
-            self._mode, self._version = _STATELESS, LATEST_PROTOCOL_VERSION
-            self._discover(probe=True)
-        else:
-            # Detect lazily: the first real request goes out on the 2026-07-28 wire and
-            # its answer tells the lifecycle, so a warm cron run costs one request, not a
-            # server/discover probe plus the call.
-            self._mode, self._version = _STATELESS, LATEST_PROTOCOL_VERSION
-            self._detecting = True
-        self._connected = True
-
-    def _discover(self, probe: bool, retried: bool = False) -> None:
-        """``server/discover`` on the stateless wire; with ``probe``, detect a legacy
-        server from the answer (REQUIREMENTS §4: "a dual-era client inspects the body of
-        a 400") and fall back to ``initialize``. The answer is classified by
-        :func:`_lifecycle_of`, as the first request of lazy detection is."""
-        reply = self._post_stateless("server/discover", {}, self._next_id())
-        message = reply.message
-        if message is not None and "result" in message:
-            result = message["result"]
-            if isinstance(result, dict):
-                meta = result.get("_meta")
-                info = meta.get(META_SERVER_INFO) if isinstance(meta, dict) else None
-                self._server_info = info if isinstance(info, dict) else None
-                caps = result.get("capabilities")
-                self._server_capabilities = caps if isinstance(caps, dict) else None
-            logger.debug("MCP server %s speaks %s (server/discover)", redact_url(self.url),
-                         self._version)
-            return
-        error = message["error"] if message is not None else None
-        code = error.get("code") if error is not None else None
-        if code == UNSUPPORTED_PROTOCOL_VERSION and error is not None:
-            choice = None if retried else self._choose_version(error.get("data"))
-            if choice in STATELESS_PROTOCOL_VERSIONS and self._pinned is None:
-                self._version = choice
-                return self._discover(probe, retried=True)
-            if choice in STATEFUL_PROTOCOL_VERSIONS and probe:
-                logger.debug("MCP server %s offers only stateful versions; using %s",
-                             redact_url(self.url), choice)
-                return self._initialize(choice, fallback_from=(reply, "server/discover"))
-            raise _mcp_error(error, reply.status)
-        lifecycle = _lifecycle_of(reply)
-        if lifecycle == _STATELESS and code == METHOD_NOT_FOUND:
-            return  # a 2026-07-28 server without server/discover: still modern
-        if probe and lifecycle == _STATEFUL:
-            logger.debug("MCP server %s is not a 2026-07-28 server (HTTP %d); falling back "
-                         "to initialize", redact_url(self.url), reply.status)
-            return self._initialize(LEGACY_PROTOCOL_VERSION,
-                                    fallback_from=(reply, "server/discover"))
-        raise self._reply_error(reply, "server/discover")
-
-    def _choose_version(self, data: Any) -> Optional[str]:
-        """The newest version in a -32022 ``data.supported`` that this client speaks and
-        is not the one just refused."""
-        supported = data.get("supported") if isinstance(data, dict) else None
-        if not isinstance(supported, list):
-            return None
-        for version in SUPPORTED_PROTOCOL_VERSIONS:
-            if version in supported and version != self._version:
-                return version
-        return None
-
-    def _initialize(self, version: str,
-                    fallback_from: Optional[Tuple[_Reply, str]] = None) -> None:
-        """The stateful handshake (MCP "Lifecycle", initialization phase).
-
-        The new state is stored only once the server has answered, so a request running
-        on another thread never sees half of it.
-
-        ``fallback_from`` is the (reply, method) of a 2026-07-28 request whose answer
-        looked like a pre-2026 server's. If ``initialize`` gets no result either (a
-        JSON-RPC error such as -32601, an HTTP error, an unusable reply), that answer
-        was not a legacy server's after all: the error of the original reply is raised
-        (from the initialize failure), so the caller sees the status the server gave
-        the request that was actually asked for.
-        """
-        params = {"protocolVersion": version,
-                  "capabilities": copy.deepcopy(self._capabilities),
-                  "clientInfo": copy.deepcopy(self._client_info)}
-        msg_id = self._next_id()
-        # No MCP-Protocol-Version here: the header is for requests after initialization,
-        # and the TypeScript SDK answers 400 to a value it does not know.
-        try:
-            reply = self._post("initialize", {"jsonrpc": "2.0", "id": msg_id,
-                                              "method": "initialize", "params": params},
-                               {}, msg_id)
-            result = self._result_of(reply, "initialize")
-        except (MCPError, ProtocolError) as exc:
-            if fallback_from is None:
-                raise
-            original, method = fallback_from
-            logger.debug("MCP server %s: the fallback initialize failed too (%s); "
-                         "reporting the answer to %s", redact_url(self.url),
-                         type(exc).__name__, method)
-            raise self._reply_error(original, method) from exc
-        negotiated = result.get("protocolVersion") if isinstance(result, dict) else None
-        if negotiated not in STATEFUL_PROTOCOL_VERSIONS:
-            raise ProtocolError("initialize: the MCP server at {} chose protocol version {}, "
-                                "which this client does not support".format(
-                                    redact_url(self.url), repr(negotiated)[:40]))
-        assert isinstance(result, dict)
-        session_id = reply.headers.get("Mcp-Session-Id")
-        if session_id is not None and not _visible_ascii(session_id):
-            raise ProtocolError("initialize: the MCP server at {} sent an invalid "
-                                "Mcp-Session-Id".format(redact_url(self.url)))
-        self._mode, self._version, self._session_id = _STATEFUL, negotiated, session_id
-        info = result.get("serverInfo")
-        self._server_info = info if isinstance(info, dict) else None
-        caps = result.get("capabilities")
-        self._server_capabilities = caps if isinstance(caps, dict) else None
-        instructions = result.get("instructions")
-        self._instructions = instructions if isinstance(instructions, str) else None
-        logger.debug("MCP server %s: initialized with %s%s", redact_url(self.url), negotiated,
-                     " (session)" if session_id else "")
-        self._notify_stateful("notifications/initialized", None)
-
-    def _delete_session(self, session_id: str) -> None:
-        headers = dict(self._headers)
-        headers["Mcp-Session-Id"] = session_id
-        if self._version is not None:
-            headers["MCP-Protocol-Version"] = self._version
-        try:
-            response = self._session.delete(self.url, headers=headers, auth=self._auth,
-                                            timeout=self.timeout, allow_redirects=False)
-            response.close()
-            logger.debug("MCP DELETE session %s -> HTTP %d", redact_url(self.url),
-                         response.status_code)
-        except (MCPAuthError, requests.exceptions.RequestException) as exc:
-            logger.debug("MCP DELETE session %s failed (%s)", redact_url(self.url),
-                         type(exc).__name__)
-
-    # -- requests --------------------------------------------------------------------
-
-    def _fell_back(self, reply: _Reply, method: str) -> bool:
-        """End detection with the reply to a first request sent on the 2026-07-28 wire.
-
-        :func:`_lifecycle_of` classifies it. A legacy answer makes the client
-        ``initialize`` (one thread does it, the others wait on the lock and find it
-        done). True when the request must be sent again on the stateful wire; False
-        when the reply stands: a modern server, or an answer that tells nothing (401,
-        403, 413, 429, 5xx, ...), after which the next request detects again. If the
-        fallback ``initialize`` fails, the error of ``reply`` is raised and detection
-        goes on.
-        """
-        lifecycle = _lifecycle_of(reply)
-        if lifecycle is None:
-            return False
-        if lifecycle == _STATELESS:
-            self._detecting = False
-            return False
-        with self._lock:
-            if self._detecting:
-                logger.debug("MCP server %s is not a 2026-07-28 server (HTTP %d); falling "
-                             "back to initialize", redact_url(self.url), reply.status)
-                try:
-                    self._initialize(LEGACY_PROTOCOL_VERSION, fallback_from=(reply, method))
-                finally:
-                    # Initialized (even if notifications/initialized then failed): the
-                    # lifecycle is known. Otherwise detection goes on.
-                    if self._mode == _STATEFUL:
-                        self._detecting = False
-            return self._mode == _STATEFUL
-
-    def _request(self, method: str, params: Dict[str, Any], retried: bool = False) -> Any:
-        # Read before the mode: a thread that finds detection over finds the mode it
-        # settled; one that finds it running sends on the 2026-07-28 wire and lets
-        # _fell_back settle the reply (another thread may have initialized meanwhile).
-        detecting = self._detecting
-        if self._mode == _STATELESS:
-            version = self._version
-            reply = self._post_stateless(method, params, self._next_id())
-            if detecting and self._fell_back(reply, method):
-                return self._request(method, params, retried=True)
-            error = reply.message.get("error") if reply.message is not None else None
-            if (not retried and error is not None
-                    and error.get("code") == UNSUPPORTED_PROTOCOL_VERSION):
-                if self._switch_version(version, error.get("data")):
-                    return self._request(method, params, retried=True)
-            self._note_server_info(reply)
-            return self._result_of(reply, method)
-        session_id = self._session_id
-        msg_id = self._next_id()
-        reply = self._post(method, {"jsonrpc": "2.0", "id": msg_id, "method": method,
-                                    "params": params}, self._stateful_headers(), msg_id)
-        if reply.status == 404 and session_id is not None and not retried:
-            # MCP "Session Management": 404 to a request with a session id means the
-            # session ended; the client MUST start a new one with a fresh initialize.
-            with self._lock:
-                if self._session_id == session_id:
-                    logger.debug("MCP session at %s expired; initializing again",
-                                 redact_url(self.url))
-                    self._initialize(self._version or LEGACY_PROTOCOL_VERSION)
-            return self._request(method, params, retried=True)
-        return self._result_of(reply, method)
-
-    def _switch_version(self, refused: Optional[str], data: Any) -> bool:
-        """After -32022: move to a version the server listed, once. True if switched."""
-        with self._lock:
-            if self._mode != _STATELESS or self._version != refused:
-                return True  # another thread switched already
-            choice = self._choose_version(data)
-            if choice in STATELESS_PROTOCOL_VERSIONS and self._pinned is None:
-                self._version = choice
-                return True
-            if choice in STATEFUL_PROTOCOL_VERSIONS and self._pinned is None:
-                self._initialize(choice)
-                return True
-            return False
-
-    def _note_server_info(self, reply: _Reply) -> None:
-        """Keep the ``_meta`` serverInfo a 2026-07-28 result carries (servers SHOULD send
-        it on every result), so a client that never sent server/discover knows it too."""
-        result = reply.message.get("result") if reply.message is not None else None
-        meta = result.get("_meta") if isinstance(result, dict) else None
-        info = meta.get(META_SERVER_INFO) if isinstance(meta, dict) else None
-        if isinstance(info, dict):
-            self._server_info = info
-
-    def _notify(self, method: str, params: Dict[str, Any]) -> None:
-        detecting = self._detecting  # before the mode, as in _request
-        if self._mode == _STATELESS:
-            reply = self._post_stateless(method, params, None)
-            if detecting and self._fell_back(reply, method):
-                self._notify_stateful(method, params)
-            else:
-                self._check_notified(reply, method)
-        else:
-            self._notify_stateful(method, params)
-
-    def _notify_stateful(self, method: str, params: Optional[Dict[str, Any]]) -> None:
-        payload: Message = {"jsonrpc": "2.0", "method": method}
-        if params:
-            payload["params"] = params
-        self._check_notified(self._post(method, payload, self._stateful_headers(), None),
-                             method)
-
-    def _check_notified(self, reply: _Reply, method: str) -> None:
-        if 200 <= reply.status < 300:
-            return
-        raise self._reply_error(reply, method)
-
-    def _stateful_headers(self) -> Dict[str, str]:
-        headers: Dict[str, str] = {}
-        if self._version is not None:
-            headers["MCP-Protocol-Version"] = self._version
-        if self._session_id is not None:
-            headers["Mcp-Session-Id"] = self._session_id
-        return headers
-
-    def _envelope(self, version: str) -> Dict[str, Any]:
-        capabilities = copy.deepcopy(self._capabilities)
-        if self._extensions:
-            declared = capabilities.get("extensions")
-            merged = dict(declared) if isinstance(declared, dict) else {}
-            merged.update(copy.deepcopy(self._extensions))
-            capabilities["extensions"] = merged
-        return {META_PROTOCOL_VERSION: version,
-                META_CLIENT_CAPABILITIES: capabilities,
-                META_CLIENT_INFO: copy.deepcopy(self._client_info)}
-
-    def _post_stateless(self, method: str, params: Dict[str, Any],
-                        msg_id: Optional[int]) -> _Reply:
-        """One self-describing 2026-07-28 POST (SEP-2575 ``_meta``, SEP-2243 headers)."""
-        version = self._version or LATEST_PROTOCOL_VERSION
-        params = dict(params)
-        meta = params.get("_meta")
-        merged = dict(meta) if isinstance(meta, dict) else {}
-        merged.update(self._envelope(version))
-        params["_meta"] = merged
-        headers = {"MCP-Protocol-Version": version, "Mcp-Method": method}
-        named = _NAMED_METHODS.get(method)
-        if named is not None and isinstance(params.get(named), str):
-            headers["Mcp-Name"] = _header_value(params[named])
-        payload: Message = {"jsonrpc": "2.0", "method": method, "params": params}
-        if msg_id is not None:
-            payload["id"] = msg_id
-        return self._post(method, payload, headers, msg_id)
-
-    # -- HTTP ------------------------------------------------------------------------
-
-    def _post(self, method: str, payload: Message, headers: Dict[str, str],
-              msg_id: Optional[int]) -> _Reply:
-        """POST one JSON-RPC message and read the reply (JSON or SSE).
-
-        ``msg_id`` None marks a notification or a response sent by the client: then a
-        2xx needs no body.
-        """
-        body = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("utf-8")
-        all_headers = dict(self._headers)
-        all_headers.update(headers)
-        all_headers["Accept"] = _ACCEPT
-        all_headers["Content-Type"] = "application/json"
-        safe_url = redact_url(self.url)
-        try:
-            response = self._session.post(self.url, data=body, headers=all_headers,
-                                          auth=self._auth, timeout=self.timeout,
-                                          stream=True, allow_redirects=False)
-        except requests.exceptions.Timeout as exc:
-            raise TransportError("MCP {} to {} timed out after {} s".format(
-                method, safe_url, self.timeout)) from exc
-        except requests.exceptions.RequestException as exc:
-            raise TransportError("MCP {} to {} failed ({})".format(
-                method, safe_url, type(exc).__name__)) from exc
-        try:
-            logger.debug("MCP %s %s -> HTTP %d", clean_peer_text(method, 200), safe_url,
-                         response.status_code)
-            return self._read_reply(method, response, msg_id)
-        except requests.exceptions.RequestException as exc:
-            raise TransportError("MCP {} to {} failed while reading the reply ({})".format(
-                method, safe_url, type(exc).__name__)) from exc
-        finally:
-            response.close()
-
-    def _read_reply(self, method: str, response: Any, msg_id: Optional[int]) -> _Reply:
-        status = response.status_code
-        headers = response.headers
-        safe_url = redact_url(self.url)
-        if 300 <= status < 400:
-            raise ProtocolError("MCP {} to {} was redirected (HTTP {}) to {}; redirects are "
-                                "not followed, configure that URL instead".format(
-                                    method, safe_url, status,
-                                    clean_peer_text(redact_url(
-                                        headers.get("Location") or "nowhere"), 500)),
-                                status_code=status)
-        challenge = bearer_challenge(headers.get("WWW-Authenticate"))
-        params = challenge.params if challenge is not None else {}
-        if status == 401:
-            raise UnauthorizedError(
-                "the MCP server at {} refused the request (HTTP 401){}".format(
-                    safe_url, "" if self._auth is not None
-                    or getattr(self._session, "auth", None) is not None
-                    else "; no auth provider is configured"),
-                status_code=401, error=params.get("error"),
-                error_description=params.get("error_description"),
-                scope=params.get("scope"), resource_metadata=params.get("resource_metadata"))
-        if status == 403 and params.get("error") == "insufficient_scope":
-            raise InsufficientScopeError(
-                "the MCP server at {} requires scope {!r} (HTTP 403 insufficient_scope)"
-                .format(safe_url, params.get("scope")),
-                required_scope=params.get("scope"),
-                error_description=params.get("error_description"),
-                resource_metadata=params.get("resource_metadata"))
-        media = _media_type(headers)
-        what = "the reply to MCP {} from {}".format(method, safe_url)
-        if 200 <= status < 300:
-            if msg_id is None:
-                return _Reply(status, None, headers)
-            if media == "application/json":
-                return _Reply(status, self._json_reply(response, msg_id, what, status),
-                              headers)
-            if media == "text/event-stream":
-                return _Reply(status, self._sse_reply(response, msg_id, what, status),
-                              headers)
-            raise ProtocolError("{} has no JSON-RPC response (HTTP {}, {})".format(
-                what, status, repr(media[:60]) if media else "no body type"),
-                status_code=status)
-        # An HTTP error: a JSON-RPC error body is the server's word; anything else is not.
-        message = None
-        if media == "application/json":
-            try:
-                value = loads_json(self._read_capped(response, what, status).decode("utf-8"))
-            except (ProtocolError, ValueError):
-                value = None
-            if _kind(value) == "response" and "error" in value:
-                message = value
-        return _Reply(status, message, headers)
-
-    def _read_capped(self, response: Any, what: str, status: int) -> bytes:
-        chunks: List[bytes] = []
-        size = 0
-        for chunk in response.iter_content(_CHUNK):
-            size += len(chunk)
-            if size > self.max_response_bytes:
-                raise ProtocolError("{} exceeds the {} byte limit".format(
-                    what, self.max_response_bytes), status_code=status)
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _json_reply(self, response: Any, msg_id: int, what: str, status: int) -> Message:
-        try:
-            value = loads_json(self._read_capped(response, what, status).decode("utf-8"))
-        except ValueError:
-            raise ProtocolError("{} is not valid JSON (HTTP {})".format(what, status),
-                                status_code=status) from None
-        found = self._take_messages(value if isinstance(value, list) else [value], msg_id,
-                                    what, status)
-        if found is None:
-            raise ProtocolError("{} is not a JSON-RPC response to request {}".format(
-                what, msg_id), status_code=status)
-        return found
-
-    def _sse_reply(self, response: Any, msg_id: int, what: str, status: int) -> Message:
-        lines = _iter_lines(response.iter_content(_CHUNK), self.max_response_bytes, what,
-                            status)
-        for event in _iter_sse_events(lines):
-            if event.event != "message" or not event.data.strip():
-                continue  # another event type, or a priming event without data
-            try:
-                value = loads_json(event.data)
-            except ValueError:
-                raise ProtocolError("{}: an SSE event is not JSON".format(what),
-                                    status_code=status) from None
-            found = self._take_messages(value if isinstance(value, list) else [value],
-                                        msg_id, what, status)
-            if found is not None:
-                return found
-        raise ProtocolError("{}: the SSE stream ended without the response to request {}"
-                            .format(what, msg_id), status_code=status)
-
-    def _take_messages(self, messages: List[Any], msg_id: int, what: str,
-                       status: int) -> Optional[Message]:
-        """Deliver notifications, answer server requests, return our response if present."""
-        found = None
-        for message in messages:
-            kind = _kind(message)
-            if kind == "invalid":
-                raise ProtocolError("{} contains a message that is not JSON-RPC 2.0".format(
-                    what), status_code=status)
-            if kind == "notification":
-                self._deliver(message)
-            elif kind == "request":
-                self._answer_server_request(message)
-            elif _matches(message, msg_id):
-                found = message
-            else:
-                logger.debug("MCP: ignoring a response to another request in %s", what)
-        return found
-
-    def _deliver(self, message: Message) -> None:
-        # The method name is the server's: cleaned, so it cannot forge a log line.
-        logger.debug("MCP notification %s from %s", clean_peer_text(message["method"], 200),
-                     redact_url(self.url))
-        self.notifications.append(message)
-        if self._on_notification is not None:
-            self._on_notification(message)
-
-    def _answer_server_request(self, message: Message) -> None:
-        method = message["method"]
-        shown = clean_peer_text(method, 200)  # the server's string, for the log
-        request_id = message.get("id")
-        if self._mode != _STATEFUL or not _is_id(request_id):
-            logger.debug("MCP: ignoring server request %s from %s", shown,
-                         redact_url(self.url))
-            return
-        answer: Message = {"jsonrpc": "2.0", "id": request_id}
-        if method == "ping":
-            answer["result"] = {}
-        else:
-            answer["error"] = {"code": METHOD_NOT_FOUND, "message": "Method not found"}
-        logger.debug("MCP: answering server request %s from %s", shown, redact_url(self.url))
-        try:
-            self._post("response to {}".format(shown), answer, self._stateful_headers(),
-                       None)
-        except MCPAuthError as exc:
-            logger.debug("MCP: answering server request %s failed (%s)", shown,
-                         type(exc).__name__)
-
-    def _reply_error(self, reply: _Reply, method: str) -> MCPAuthError:
-        """The error a reply without a result stands for: its JSON-RPC error as
-        MCPError, else a ProtocolError with the HTTP status."""
-        if reply.message is not None and "error" in reply.message:
-            return _mcp_error(reply.message["error"], reply.status)
-        return ProtocolError("MCP {} to {} failed with HTTP {}".format(
-            method, redact_url(self.url), reply.status), status_code=reply.status)
-
-    def _result_of(self, reply: _Reply, method: str) -> Any:
-        message = reply.message
-        if message is None or "error" in message:
-            raise self._reply_error(reply, method)
-        return message["result"]

@@ -37,10 +37,10 @@ from mcpauth.client import (
     META_PROTOCOL_VERSION,
     META_SERVER_INFO,
     MCPClient,
-    _header_value,
-    _iter_lines,
-    _iter_sse_events,
 )
+from mcpauth._headers import encode_header_value as _header_value
+from mcpauth._sse import iter_lines as _iter_lines
+from mcpauth._sse import iter_sse_events as _iter_sse_events
 from mcpauth.errors import MCPError
 from mcpauth.providers import AuthProvider
 from mcpauth.testing import LoopbackStack, MCPServer
@@ -51,23 +51,6 @@ pytestmark = pytest.mark.e2e
 TOKEN = "client-test-token-7f3a"
 ACCEPT = "application/json, text/event-stream"
 BUILTIN_TOOLS = ["echo", "add", "whoami", "fail"]
-
-
-@pytest.fixture
-def make_server():
-    servers = []
-
-    def make(**kw):
-        kw.setdefault("static_tokens", {TOKEN: "mcp:tools"})
-        server = MCPServer(**kw)
-        servers.append(server)
-        server.start()
-        return server
-
-    yield make
-    for server in servers:
-        server.stop()
-        assert server.errors == []
 
 
 def client_for(server, **kw):

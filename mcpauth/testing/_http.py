@@ -12,14 +12,15 @@ are read by ``Content-Length`` or ``Transfer-Encoding: chunked`` and capped
 """
 
 import http.server
+import itertools
 import json
 import socket
 import socketserver
 import threading
 import time
 import weakref
-from typing import (Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence,
-                    Set, Tuple, Union)
+from typing import (Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional,
+                    Sequence, Set, Tuple, Union)
 from urllib.parse import parse_qsl, urlsplit
 
 __all__ = ["Headers", "LoopbackServer", "MAX_BODY", "RecordedRequest", "Response"]
@@ -144,16 +145,23 @@ class RecordedRequest(object):
 
 
 class Response(object):
-    """A response a handler wants written: status, header pairs and body bytes."""
+    """A response a handler wants written: status, header pairs and body bytes.
 
-    __slots__ = ("status", "headers", "body", "close")
+    ``stream``, when given, is an iterable of byte chunks written after ``body`` with
+    ``Transfer-Encoding: chunked``, each as it comes (for SSE streams that trickle,
+    keep-alive comments, streams closed early); a write the client does not take ends it.
+    """
+
+    __slots__ = ("status", "headers", "body", "close", "stream")
 
     def __init__(self, status: int, headers: Optional[Sequence[Tuple[str, str]]] = None,
-                 body: bytes = b"", close: bool = False) -> None:
+                 body: bytes = b"", close: bool = False,
+                 stream: Optional[Iterable[bytes]] = None) -> None:
         self.status = status
         self.headers: List[Tuple[str, str]] = list(headers or [])
         self.body = body
         self.close = close
+        self.stream = stream
 
     @classmethod
     def make(cls, status: int, body: Body = None,
@@ -350,13 +358,29 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         names = set(k.lower() for k, _ in response.headers)
         for key, value in response.headers:
             self.send_header(key, value)
-        if "content-length" not in names:
+        if response.stream is not None:
+            self.send_header("Transfer-Encoding", "chunked")
+        elif "content-length" not in names:
             self.send_header("Content-Length", str(len(response.body)))
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
-        if self.command != "HEAD" and response.body:
-            self.wfile.write(response.body)
+        if self.command == "HEAD":
+            return
+        if response.stream is None:
+            if response.body:
+                self.wfile.write(response.body)
+            return
+        try:
+            for chunk in itertools.chain([response.body], response.stream):
+                if chunk:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.flush()
+                if self.server.owner._stopping:
+                    break
+            self.wfile.write(b"0\r\n\r\n")
+        except (ConnectionError, socket.timeout):
+            self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _dispatch
 
@@ -507,7 +531,7 @@ class LoopbackServer(object):
                         continue
                     route.times -= 1
                 src = route.response
-                return Response(src.status, src.headers, src.body)
+                return Response(src.status, src.headers, src.body, stream=src.stream)
         return None
 
     # -- internals -------------------------------------------------------------------

@@ -23,7 +23,13 @@ It is an OAuth resource server in front of a small MCP server over Streamable HT
     (else 400 -32602), ``MCP-Protocol-Version`` equal to it (else 400 -32020),
     ``Mcp-Method`` equal to the method and ``Mcp-Name`` equal to ``params.name`` for
     ``tools/call`` (else 400 -32020); an unsupported version gets 400 -32022 with
-    ``data: {supported, requested}``. Results carry ``"resultType": "complete"``.
+    ``data: {supported, requested}``. Results carry ``"resultType": "complete"``, and
+    list results (``tools/list``, ``server/discover``) the SEP-2549 ``ttlMs`` and
+    ``cacheScope`` that 2026-07-28 clients require. A tool whose ``inputSchema``
+    properties carry ``"x-mcp-header": "Name"`` (reachable through ``properties``) must be
+    called with a matching ``Mcp-Param-Name`` header (the SEP-2243 ``=?base64?...?=``
+    form decoded; integers in decimal, booleans ``true``/``false``) and without one when
+    the argument is null or absent; else 400 -32020.
 
   A request is handled statelessly when it carries a non-legacy ``MCP-Protocol-Version``
   or ``_meta`` protocolVersion without a legacy header (or always, with
@@ -37,17 +43,24 @@ It is an OAuth resource server in front of a small MCP server over Streamable HT
   ``response_mode="sse"``, one SSE stream per request (optional ``notifications/message``
   events first). Built-in tools: ``echo``, ``add``, ``whoami``, ``fail``; add more with
   :meth:`MCPServer.add_tool`.
+* SSE stream knobs: ``sse_close_early = N`` closes the stream of a stateful request N
+  times after a priming event (``id`` and ``retry: sse_retry_ms``) before the reply,
+  which a ``GET`` with that ``Last-Event-ID`` resumes ("Resumability and Redelivery";
+  any other GET gets 405); ``sse_keepalive_forever = seconds`` answers every request
+  with an SSE stream of ``: keepalive`` comments at that interval and never a reply.
 
 Loopback only: it binds ``127.0.0.1``.
 """
 
 import base64
 import binascii
+import itertools
 import json
 import secrets
+import time
 from collections import OrderedDict
-from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple,
-                    Union)
+from typing import (Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional,
+                    Sequence, Tuple, Union)
 
 from ._http import LoopbackServer, RecordedRequest, Response, is_json_media, not_found
 
@@ -79,6 +92,8 @@ HEADER_MISMATCH = -32020
 UNSUPPORTED_PROTOCOL_VERSION = -32022
 
 _NAMED_METHODS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+# SEP-2549: how long (and for whom) a 2026-07-28 list result may be cached.
+_LIST_CACHE = {"ttlMs": 0, "cacheScope": "private"}
 
 TokenInfo = Dict[str, Any]
 ToolHandler = Callable[[Dict[str, Any], TokenInfo], Any]
@@ -104,6 +119,28 @@ def _decode_header_value(value: str) -> str:
         except (ValueError, binascii.Error, UnicodeError):
             return value
     return value
+
+
+def _declared_headers(schema: Any, path: Tuple[str, ...] = ()
+                      ) -> List[Tuple[Tuple[str, ...], str]]:
+    """``(argument path, header name)`` of the ``x-mcp-header`` properties reachable
+    from the schema root through ``properties`` (SEP-2243)."""
+    found: List[Tuple[Tuple[str, ...], str]] = []
+    props = schema.get("properties") if isinstance(schema, dict) else None
+    for key, sub in (props.items() if isinstance(props, dict) else []):
+        if isinstance(sub, dict) and isinstance(sub.get("x-mcp-header"), str):
+            found.append((path + (key,), sub["x-mcp-header"]))
+        found.extend(_declared_headers(sub, path + (key,)))
+    return found
+
+
+def _header_text(value: Any) -> Optional[str]:
+    """The text an ``Mcp-Param-*`` header must carry for an argument, None for none."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _tool_echo(arguments: Dict[str, Any], token: TokenInfo) -> Any:
@@ -230,12 +267,18 @@ class MCPServer(LoopbackServer):
         self.bare_challenge_when_missing = False
         self.strict_protocol_version_header = True
         self.sse_priming_event = False
+        self.sse_close_early = 0
+        self.sse_retry_ms = 100
+        self.sse_keepalive_forever: Optional[float] = None
         # state (guarded by self._lock)
         self._tools: Dict[str, Tuple[Dict[str, Any], ToolHandler]] = OrderedDict()
         self._sessions: Dict[str, Dict[str, Any]] = {}
         self._negotiated: Optional[str] = None
         self._ever_initialized = False
         self._failures: List[Tuple[int, Optional[str], Optional[str]]] = []
+        # Replies held back by sse_close_early: event id -> (payload, closes left).
+        self._parked: Dict[str, Tuple[Dict[str, Any], int]] = {}
+        self._event_ids = itertools.count(1)
         self._install_builtin_tools()
 
     def __repr__(self) -> str:
@@ -479,6 +522,10 @@ class MCPServer(LoopbackServer):
     def _mcp(self, record: RecordedRequest, token: TokenInfo) -> Response:
         if record.method == "DELETE":
             return self._delete_session(record)
+        if record.method == "GET" and record.headers.get("Last-Event-ID") is not None:
+            resumed = self._resume(record)
+            if resumed is not None:
+                return resumed
         if record.method != "POST":
             # No standalone GET SSE stream in this server.
             return Response.json(405, {"jsonrpc": "2.0", "id": None, "error": {
@@ -654,11 +701,37 @@ class MCPServer(LoopbackServer):
             if name is None or _decode_header_value(name) != expected:
                 raise _RpcError(HEADER_MISMATCH, "Header mismatch: Mcp-Name does not match "
                                 "the request", status=400, msg_id=msg_id)
+        if method == "tools/call":
+            self._check_param_headers(record, params, msg_id)
         if "id" not in msg:
             return Response(202)
         result = self._dispatch_method(method, params, token, msg_id, stateless=True)
         result["resultType"] = "complete"
+        if method in ("tools/list", "server/discover"):
+            result.update(_LIST_CACHE)
         return self._reply(msg_id, result)
+
+    def _check_param_headers(self, record: RecordedRequest, params: Dict[str, Any],
+                             msg_id: Any) -> None:
+        """SEP-2243: each x-mcp-header argument mirrored in its Mcp-Param-* header."""
+        received = dict((k, v) for k, v in record.headers.items()
+                        if k.lower().startswith("mcp-param-"))
+        record.info["param_headers"] = received
+        with self._lock:
+            entry = self._tools.get(params.get("name"))  # type: ignore[arg-type]
+        if entry is None:
+            return
+        arguments = params.get("arguments")
+        for path, header in _declared_headers(entry[0].get("inputSchema")):
+            value: Any = arguments
+            for key in path:
+                value = value.get(key) if isinstance(value, dict) else None
+            expected = _header_text(value)
+            sent = record.headers.get("Mcp-Param-" + header)
+            if (sent is None) != (expected is None) or (
+                    sent is not None and _decode_header_value(sent) != expected):
+                raise _RpcError(HEADER_MISMATCH, "Header mismatch: Mcp-Param-%s does not "
+                                "match the arguments" % header, status=400, msg_id=msg_id)
 
     # methods -----------------------------------------------------------------------------
 
@@ -726,6 +799,14 @@ class MCPServer(LoopbackServer):
     def _reply(self, msg_id: Any, result: Dict[str, Any],
                headers: Optional[List[Tuple[str, str]]] = None) -> Response:
         payload = {"jsonrpc": "2.0", "id": msg_id, "result": result}
+        sse = [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")]
+        if self.sse_keepalive_forever is not None:
+            return Response(200, sse + list(headers or []),
+                            stream=self._keepalives(self.sse_keepalive_forever))
+        if self.sse_close_early and "protocolVersion" not in result \
+                and "resultType" not in result:
+            return Response(200, sse + list(headers or []),
+                            stream=iter([self._park(payload, self.sse_close_early)]))
         if self.response_mode == "json":
             return Response.json(200, payload, headers)
         events: List[str] = []
@@ -738,5 +819,33 @@ class MCPServer(LoopbackServer):
             events.append("event: message\ndata: %s\n\n" % json.dumps(note, sort_keys=True))
         events.append("event: message\nid: %d\ndata: %s\n\n" % (
             self.sse_notifications + 1, json.dumps(payload, sort_keys=True)))
-        out = [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")]
-        return Response(200, out + list(headers or []), "".join(events).encode("utf-8"))
+        return Response(200, sse + list(headers or []), "".join(events).encode("utf-8"))
+
+    # SSE streams closed early, resumed, or kept alive forever ------------------------------
+
+    def _park(self, payload: Dict[str, Any], closes: int) -> bytes:
+        """Hold ``payload`` back; return the priming event that ends the stream early."""
+        event_id = "ev-%d" % next(self._event_ids)
+        with self._lock:
+            self._parked[event_id] = (payload, closes - 1)
+        return ("id: %s\nretry: %d\ndata: \n\n" % (event_id, self.sse_retry_ms)).encode()
+
+    def _resume(self, record: RecordedRequest) -> Optional[Response]:
+        last = record.headers.get("Last-Event-ID")
+        record.info["last_event_id"] = last
+        with self._lock:
+            parked = self._parked.pop(last or "", None)
+        if parked is None:
+            return None
+        payload, closes = parked
+        sse = [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")]
+        if closes > 0:
+            return Response(200, sse, stream=iter([self._park(payload, closes)]))
+        event = "event: message\nid: ev-%d\ndata: %s\n\n" % (
+            next(self._event_ids), json.dumps(payload, sort_keys=True))
+        return Response(200, sse, stream=iter([event.encode("utf-8")]))
+
+    def _keepalives(self, interval: float) -> Iterator[bytes]:
+        while not self._stopping:
+            yield b": keepalive\n\n"
+            time.sleep(interval)

@@ -3,7 +3,7 @@
 
 Written only against mcpauth's public API (the providers and :class:`mcpauth.MCPClient`),
 the way a user's program would be. The suite runs it as ``<python> client.py <server-url>``
-with these environment variables (see /work/shared/CONFORMANCE.md §2):
+with these environment variables (the suite's runner contract):
 
 * ``MCP_CONFORMANCE_SCENARIO``: the scenario name;
 * ``MCP_CONFORMANCE_PROTOCOL_VERSION``: the wire to speak: ``2025-11-25`` (stateful:
@@ -33,10 +33,23 @@ What it does per scenario:
   server; mcpauth binds credentials to the first one unless ``allow_issuer_change=True``,
   so that is set there (without it mcpauth refuses, as SEP-2352 asks of pre-registered
   credentials).
-* ``initialize``, ``tools_call``: no auth.
+* every other scenario (the MCP wire ones): no auth.
 
-Then it speaks MCP: connect (initialize on the stateful wire), ``tools/list``, and one
-``tools/call`` (``add_numbers`` with numbers for ``tools_call``, else the first tool).
+Then it speaks MCP: connect (initialize on the stateful wire), ``tools/list``, and the
+calls the scenario asks for, all through :meth:`MCPClient.call_tool`:
+
+* ``tools_call``: ``add_numbers`` with numbers;
+* ``http-custom-headers``: each call in the context's ``toolCalls`` (the client mirrors
+  the ``x-mcp-header`` arguments into ``Mcp-Param-*`` headers, SEP-2243);
+* ``http-invalid-tool-headers``: every tool ``list_tools()`` returned (the client must
+  have left out those with invalid ``x-mcp-header`` declarations);
+* ``json-schema-2020-12-preservation``: ``json_schema_echo`` with the ``inputSchema`` of
+  ``json_schema_2020_12_tool`` exactly as ``list_tools()`` returned it;
+* ``json-schema-ref-no-deref``, ``request-metadata``: no call (listing is the test: the
+  client must not fetch a network ``$ref``; it must retry after -32022);
+* ``sse-retry``: ``test_reconnection``, whose SSE stream the server closes early (the
+  client resumes it with GET and ``Last-Event-ID`` after the ``retry`` delay);
+* any other: the first tool, with no arguments.
 
 Exit status: 0 on success; 2 when mcpauth refuses (any :class:`mcpauth.MCPAuthError`
 other than a JSON-RPC error), printing ``client: refused: <ErrorClass>: <message>`` to
@@ -46,14 +59,16 @@ stderr; 3 on a JSON-RPC error from the server; 1 on anything else (a crash).
 build for the referee's own tests (tests/conformance/test_referee.py), by monkeypatching
 mcpauth in this process: ``issuer`` skips the RFC 8414 §3.3 issuer check, ``resource``
 skips the RFC 9728 §3.3 resource check, ``der`` makes ECDSA signatures DER instead of
-JOSE R||S (RFC 7518 §3.4).
+JOSE R||S (RFC 7518 §3.4), ``mcp-param`` sends no ``Mcp-Param-*`` headers, ``exclusion``
+keeps tools with invalid ``x-mcp-header`` declarations, ``resume`` never resumes a closed
+SSE stream, ``version-retry`` never retries after -32022.
 """
 
 import json
 import logging
 import os
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import mcpauth
 from mcpauth import (
@@ -120,21 +135,31 @@ def make_provider(scenario: str, context: Dict[str, Any]) -> Any:
         allow_issuer_change=scenario == "auth/authorization-server-migration")
 
 
-def exercise(client: Any, scenario: str) -> List[str]:
-    """connect, tools/list, one tools/call; returns a one-line summary's parts."""
+def exercise(client: Any, scenario: str, context: Dict[str, Any]) -> List[str]:
+    """connect, tools/list, the scenario's tool calls; returns a one-line summary's parts."""
     client.connect()
     tools = client.list_tools()
     names = [str(t.get("name")) for t in tools]
     done = ["wire=%s" % client.protocol_version, "tools=%s" % ",".join(names)]
+    calls: List[Tuple[str, Dict[str, Any]]] = []
     if scenario == "tools_call":
-        result = client.call_tool("add_numbers", {"a": 2, "b": 3})
+        calls = [("add_numbers", {"a": 2, "b": 3})]
+    elif scenario == "http-custom-headers":
+        calls = [(c["name"], c.get("arguments") or {}) for c in context.get("toolCalls", [])]
+    elif scenario == "http-invalid-tool-headers":
+        calls = [(name, {"region": "us-west1"}) for name in names]
+    elif scenario == "json-schema-2020-12-preservation":
+        focal = [t for t in tools if t.get("name") == "json_schema_2020_12_tool"]
+        calls = [("json_schema_echo", {"schema": focal[0]["inputSchema"]})] if focal else []
+    elif scenario in ("json-schema-ref-no-deref", "request-metadata"):
+        calls = []
     elif names:
-        result = client.call_tool(names[0], {})
-    else:
-        return done
-    if result.get("isError"):
-        raise RuntimeError("tools/call returned isError: %r" % (result,))
-    done.append("called=%s" % ("add_numbers" if scenario == "tools_call" else names[0]))
+        calls = [(names[0], {})]
+    for name, arguments in calls:
+        result = client.call_tool(name, arguments)
+        if result.get("isError"):
+            raise RuntimeError("tools/call %s returned isError: %r" % (name, result))
+        done.append("called=%s" % name)
     return done
 
 
@@ -169,6 +194,19 @@ def break_build(kind: str) -> None:
                                         int.from_bytes(signature[half:], "big"))
 
         jws.SigningKey.sign = der_sign
+    elif kind == "mcp-param":
+        import mcpauth._lifecycle
+        mcpauth._lifecycle.param_headers = lambda bindings, arguments: {}  # type: ignore
+    elif kind == "exclusion":
+        import mcpauth.client
+        mcpauth.client.header_bindings = lambda schema: ((), None)  # type: ignore
+    elif kind == "resume":
+        import mcpauth._wire
+        mcpauth._wire.MAX_RESUMES = 0  # type: ignore
+    elif kind == "version-retry":
+        import mcpauth._lifecycle
+        mcpauth._lifecycle.LifecycleMixin._choose_version = (  # type: ignore
+            lambda self, data: None)
     else:
         raise SystemExit("client: unknown MCPAUTH_CONFORMANCE_BREAK=%r" % kind)
 
@@ -186,10 +224,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if os.environ.get("MCPAUTH_CONFORMANCE_BREAK"):
         break_build(os.environ["MCPAUTH_CONFORMANCE_BREAK"])
     try:
-        provider = make_provider(scenario, read_context(scenario))
+        context = read_context(scenario)
+        provider = make_provider(scenario, context)
         with MCPClient(url, auth=provider, protocol_version=protocol_version,
                        client_info=CLIENT_INFO) as client:
-            done = exercise(client, scenario)
+            done = exercise(client, scenario, context)
     except MCPError as exc:
         print("client: server error: %s: %s" % (type(exc).__name__, exc), file=sys.stderr)
         return SERVER_ERROR

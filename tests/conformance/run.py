@@ -11,8 +11,9 @@ For every run in :data:`RUNS` this script calls::
     conformance client --command "<python> <abs>/client.py" --scenario S \\
         [--spec-version 2026-07-28 --force] -o <tmp> [--expected-failures baseline.yml]
 
-and applies a stricter verdict than the suite's exit code (see /work/shared/CONFORMANCE.md
-§7 and §9, "vacuous passes"). A run passes only if all of these hold:
+and applies a stricter verdict than the suite's exit code, which passes a run with zero
+checks or with a client that skipped the step a scenario is about ("vacuous passes"). A
+run passes only if all of these hold:
 
 * ``conformance`` exited 0 and wrote exactly one ``checks.json``;
 * at least one check is SUCCESS (zero checks is a "pass" to the suite);
@@ -25,7 +26,10 @@ and applies a stricter verdict than the suite's exit code (see /work/shared/CONF
 * ``auth/resource-mismatch``: no token was requested and no bearer token was presented
   (the suite only checks that no authorization request was made);
 * ``auth/authorization-server-migration``: at least two token requests, and the MCP server
-  accepted a token issued by the second authorization server (``test-token-as2-*``).
+  accepted a token issued by the second authorization server (``test-token-as2-*``);
+* the MCP wire scenarios (:data:`REQUIRED`): the checks each is about are SUCCESS (for
+  ``sse-retry`` the reconnection, its timing and ``Last-Event-ID``; for
+  ``http-custom-headers`` every value class), not merely present or SKIPPED.
 
 The client runs the mcpauth of this checkout: ``PYTHONPATH`` is set to the repository root
 (use ``--use-installed`` to test an installed mcpauth instead). ``MCP_CONFORMANCE_*`` is
@@ -69,6 +73,11 @@ DRAFT_ONLY = frozenset([
     "auth/metadata-issuer-mismatch",
     "auth/resource-mismatch",
     "auth/authorization-server-migration",
+    "http-standard-headers",
+    "http-custom-headers",
+    "http-invalid-tool-headers",
+    "request-metadata",
+    "json-schema-ref-no-deref",
 ])
 # Scenarios where mcpauth must refuse: client.py exits REFUSAL_EXIT and names the error.
 EXPECT_REFUSAL = {
@@ -115,8 +124,48 @@ RUNS = (
     # `initialize` is removed at 2026-07-28 (the suite skips it, or with --force records
     # zero checks), so it runs on the stateful wire only.
     + [Run("initialize")]
+    # The MCP wire: MCPClient's own behaviour, no auth. `sse-retry` exists only on the
+    # stateful wire (removed at 2026-07-28, with the GET stream); the SEP-2243/2575/2106
+    # scenarios only on 2026-07-28.
     + _both("tools_call")
+    + [Run("http-standard-headers"), Run("http-custom-headers"),
+       Run("http-invalid-tool-headers"), Run("sse-retry"), Run("request-metadata")]
+    + _both("json-schema-2020-12-preservation")
+    + [Run("json-schema-ref-no-deref")]
 )
+
+# Checks that must be SUCCESS for the run to count, beyond "at least one SUCCESS": what
+# the scenario is about, so that a client skipping the step (and so leaving the check
+# SKIPPED, INFO or absent) cannot pass. `id` or `id:Name` (the suite reuses some ids).
+REQUIRED = {
+    "tools_call": ["tool-add-numbers"],
+    "http-standard-headers": [
+        "sep-2243-client-includes-standard-headers:ClientMcpMethodHeader_tools_call",
+        "sep-2243-client-includes-standard-headers:ClientMcpNameHeader_tools_call"],
+    "http-custom-headers": [
+        "sep-2243-client-supports-custom-headers", "sep-2243-client-mirrors-designated-params",
+        "sep-2243-client-encode-values", "sep-2243-client-base64-unsafe",
+        "sep-2243-client-omit-null"],
+    "http-invalid-tool-headers": ["sep-2243-client-reject-invalid-tool",
+                                  "sep-2243-x-mcp-header-primitive-only"],
+    "sse-retry": ["client-sse-graceful-reconnect", "client-sse-retry-timing",
+                  "client-sse-last-event-id"],
+    "request-metadata": ["sep-2575-client-retry-supported-version",
+                         "sep-2575-client-populates-meta"],
+    "json-schema-2020-12-preservation": [
+        "json-schema-2020-12-client-echo-completed",
+        "json-schema-2020-12-client-$schema-preserved",
+        "json-schema-2020-12-client-$defs-preserved",
+        "json-schema-2020-12-client-additionalProperties-preserved"],
+    "json-schema-ref-no-deref": ["sep-2106-no-network-ref-deref"],
+}  # type: Dict[str, List[str]]
+# On 2026-07-28 the SEP-2106 vocabulary checks are scored too (SKIPPED before).
+REQUIRED_2026 = {
+    "json-schema-2020-12-preservation": [
+        "sep-2106-client-composition-keywords-preserved",
+        "sep-2106-client-conditional-keywords-preserved",
+        "sep-2106-client-anchor-keyword-preserved"],
+}  # type: Dict[str, List[str]]
 
 
 class Result(NamedTuple):
@@ -286,6 +335,14 @@ def judge(run: Run, returncode: int, log: str, out_dir: str,
                            % ", ".join(leaked))
     if run.scenario == "auth/authorization-server-migration":
         reasons.extend(_migration_guard(checks))
+    required = list(REQUIRED.get(run.scenario, []))
+    if run.wire == STATELESS_WIRE:
+        required += REQUIRED_2026.get(run.scenario, [])
+    for wanted in required:
+        check_id, _, name = wanted.partition(":")
+        if not any(c["id"] == check_id and c["status"] == "SUCCESS"
+                   and (not name or c.get("name") == name) for c in checks):
+            reasons.append("vacuous pass: no SUCCESS %s" % wanted)
     return summary, reasons
 
 

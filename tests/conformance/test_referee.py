@@ -61,7 +61,8 @@ def test_zero_checks_is_a_vacuous_pass(tmp_path: Any) -> None:
 
 def test_only_info_checks_is_a_vacuous_pass(tmp_path: Any) -> None:
     reasons = judge(tmp_path, "tools_call", [check("incoming-request", "INFO")])
-    assert reasons == ["no SUCCESS check: a vacuous pass"]
+    assert reasons == ["no SUCCESS check: a vacuous pass",
+                       "vacuous pass: no SUCCESS tool-add-numbers"]
 
 
 def test_missing_checks_json_fails(tmp_path: Any) -> None:
@@ -137,6 +138,36 @@ def test_migration_guard(tmp_path: Any) -> None:
         "server"]
 
 
+def test_wire_scenarios_require_the_checks_they_are_about(tmp_path: Any) -> None:
+    # sse-retry: reconnecting is not enough; the timing and Last-Event-ID must succeed too.
+    checks = [check("client-sse-graceful-reconnect"),
+              check("client-sse-retry-timing", "INFO"), check("incoming-request", "INFO")]
+    assert judge(tmp_path / "a", "sse-retry", checks) == [
+        "vacuous pass: no SUCCESS client-sse-retry-timing",
+        "vacuous pass: no SUCCESS client-sse-last-event-id"]
+    # http-standard-headers reuses one id for every method: the check's name counts.
+    header = "sep-2243-client-includes-standard-headers"
+    checks = [dict(check(header), name="ClientMcpMethodHeader_tools_list"),
+              dict(check(header, "SKIPPED"), name="ClientMcpNameHeader_tools_call")]
+    assert judge(tmp_path / "b", "http-standard-headers", checks) == [
+        "vacuous pass: no SUCCESS %s:ClientMcpMethodHeader_tools_call" % header,
+        "vacuous pass: no SUCCESS %s:ClientMcpNameHeader_tools_call" % header]
+
+
+def test_schema_vocabulary_checks_count_on_the_2026_wire_only(tmp_path: Any) -> None:
+    scenario = "json-schema-2020-12-preservation"
+    checks = [check(c) for c in run.REQUIRED[scenario]] + [
+        check(c, "SKIPPED") for c in run.REQUIRED_2026[scenario]]
+    folder = tmp_path / "out" / (scenario + "-2026-01-01T00-00-00-000Z")
+    folder.mkdir(parents=True)
+    (folder / "checks.json").write_text(json.dumps(checks))
+    _, legacy = run.judge(run.Run(scenario), 0, "", str(tmp_path / "out"), [])
+    _, modern = run.judge(run.Run(scenario, run.STATELESS_WIRE), 0, "",
+                          str(tmp_path / "out"), [])
+    assert legacy == []
+    assert modern == ["vacuous pass: no SUCCESS " + c for c in run.REQUIRED_2026[scenario]]
+
+
 # --- baseline file -------------------------------------------------------------------------
 
 def test_committed_baseline_only_excuses_authorization_code_checks() -> None:
@@ -164,12 +195,23 @@ def test_malformed_baseline_is_refused(tmp_path: Any, line: str) -> None:
 
 def test_run_list() -> None:
     labels = [r.label for r in run.RUNS]
-    assert len(labels) == len(set(labels)) == 22
+    assert len(labels) == len(set(labels)) == 30
     for scenario in ("auth/client-credentials-basic", "auth/client-credentials-jwt",
                      "auth/enterprise-managed-authorization", "auth/wif-jwt-bearer",
-                     "auth/pre-registration", "tools_call"):
+                     "auth/pre-registration", "tools_call",
+                     "json-schema-2020-12-preservation"):
         assert {r.wire for r in run.RUNS if r.scenario == scenario} == {
             "2025-11-25", "2026-07-28"}
+    # The MCP wire scenarios, each on every wire the suite offers it: 10 runs.
+    wire = [r.label for r in run.RUNS if not r.scenario.startswith("auth/")
+            and r.scenario != "initialize"]
+    assert sorted(wire) == sorted([
+        "tools_call @2025-11-25", "tools_call @2026-07-28",
+        "http-standard-headers @2026-07-28", "http-custom-headers @2026-07-28",
+        "http-invalid-tool-headers @2026-07-28", "sse-retry @2025-11-25",
+        "request-metadata @2026-07-28", "json-schema-2020-12-preservation @2025-11-25",
+        "json-schema-2020-12-preservation @2026-07-28", "json-schema-ref-no-deref @2026-07-28"])
+    assert set(run.REQUIRED) == {r.scenario for r in run.RUNS if r.label in wire}
 
 
 def test_missing_node_is_a_failure_not_a_skip(monkeypatch: Any, capsys: Any,
@@ -255,4 +297,21 @@ def test_runner_catches_the_vacuous_resource_mismatch_pass() -> None:
     assert verdicts(lines) == ["FAIL auth/resource-mismatch"], text
     assert "vacuous pass: the client went on past a mismatched resource" in text
     assert "FAILURE resource-mismatch-rejected" not in text
+    assert code == 1
+
+
+@pytest.mark.node
+@live
+@pytest.mark.parametrize("broken, scenario, failure", [
+    ("mcp-param", "http-custom-headers", "FAILURE sep-2243-client-supports-custom-headers"),
+    ("exclusion", "http-invalid-tool-headers", "FAILURE sep-2243-x-mcp-header-charset"),
+    ("resume", "sse-retry", "FAILURE client-sse-graceful-reconnect"),
+    ("version-retry", "request-metadata", "WARNING sep-2575-client-retry-supported-version"),
+])
+def test_runner_fails_without_each_wire_behaviour(broken: str, scenario: str,
+                                                  failure: str) -> None:
+    code, lines = run_runner("--only", scenario, broken=broken)
+    text = "\n".join(lines)
+    assert verdicts(lines) == ["FAIL " + scenario], text
+    assert failure in text
     assert code == 1

@@ -16,13 +16,17 @@
 //     "required_scopes": [],            // requireBearerAuth requiredScopes (403 if missing)
 //     "json_response": false,           // true: application/json replies; false: SSE
 //     "stateful": false,                // true: Mcp-Session-Id sessions; false: sessionless
+//     "retry_interval_ms": null,        // with stateful: an event store and this SSE `retry`,
+//                                       // so streams can be closed early and resumed by GET
 //     "log": "/path/mcp-requests.jsonl" // optional: one JSON line per request
 //   }
 // Start-up protocol (lets the AS learn this server's URL before the server learns the issuer):
 //   1. binds, prints {"listening":true,"port":P,"url":"http://127.0.0.1:P/mcp"}
 //   2. reads one JSON line {"issuer": "..."} from stdin, unless config.issuer is set
 //   3. fetches the AS metadata and prints {"ready":true,"url":...,"prm_url":...,...}
-// Tools: echo {message} -> message; add {a, b} -> a+b; whoami {} -> token claims as JSON.
+// Tools: echo {message} -> message; add {a, b} -> a+b; whoami {} -> token claims as JSON;
+// poll {delay_ms} -> closes its SSE stream at once when the transport can be resumed
+// (SEP-1699 polling), then answers "polled" after delay_ms (on the resumed GET stream).
 
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -30,6 +34,7 @@ import * as readline from 'node:readline';
 
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { InMemoryEventStore } from '@modelcontextprotocol/sdk/examples/shared/inMemoryEventStore.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { createMcpExpressApp } from '@modelcontextprotocol/sdk/server/express.js';
 import { requireBearerAuth } from '@modelcontextprotocol/sdk/server/auth/middleware/bearerAuth.js';
@@ -88,6 +93,14 @@ function buildMcpServer() {
   }, async (extra) => ({
     content: [{ type: 'text', text: JSON.stringify(extra.authInfo?.extra?.claims ?? null) }],
   }));
+  server.registerTool('poll', {
+    description: 'Closes its SSE stream early, then answers after delay_ms',
+    inputSchema: { delay_ms: z.number() },
+  }, async ({ delay_ms }, extra) => {
+    extra.closeSSEStream?.();
+    await new Promise((resolve) => setTimeout(resolve, delay_ms));
+    return { content: [{ type: 'text', text: 'polled' }] };
+  });
   return server;
 }
 
@@ -142,7 +155,8 @@ const verifier = {
 
 // Request log (registered first so it sees every request, including 401s).
 app.use((req, res, next) => {
-  res.on('finish', () => {
+  // A GET stream the client closes once it has its reply never 'finish'es: log it on 'close'.
+  res.on(req.method === 'GET' ? 'close' : 'finish', () => {
     const body = req.body && typeof req.body === 'object' ? req.body : undefined;
     logLine({
       peer: 'mcp',
@@ -153,6 +167,7 @@ app.use((req, res, next) => {
       rpc_method: Array.isArray(body) ? body.map((m) => m.method) : body?.method,
       mcp_protocol_version: req.headers['mcp-protocol-version'],
       mcp_session_id: req.headers['mcp-session-id'],
+      last_event_id: req.headers['last-event-id'],
       accept: req.headers.accept,
       response_content_type: res.getHeader('content-type'),
       client_id: req.auth?.clientId,
@@ -201,10 +216,13 @@ async function handleStateful(req, res) {
       res.status(404).json({ jsonrpc: '2.0', error: { code: -32001, message: 'Session not found' }, id: null });
       return;
     }
+    const resumable = config.retry_interval_ms != null
+      ? { eventStore: new InMemoryEventStore(), retryInterval: config.retry_interval_ms } : {};
     transport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
       enableJsonResponse: Boolean(config.json_response),
       onsessioninitialized: (id) => sessions.set(id, transport),
+      ...resumable,
     });
     transport.onclose = () => {
       if (transport.sessionId) sessions.delete(transport.sessionId);

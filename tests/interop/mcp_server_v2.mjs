@@ -19,7 +19,9 @@
 //   }
 // Start-up protocol: the same as mcp_server.mjs (listening line, issuer on stdin, ready line).
 // Tools: echo {message}; add {a, b}; whoami {}; notify {count} (sends `count`
-// notifications/message before its result, so an SSE reply interleaves them).
+// notifications/message before its result, so an SSE reply interleaves them); route {region,
+// priority, note} whose region and priority carry SEP-2243 `x-mcp-header` (Region, Priority):
+// the SDK refuses a call without matching Mcp-Param-* headers (400, -32020).
 // Log lines: method, path, status, authorization_scheme, rpc_method, the MCP headers,
 // meta_protocol_version and client_extensions (from params._meta), accept, content_type,
 // response_content_type, client_id, www_authenticate.
@@ -102,6 +104,16 @@ function buildMcpServer() {
     }
     return { content: [{ type: 'text', text: `sent ${count}` }] };
   });
+  server.registerTool('route', {
+    description: 'Answers with the region and priority it was routed by',
+    inputSchema: z.object({
+      region: z.string().meta({ 'x-mcp-header': 'Region' }),
+      priority: z.number().int().optional().meta({ 'x-mcp-header': 'Priority' }),
+      note: z.string().optional(),
+    }),
+  }, async ({ region, priority }) => ({
+    content: [{ type: 'text', text: `${region}/${priority ?? '-'}` }],
+  }));
   return server;
 }
 
@@ -217,6 +229,8 @@ httpServer.on('request', async (req, res) => {
       mcp_protocol_version: req.headers['mcp-protocol-version'],
       mcp_method: req.headers['mcp-method'],
       mcp_name: req.headers['mcp-name'],
+      mcp_param_headers: Object.fromEntries(Object.entries(req.headers)
+        .filter(([name]) => name.startsWith('mcp-param-'))),
       mcp_session_id: req.headers['mcp-session-id'],
       meta_protocol_version: meta?.['io.modelcontextprotocol/protocolVersion'],
       client_extensions: Object.keys(

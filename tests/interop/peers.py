@@ -324,6 +324,7 @@ def start_peers(
     sdk: str = "v1",
     response_mode: str = "auto",
     legacy: str = "stateless",
+    retry_interval_ms: Optional[int] = None,
 ) -> Peers:
     """Start the oidc-provider AS and the SDK MCP server on loopback and wait until ready.
 
@@ -349,6 +350,8 @@ def start_peers(
             the handler sends a notification first), ``"json"`` or ``"sse"``.
         legacy: SDK v2 handling of 2025 traffic: ``"stateless"`` (served) or
             ``"reject"`` (a 2026-07-28-only server).
+        retry_interval_ms: SDK v1 with ``stateful``: an event store and this SSE ``retry``,
+            so the ``poll`` tool can close its stream early (resumed with GET).
 
     Returns:
         The running :class:`Peers`; call ``stop()`` when done.
@@ -373,6 +376,7 @@ def start_peers(
         "stateful": stateful,
         "response_mode": response_mode,
         "legacy": legacy,
+        "retry_interval_ms": retry_interval_ms,
         "log": mcp_log,
     })
     started = []  # type: List[_Process]

@@ -39,8 +39,8 @@ SECRET = "cron-secret"
 ACCEPT = "application/json, text/event-stream"
 MODERN = "2026-07-28"
 LEGACY = "2025-11-25"
-V1_TOOLS = ["add", "echo", "whoami"]
-V2_TOOLS = ["add", "echo", "notify", "whoami"]
+V1_TOOLS = ["add", "echo", "poll", "whoami"]
+V2_TOOLS = ["add", "echo", "notify", "route", "whoami"]
 
 
 def start(tmp_path_factory: Any, **options: Any) -> Any:

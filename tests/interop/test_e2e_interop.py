@@ -36,7 +36,7 @@ BASIC_SECRET = "s3cr3t:+/ &="
 POST_SECRET = "post-secret"
 JWT_TYP = "client-authentication+jwt"
 LEGACY_WIRE = "2025-11-25"
-TOOLS = ["add", "echo", "whoami"]
+TOOLS = ["add", "echo", "poll", "whoami"]
 
 
 @pytest.fixture(scope="module")

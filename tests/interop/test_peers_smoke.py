@@ -252,7 +252,7 @@ def test_basic_auth_token_and_mcp_calls(peers: Any) -> None:
     assert facts["session"] is None  # sessionless
     assert facts["content_type"].startswith("text/event-stream")
     assert facts["notified_status"] == 202
-    assert facts["tools"] == ["add", "echo", "whoami"]
+    assert facts["tools"] == ["add", "echo", "poll", "whoami"]
     assert (facts["echo"], facts["add"]) == ("hi", "5")
     assert facts["claims"]["client_id"] == "basic-client"
 
@@ -417,6 +417,6 @@ def test_sdk_v2_speaks_both_wires(tmp_path: Any) -> None:
         assert no_method.status_code == 400 and no_method.json()["error"]["code"] == -32020
         facts = run_mcp_session(running.mcp_url, token)  # the 2025 fallback
         assert facts["init"]["result"]["protocolVersion"] == "2025-11-25"
-        assert facts["tools"] == ["add", "echo", "notify", "whoami"]
+        assert facts["tools"] == ["add", "echo", "notify", "route", "whoami"]
         assert (facts["echo"], facts["add"]) == ("hi", "5")
         assert facts["claims"]["client_id"] == "c"
