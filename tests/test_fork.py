@@ -137,3 +137,39 @@ def test_multiprocessing_fork_context_while_a_token_request_holds_the_lock():
             thread.join()
         assert not blocked, "the child blocked on a lock held by the parent's thread"
         assert queue.get(timeout=5) == 0
+
+
+def test_mcp_client_forked_during_another_threads_handshake():
+    from mcpauth import BearerTokenProvider, MCPClient
+
+    with LoopbackStack() as stack:
+        token = ClientCredentialsProvider(stack.client_id, stack.client_secret).token(
+            stack.mcp_url)
+        entered, release = threading.Event(), threading.Event()
+        blocker = []
+
+        def source():
+            if threading.current_thread() in blocker:
+                entered.set()
+                release.wait(30)      # the parent's connect(), stuck inside the lock
+            return token
+
+        client = MCPClient(stack.mcp_url, auth=BearerTokenProvider(source))
+        thread = threading.Thread(target=client.connect)
+        blocker.append(thread)
+        thread.start()
+        assert entered.wait(10)
+
+        def body():
+            try:
+                return 0 if isinstance(client.list_tools(), list) else 2
+            except BaseException:
+                return 3
+
+        try:
+            status = _fork_and_wait(body)
+        finally:
+            release.set()
+            thread.join()
+            client.close()
+        assert status == 0
