@@ -29,6 +29,7 @@ from .errors import (
 )
 
 from .cache import FileTokenCache, MemoryTokenCache, TokenCache
+from .rediscache import RedisTokenCache
 from .providers import (
     AuthContext,
     AuthProvider,
@@ -69,6 +70,7 @@ __all__ = [
     # Token caches
     "FileTokenCache",
     "MemoryTokenCache",
+    "RedisTokenCache",
     "TokenCache",
     # Errors and warnings
     "AuthorizationServerMismatchError",

@@ -34,6 +34,8 @@ credential mcpauth holds or obtained is masked (``[masked]``) in messages and in
 attributes, in its raw and encoded forms, even when a peer echoes it back.
 """
 
+import sys
+import warnings
 from typing import Any, Dict, Optional, Tuple
 
 from ._mask import mask
@@ -344,3 +346,30 @@ class InsufficientScopeError(MCPAuthError):
 
 class MCPAuthWarning(UserWarning):
     """A peer deviates from a recommendation but the request can go on."""
+
+
+# Where the frames of mcpauth itself and of the code that calls back into it live: a
+# warning is attributed to the first frame outside them.
+_PACKAGE = __name__.rpartition(".")[0]  # "mcpauth", or "yourpkg._vendor.mcpauth"
+_PASS_THROUGH = ("requests", "urllib3", "contextlib", "functools", "threading")
+
+
+def _is_ours(module: str) -> bool:
+    return (module == _PACKAGE or module.startswith(_PACKAGE + ".")
+            or module.split(".", 1)[0] in _PASS_THROUGH)
+
+
+def warn_caller(message: str) -> None:
+    """Issue an :class:`MCPAuthWarning` that points at the application's line.
+
+    The stack level is counted past every frame of mcpauth (installed or vendored) and of
+    ``requests``/``urllib3``, through which a provider is called, so the warning shows
+    the caller's file and line, and ``-W``/``filterwarnings`` rules by module match the
+    caller's module.
+    """
+    level = 1
+    frame = sys._getframe(0)  # type: Any
+    while frame is not None and _is_ours(frame.f_globals.get("__name__") or ""):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(mask(message), MCPAuthWarning, stacklevel=level)
