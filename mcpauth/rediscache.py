@@ -45,6 +45,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Union
 
+from . import _fork
 from ._compat import require_cryptography
 from .cache import (MemoryTokenCache, TokenCache, _entry_from_token, _is_number,
                     _token_from_entry, _warn)
@@ -251,6 +252,13 @@ class RedisTokenCache(TokenCache):
         self._flushing = False
         self._ignored: Set[str] = set()  # Redis keys already warned about
         self._held = _Held()
+        _fork.register(self)
+
+    def _after_fork(self) -> None:
+        # A forked child: a new lock (a parent's thread may hold the old one), and no
+        # flush of the parent's is running in it.
+        self._state = threading.Lock()
+        self._flushing = False
 
     @classmethod
     def from_url(cls, url: str, keys: Union[str, bytes, Sequence[Union[str, bytes]]], *,

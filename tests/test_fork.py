@@ -173,3 +173,44 @@ def test_mcp_client_forked_during_another_threads_handshake():
             thread.join()
             client.close()
         assert status == 0
+
+
+def _quiet_get(cache, key):
+    """Child body: the tampered entry is ignored (with a warning) instead of blocking."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return 0 if cache.get_token(key) is None else 2
+
+
+def test_redis_cache_forked_while_another_thread_holds_its_lock():
+    redis = pytest.importorskip("redis")
+    pytest.importorskip("cryptography")
+    from redis_server import RedisServer
+
+    from mcpauth import RedisTokenCache
+    from mcpauth.rediscache import generate_cache_key
+
+    server = RedisServer().start()
+    try:
+        cache = RedisTokenCache.from_url(server.unix_url, generate_cache_key(), timeout=0.5)
+        client = redis.Redis(unix_socket_path=server.socket, socket_timeout=1)
+        client.set(cache._name("k", "token"), b"not sealed by us")  # opening it locks
+        entered, release = threading.Event(), threading.Event()
+
+        def hold():
+            with cache._state:
+                entered.set()
+                release.wait(30)
+
+        thread = threading.Thread(target=hold)
+        thread.start()
+        assert entered.wait(10)
+        try:
+            status = _fork_and_wait(lambda: _quiet_get(cache, "k"))
+        finally:
+            release.set()
+            thread.join()
+            client.connection_pool.disconnect()
+        assert status == 0
+    finally:
+        server.stop()
