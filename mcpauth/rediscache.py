@@ -335,6 +335,7 @@ class RedisTokenCache(TokenCache):
     # -- Redis calls -------------------------------------------------------------------
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        _fork.check()  # Python 3.6 has no fork hook: a new pid resets the lock here
         if time.monotonic() < self._down_until:
             raise _Unavailable()
         try:
