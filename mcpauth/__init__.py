@@ -29,6 +29,7 @@ from .errors import (
 )
 
 from .cache import FileTokenCache, MemoryTokenCache, TokenCache
+from .dpop import DPoPKey
 from .rediscache import RedisTokenCache
 from .providers import (
     AuthContext,
@@ -60,6 +61,8 @@ __all__ = [
     "CrossAppAccessProvider",
     "PrivateKeyJwtProvider",
     "WorkloadIdentityProvider",
+    # DPoP (RFC 9449): sender-constrained tokens
+    "DPoPKey",
     # Cross-app access: the ID-JAG exchanges (RFC 8693, RFC 7523)
     "JwtAuthGrant",
     "discover_and_request_jwt_auth_grant",

@@ -214,3 +214,27 @@ def test_redis_cache_forked_while_another_thread_holds_its_lock():
         assert status == 0
     finally:
         server.stop()
+
+
+def test_dpop_nonce_store_forked_while_another_thread_holds_its_lock():
+    from mcpauth.dpop import NonceStore
+
+    store = NonceStore()
+    store.remember("https://mcp.example.com/mcp", "n-1")
+    entered, release = threading.Event(), threading.Event()
+
+    def hold():
+        with store._lock:
+            entered.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert entered.wait(10)
+    try:
+        status = _fork_and_wait(
+            lambda: 0 if store.remember("https://mcp.example.com/mcp", "n-2") else 2)
+    finally:
+        release.set()
+        thread.join()
+    assert status == 0
