@@ -36,7 +36,7 @@ from urllib.parse import quote, quote_plus
 
 from . import _fork
 
-__all__ = ["MASK", "MIN_LENGTH", "MAX_REMEMBERED", "mask", "hold", "remember",
+__all__ = ["MASK", "MIN_LENGTH", "MAX_REMEMBERED", "mask", "longest_form", "hold", "remember",
            "basic_forms", "MaskingFilter"]
 
 #: What a masked value is replaced with.
@@ -137,6 +137,12 @@ def remember(*values: Optional[str]) -> None:
         while len(_remembered) > MAX_REMEMBERED:
             _remembered.popitem(last=False)
         _rebuild()
+
+
+def longest_form() -> int:
+    """The length of the longest registered form (0 when none is registered)."""
+    forms = _forms
+    return len(forms[0]) if forms else 0
 
 
 def mask(text: str) -> str:

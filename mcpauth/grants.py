@@ -20,7 +20,7 @@ import logging
 import re
 import secrets
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 from urllib.parse import quote_plus
 
 from . import _mask
@@ -105,17 +105,27 @@ def validate_scope(scope: Optional[str], what: str = "scope") -> Optional[str]:
 
 
 def normalize_scope(tokens: Sequence[str], what: str = "scope") -> Optional[str]:
-    """Join scope tokens with single spaces, first occurrence order, duplicates removed."""
-    seen: List[str] = []
+    """Join scope tokens with single spaces, first occurrence order, duplicates removed.
+
+    Linear in the total length of ``tokens`` (a set, not a list, remembers the tokens
+    already taken).
+
+    Raises:
+        ConfigurationError: a token with a character RFC 6749 §3.3 does not allow, or a
+            token that is not a str.
+    """
+    seen: Set[str] = set()
+    kept: List[str] = []
     for tok in tokens:
         if tok == "":
             continue
-        if not _SCOPE_TOKEN.match(tok):
+        if not isinstance(tok, str) or not _SCOPE_TOKEN.match(tok):
             raise ConfigurationError(
                 "{} contains a character RFC 6749 §3.3 does not allow".format(what))
         if tok not in seen:
-            seen.append(tok)
-    return " ".join(seen) if seen else None
+            seen.add(tok)
+            kept.append(tok)
+    return " ".join(kept) if kept else None
 
 
 class TokenResponse(object):

@@ -23,6 +23,7 @@ Binding", SEP-2352) unless ``allow_issuer_change=True``. With ``expected_issuer`
 discovery that leads anywhere else raises before anything at all is sent.
 """
 
+import functools
 import json
 import logging
 import os
@@ -66,6 +67,7 @@ from .transport import (
     DEFAULT_TIMEOUT,
     RequestsTransport,
     Transport,
+    check_ip_literal,
     check_url,
     redact_url,
 )
@@ -121,8 +123,17 @@ def server_url_of(url: str) -> str:
 
     Userinfo is dropped so that credentials embedded in a URL never become an RFC 8707
     ``resource`` or a cache key.
+
+    Raises:
+        ConfigurationError: ``url`` cannot be parsed (a malformed IPv6 literal or port).
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # ValueError for a port that is not a number in range
+        check_ip_literal(parts)
+    except (TypeError, ValueError, AttributeError):
+        raise ConfigurationError("server URL {} is not a valid URL".format(
+            redact_url(url) if isinstance(url, str) else type(url).__name__)) from None
     netloc = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
@@ -134,6 +145,14 @@ def _covers(base: str, server: str) -> bool:
         return False
     base_path = b.path.rstrip("/")
     return s.path == b.path or s.path.startswith(base_path + "/") or base_path == ""
+
+
+@functools.lru_cache(maxsize=32)
+def _supported_scope(scopes: Tuple[str, ...]) -> Optional[str]:
+    """The scope asked for from a PRM ``scopes_supported``, computed once per list: it
+    is part of the token cache key, needed on every request, and a peer's list may hold
+    tens of thousands of entries."""
+    return normalize_scope(scopes, "scopes_supported")
 
 
 def missing_path_hint(url: Optional[str]) -> str:
@@ -963,7 +982,7 @@ class OAuthProvider(AuthProvider):
         elif target.challenge_scope is not None:
             base = target.challenge_scope
         elif target.scopes_supported:
-            base = normalize_scope(target.scopes_supported, "scopes_supported")
+            base = _supported_scope(target.scopes_supported)
         if state.step_up_scope is None:
             return base
         return normalize_scope((base or "").split() + state.step_up_scope.split())
