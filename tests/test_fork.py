@@ -6,6 +6,7 @@ request in flight) would stay locked forever in the child. Python 3.6 has no
 servers; each child reports through its exit status and is killed if it hangs.
 """
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -39,6 +40,26 @@ def _wait_child(pid):
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     return "blocked"
+
+
+@contextlib.contextmanager
+def _held_by_another_thread(lock):
+    """``lock`` held by a thread that stays inside it until the block ends."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hold():
+        with lock:
+            entered.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert entered.wait(10)
+    try:
+        yield
+    finally:
+        release.set()
+        thread.join()
 
 
 def _child_gets_a_token(provider, url):
@@ -195,21 +216,10 @@ def test_redis_cache_forked_while_another_thread_holds_its_lock():
         cache = RedisTokenCache.from_url(server.unix_url, generate_cache_key(), timeout=0.5)
         client = redis.Redis(unix_socket_path=server.socket, socket_timeout=1)
         client.set(cache._name("k", "token"), b"not sealed by us")  # opening it locks
-        entered, release = threading.Event(), threading.Event()
-
-        def hold():
-            with cache._state:
-                entered.set()
-                release.wait(30)
-
-        thread = threading.Thread(target=hold)
-        thread.start()
-        assert entered.wait(10)
         try:
-            status = _fork_and_wait(lambda: _quiet_get(cache, "k"))
+            with _held_by_another_thread(cache._state):
+                status = _fork_and_wait(lambda: _quiet_get(cache, "k"))
         finally:
-            release.set()
-            thread.join()
             client.connection_pool.disconnect()
         assert status == 0
     finally:
@@ -221,20 +231,7 @@ def test_dpop_nonce_store_forked_while_another_thread_holds_its_lock():
 
     store = NonceStore()
     store.remember("https://mcp.example.com/mcp", "n-1")
-    entered, release = threading.Event(), threading.Event()
-
-    def hold():
-        with store._lock:
-            entered.set()
-            release.wait(30)
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    assert entered.wait(10)
-    try:
+    with _held_by_another_thread(store._lock):
         status = _fork_and_wait(
             lambda: 0 if store.remember("https://mcp.example.com/mcp", "n-2") else 2)
-    finally:
-        release.set()
-        thread.join()
     assert status == 0
