@@ -30,7 +30,7 @@ import os
 import secrets
 import threading
 import time
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -58,6 +58,7 @@ from .grants import (
     PrivateKeyJwt,
     TokenResponse,
     _is_access_token,
+    _vschar_problem,
     normalize_scope,
     request_token,
     select_auth_method,
@@ -612,6 +613,16 @@ class BearerTokenProvider(AuthProvider):
         if isinstance(token, str):
             if not token:
                 raise ConfigurationError("token must be a non-empty string or a callable")
+            if not _is_access_token(token):
+                # Refused now, as a client secret is; described, never shown.
+                problem = _vschar_problem(token)
+                raise ConfigurationError(
+                    "token contains {}; a bearer token is printable ASCII (RFC 6749 "
+                    "Appendix A.12){}".format(
+                        problem or "a character other than printable ASCII",
+                        "; a token read with open(...).read() keeps the file's newline: "
+                        "use .read().strip()" if problem and problem.startswith(
+                            "a line break") else ""))
             value = token
             _mask.hold(self, token)
             self._source: Callable[[], Optional[str]] = lambda: value
@@ -1344,6 +1355,14 @@ class PrivateKeyJwtProvider(OAuthProvider):
                  cache_key: Optional[str] = None, dpop_key: Any = None,
                  dpop_accept_bearer: bool = False,
                  dpop_reuse_client_key: bool = False) -> None:
+        # Else they would go into every assertion and fail only at the AS.
+        for name, value in (("algorithm", algorithm), ("key_id", key_id), ("typ", typ),
+                            ("audience", audience)):
+            if value is not None:
+                _check_type(value, name, (str,), "a str")
+        if claims is not None:
+            _check_type(claims, "claims", (Mapping,), "a mapping")
+        _check_type(jwt_lifetime_seconds, "jwt_lifetime_seconds", (int,), "an int")
         self._jwt = PrivateKeyJwt(client_id, private_key, algorithm,
                                   lifetime=jwt_lifetime_seconds, audience=audience, typ=typ,
                                   key_id=key_id, claims=claims, clock=clock, signer=signer,
