@@ -32,7 +32,7 @@ from collections import OrderedDict
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
-from . import jws
+from . import _fork, jws
 from .errors import ConfigurationError, MCPAuthError
 
 __all__ = [
@@ -450,11 +450,16 @@ class NonceStore(object):
         self._nonces: "OrderedDict[str, str]" = OrderedDict()
         self._lock = threading.Lock()
         self._max = max_origins
+        _fork.register(self)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
 
     def get(self, url: str) -> Optional[str]:
         """The nonce to put in the next proof for ``url``, or None."""
         if not self._nonces:
             return None  # the common case: no server has asked for nonces
+        _fork.check()  # Python 3.6 has no fork hook
         with self._lock:
             return self._nonces.get(origin_of(url))
 
@@ -468,6 +473,7 @@ class NonceStore(object):
         if not _is_nonce(nonce) or len(nonce) > 1024:
             return False
         origin = origin_of(url)
+        _fork.check()
         with self._lock:
             changed = bool(self._nonces.get(origin) != nonce)
             self._nonces[origin] = nonce
