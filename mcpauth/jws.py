@@ -179,8 +179,11 @@ def _uint_to_b64(value: int, length: Optional[int] = None) -> str:
 
 def _dumps(obj: Any) -> bytes:
     # Python 3.6 dicts have no guaranteed order: sort keys, no whitespace (PyJWT).
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"),
-                      allow_nan=False).encode("utf-8")
+    return _ENCODER.encode(obj).encode("utf-8")
+
+
+# What json.dumps(sort_keys=True, separators=(",", ":"), allow_nan=False) builds per call.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 # ---------------------------------------------------------------------------
@@ -206,7 +209,7 @@ class SigningKey(object):
     """
 
     __slots__ = ("_key", "_public_key", "_kty", "_curve", "_key_size", "_algorithms",
-                 "_public_jwk", "_thumbprint")
+                 "_public_jwk", "_thumbprint", "_params")
 
     def __init__(self, key: Any) -> None:
         """Wrap a ``cryptography`` private key object.
@@ -249,6 +252,8 @@ class SigningKey(object):
         self._algorithms = algorithms
         self._public_jwk = _public_jwk_of(self._public_key)
         self._thumbprint = _thumbprint_of_jwk(self._public_jwk)
+        # Per algorithm, the cryptography objects a signature needs (built once).
+        self._params: Dict[str, Tuple[Any, int]] = {}
 
     @property
     def kty(self) -> str:
@@ -314,22 +319,34 @@ class SigningKey(object):
                 "alg {} cannot be used with this {} key; it signs {}".format(
                     algorithm, self._describe_type(), ", ".join(self._algorithms)))
         data = bytes(signing_input)
-        kty, hash_name, param = _ALGS[algorithm]
-        if kty == "OKP":
+        params = self._params.get(algorithm) or self._sign_params(algorithm)
+        if self._kty == "OKP":
             return bytes(self._key.sign(data))
-        from cryptography.hazmat.primitives import hashes
-
-        hash_alg = getattr(hashes, hash_name)()
-        if kty == "RSA":
-            return bytes(self._key.sign(data, _rsa_padding(param, hash_alg), hash_alg))
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-
+        if self._kty == "RSA":
+            padding_, hash_alg = params[0]
+            return bytes(self._key.sign(data, padding_, hash_alg))
         # cryptography returns DER; JOSE wants R||S, each left-padded to the curve
         # size: "MUST NOT be shortened to omit any leading zero octets" (RFC 7518 §3.4).
-        r, s = decode_dss_signature(self._key.sign(data, ec.ECDSA(hash_alg)))
-        size = _EC_CURVES[param][1]
+        r, s = _decode_dss_signature(self._key.sign(data, params[0]))
+        size = params[1]
         return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+    def _sign_params(self, algorithm: str) -> Tuple[Any, int]:
+        """The padding and hash (RSA) or ECDSA object and R/S size (EC) for ``algorithm``."""
+        kty, hash_name, param = _ALGS[algorithm]
+        params: Tuple[Any, int] = (None, 0)
+        if kty != "OKP":
+            from cryptography.hazmat.primitives import hashes
+
+            hash_alg = getattr(hashes, hash_name)()
+            if kty == "RSA":
+                params = ((_rsa_padding(param, hash_alg), hash_alg), 0)
+            else:
+                from cryptography.hazmat.primitives.asymmetric import ec
+
+                params = (ec.ECDSA(hash_alg), _EC_CURVES[param][1])
+        self._params[algorithm] = params
+        return params
 
     def _describe_type(self) -> str:
         return self._kty if self._curve is None else "{} {}".format(self._kty, self._curve)
@@ -380,6 +397,12 @@ def _curve_object(crv: str) -> Any:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     return getattr(ec, _EC_CURVES[crv][0])()
+
+
+def _decode_dss_signature(der: bytes) -> Tuple[int, int]:
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    return decode_dss_signature(der)  # type: ignore[no-any-return]
 
 
 def _rsa_padding(kind: str, hash_alg: Any) -> Any:
@@ -945,11 +968,11 @@ def sign(payload: Union[Mapping[str, Any], bytes], key: Any,
 
 
 def _payload_bytes(payload: Any, headers: Any) -> bytes:
-    if headers is not None and not isinstance(headers, Mapping):
+    if headers is not None and type(headers) is not dict and not isinstance(headers, Mapping):
         raise TypeError("headers must be a mapping, not {}".format(type(headers).__name__))
     if isinstance(payload, (bytes, bytearray, memoryview)):
         return bytes(payload)
-    if isinstance(payload, Mapping):
+    if type(payload) is dict or isinstance(payload, Mapping):
         try:
             return _dumps(dict(payload))
         except (TypeError, ValueError) as exc:
@@ -962,6 +985,14 @@ def _payload_bytes(payload: Any, headers: Any) -> bytes:
 def _signing_input(payload_bytes: bytes, algorithm: str,
                    headers: Optional[Mapping[str, Any]]) -> str:
     """``BASE64URL(header) '.' BASE64URL(payload)`` with ``alg`` set (RFC 7515 §5.1)."""
+    memo_key = None
+    if headers is None or (type(headers) is dict and len(headers) <= 4 and all(
+            type(v) is str for v in headers.values())):
+        # The encoded header of an assertion repeats: build it once per alg + string values.
+        memo_key = (algorithm, tuple(sorted(headers.items())) if headers else ())
+        encoded = _HEADER_MEMO.get(memo_key)
+        if encoded is not None:
+            return encoded + "." + b64url_encode(payload_bytes)
     header: Dict[str, Any] = {}
     if headers is not None:
         header.update(headers)  # a copy: the caller's mapping is never touched
@@ -973,7 +1004,15 @@ def _signing_input(payload_bytes: bytes, algorithm: str,
         header_bytes = _dumps(header)
     except (TypeError, ValueError):
         raise ConfigurationError("JWS header values are not JSON-serialisable") from None
-    return b64url_encode(header_bytes) + "." + b64url_encode(payload_bytes)
+    encoded = b64url_encode(header_bytes)
+    if memo_key is not None:
+        if len(_HEADER_MEMO) >= 64:
+            _HEADER_MEMO.clear()
+        _HEADER_MEMO[memo_key] = encoded
+    return encoded + "." + b64url_encode(payload_bytes)
+
+
+_HEADER_MEMO: Dict[Tuple[str, Tuple[Tuple[str, str], ...]], str] = {}
 
 
 def sign_with(payload: Union[Mapping[str, Any], bytes], signer: Any, algorithm: str,

@@ -109,18 +109,38 @@ def server_url_of(url: str) -> str:
     Userinfo is dropped so that credentials embedded in a URL never become an RFC 8707
     ``resource`` or a cache key.
     """
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    server = _SERVER_OF.get(url)
+    if server is None:
+        parts = urlsplit(url)
+        netloc = parts.netloc.rpartition("@")[2]
+        server = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        _memo_put(_SERVER_OF, url, server)
+    return server
 
 
 def _covers(base: str, server: str) -> bool:
     """True if ``server`` is ``base`` or below it (same origin, path-segment prefix)."""
-    b, s = urlsplit(base), urlsplit(server)
-    if (b.scheme.lower(), b.netloc.lower()) != (s.scheme.lower(), s.netloc.lower()):
-        return False
-    base_path = b.path.rstrip("/")
-    return s.path == b.path or s.path.startswith(base_path + "/") or base_path == ""
+    covered = _COVERS.get((base, server))
+    if covered is None:
+        b, s = urlsplit(base), urlsplit(server)
+        covered = ((b.scheme.lower(), b.netloc.lower()) == (s.scheme.lower(), s.netloc.lower())
+                   and (s.path == b.path or s.path.startswith(b.path.rstrip("/") + "/")
+                        or b.path.rstrip("/") == ""))
+        _memo_put(_COVERS, (base, server), covered)
+    return covered
+
+
+# Memos of the two pure URL functions above, so that the per-request path parses no URL
+# (a process talks to a handful of servers; the bound only stops unbounded growth).
+_SERVER_OF: Dict[str, str] = {}
+_COVERS: Dict[Tuple[str, str], bool] = {}
+_MEMO_MAX = 512
+
+
+def _memo_put(memo: Dict[Any, Any], key: Any, value: Any) -> None:
+    if len(memo) >= _MEMO_MAX:
+        memo.clear()
+    memo[key] = value
 
 
 def missing_path_hint(url: Optional[str]) -> str:
@@ -182,6 +202,10 @@ def _unauthorized(message: str, challenge: Optional[_discovery.Challenge],
         resource_metadata=params.get("resource_metadata"))
 
 
+def _no_position() -> None:
+    return None
+
+
 class AuthProvider(requests.auth.AuthBase):
     """Base class of every provider; subclass it to bring your own token.
 
@@ -239,16 +263,16 @@ class AuthProvider(requests.auth.AuthBase):
     # -- the requests adapter ------------------------------------------------------------
 
     def __call__(self, r: Any) -> Any:
-        server = server_url_of(r.url)
+        # The per-request path: no URL parsing, no lock, no exception (see server_url_of).
+        server = _SERVER_OF.get(r.url) or server_url_of(r.url)
         token = self._token_for(server)
         if token:
             self._apply(r, token)
         r._mcpauth_server = server
-        try:
-            r._mcpauth_body_pos = r.body.tell()
-        except AttributeError:
-            r._mcpauth_body_pos = None
-        r.register_hook("response", self._handle_response)
+        body = r.body
+        r._mcpauth_body_pos = (None if body is None or isinstance(body, (bytes, str))
+                               else getattr(body, "tell", _no_position)())
+        r.hooks["response"].append(self._handle_response)
         return r
 
     def _handle_response(self, r: Any, **kwargs: Any) -> Any:
@@ -440,13 +464,17 @@ class _Target(NamedTuple):
 class _ServerState(object):
     """Per-MCP-server state: discovery result and scope bookkeeping."""
 
-    __slots__ = ("lock", "target", "challenge_scope", "step_up_scope")
+    __slots__ = ("lock", "target", "challenge_scope", "step_up_scope", "fast")
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.target: Optional[_Target] = None
         self.challenge_scope: Optional[str] = None
         self.step_up_scope: Optional[str] = None
+        #: The per-request fast path: an immutable record (access token, renew-at time,
+        #: and the target and scopes whose cache key it was read under), replaced whole,
+        #: read without a lock; valid only while those three are still the current ones.
+        self.fast: Optional[Tuple[str, float, _Target, Optional[str], Optional[str]]] = None
 
 
 TokenSource = Union[str, Callable[[], Optional[str]]]
@@ -493,6 +521,7 @@ class BearerTokenProvider(AuthProvider):
             raise ConfigurationError("on_unauthorized must be callable")
         self._hook = on_unauthorized
         self._session = session
+        self._checked: Optional[str] = None
 
     def __repr__(self) -> str:
         return "BearerTokenProvider(token=[secure], on_unauthorized={})".format(
@@ -503,12 +532,13 @@ class BearerTokenProvider(AuthProvider):
 
     def token(self) -> Optional[str]:
         value = self._source()
-        if value is None:
-            return None
+        if value is None or value is self._checked:
+            return value  # str is immutable: a value that passed the check still passes
         if not _is_access_token(value):
             raise ConfigurationError(
                 "the token source returned something other than a non-empty string of "
                 "printable ASCII characters (RFC 6749 Appendix A.12)")
+        self._checked = value
         return value
 
     def _token_for(self, server_url: str) -> Optional[str]:
@@ -674,6 +704,7 @@ class OAuthProvider(AuthProvider):
         params = challenge.params if challenge is not None else {}
         refused = _bearer_of(ctx.response.request)
         with state.lock:
+            state.fast = None
             if params.get("scope"):
                 state.challenge_scope = _peer_scope(params["scope"], "scope in the 401 challenge")
             target = state.target
@@ -696,6 +727,9 @@ class OAuthProvider(AuthProvider):
         return self._session
 
     def _state(self, server: str) -> _ServerState:
+        state = self._states.get(server)  # states are never removed: no lock to read one
+        if state is not None:
+            return state
         with self._states_lock:
             state = self._states.get(server)
             if state is None:
@@ -776,7 +810,11 @@ class OAuthProvider(AuthProvider):
             raise ConfigurationError(
                 "this provider is configured for resource {}; refusing to send its token "
                 "to {}".format(redact_url(self.resource), redact_url(server)))
-        state = self._state(server)
+        state = self._states.get(server) or self._state(server)
+        fast = state.fast
+        if (fast is not None and fast[2] is state.target and fast[3] is state.challenge_scope
+                and fast[4] is state.step_up_scope and self._clock() < fast[1]):
+            return fast[0]
         target = self._target(server, state)
         if target is None and self.token_endpoint is not None:
             with state.lock:
@@ -812,22 +850,29 @@ class OAuthProvider(AuthProvider):
                          self._effective_scope(state, target))
 
     def _needs_refresh(self, token: TokenResponse, now: float) -> bool:
+        return now >= self._refresh_at(token)
+
+    def _refresh_at(self, token: TokenResponse) -> float:
         expires_at = token.expires_at
         if expires_at is None:
-            return False
+            return float("inf")
         lifetime = max(expires_at - token.received_at, 0.0)
         # Renew `refresh_skew` seconds early, but never before half the lifetime has
         # passed: short-lived tokens must not be renewed on every call (msal does that).
-        refresh_at = max(token.received_at + lifetime / 2.0, expires_at - self.refresh_skew)
-        return now >= refresh_at
+        return max(token.received_at + lifetime / 2.0, expires_at - self.refresh_skew)
 
     def _ensure_token(self, server: str, state: _ServerState, target: _Target,
                       refused: Optional[str] = None) -> str:
+        challenge_scope, step_up_scope = state.challenge_scope, state.step_up_scope
         key = self._key(target, state)
         token = self._cache.get_token(key)
         now = self._clock()
         if token is not None and token.access_token != refused:
-            if not self._needs_refresh(token, now):
+            refresh_at = self._refresh_at(token)
+            if now < refresh_at:
+                if refused is None:
+                    state.fast = (token.access_token, refresh_at, target, challenge_scope,
+                                  step_up_scope)
                 return token.access_token
             expires_at = token.expires_at
             if expires_at is not None and now < expires_at:
@@ -931,6 +976,7 @@ class OAuthProvider(AuthProvider):
             # SEP-2350: ask for the union of what we had and what is required.
             union = normalize_scope((current or "").split() + challenged.split())
             previous = state.step_up_scope
+            state.fast = None
             state.step_up_scope = normalize_scope((previous or "").split() + challenged.split())
             try:
                 self._ensure_token(ctx.server_url, state, target,
