@@ -630,6 +630,14 @@ def _private_key(args: argparse.Namespace, from_flags: bool) -> Any:
         "MCPAUTH_PRIVATE_KEY" if os.environ.get("MCPAUTH_PRIVATE_KEY")
         else "MCPAUTH_PRIVATE_KEY_FILE")
     password = _key_password(args, "private_key_password_file", "--private-key-password-file")
+    if password is None:
+        from . import jws
+
+        try:
+            if jws.key_algorithms(data) is not None:
+                return data  # well-formed: loaded only if this run signs (not when cached)
+        except jws.InvalidKeyError:
+            pass  # _load_key says which key
     return _load_key(data, password, where, "--private-key-password-file")
 
 

@@ -1297,3 +1297,151 @@ def verify(token: str, key: Any, algorithms: Sequence[str]) -> bytes:
             raise
         raise JWSVerificationError("JWS signature is malformed") from None
     return payload
+
+
+# ---------------------------------------------------------------------------
+# Key shape without loading (no cryptography import)
+
+_OID_RSA = bytes.fromhex("2a864886f70d010101")      # rsaEncryption (RFC 8017 A.1)
+_OID_EC = bytes.fromhex("2a8648ce3d0201")           # id-ecPublicKey (RFC 5480 §2.1.1)
+_OID_ED25519 = bytes.fromhex("2b6570")              # id-Ed25519 (RFC 8410 §3)
+_OID_CURVES = {bytes.fromhex("2a8648ce3d030107"): "P-256",   # RFC 5480 §2.1.1.1
+               bytes.fromhex("2b81040022"): "P-384",
+               bytes.fromhex("2b81040023"): "P-521"}
+_PEM_KINDS = {b"PRIVATE KEY": "pkcs8", b"RSA PRIVATE KEY": "pkcs1",
+              b"EC PRIVATE KEY": "sec1"}
+
+
+def _der(data: bytes, pos: int, tag: int) -> Tuple[int, int]:
+    """The (start, end) of the contents of the DER element of ``tag`` at ``pos``."""
+    if pos + 2 > len(data) or data[pos] != tag:
+        raise ValueError("unexpected DER element")
+    length, pos = data[pos + 1], pos + 2
+    if length & 0x80:
+        count = length & 0x7F
+        if not 0 < count <= 4 or pos + count > len(data):
+            raise ValueError("bad DER length")
+        length, pos = int.from_bytes(data[pos:pos + count], "big"), pos + count
+    if pos + length > len(data):
+        raise ValueError("truncated DER")
+    return pos, pos + length
+
+
+def _rsa_bits_pkcs1(data: bytes, pos: int = 0) -> int:
+    start, _ = _der(data, pos, 0x30)               # RSAPrivateKey ::= SEQUENCE {
+    v_start, v_end = _der(data, start, 0x02)       #   version, modulus, ...
+    n_start, n_end = _der(data, v_end, 0x02)
+    modulus = data[n_start:n_end].lstrip(b"\0")
+    return len(modulus) * 8 - (8 - modulus[0].bit_length()) if modulus else 0
+
+
+def _shape_of_der(der: bytes, kind: Optional[str]) -> Optional[Tuple[str, Optional[str], int]]:
+    """(kty, curve, RSA bits) of an unencrypted PKCS#8, PKCS#1 or SEC1 key, or None."""
+    for form in ((kind,) if kind else ("pkcs8", "pkcs1", "sec1")):
+        try:
+            if form == "pkcs1":
+                return ("RSA", None, _rsa_bits_pkcs1(der))
+            start, end = _der(der, 0, 0x30)
+            if end != len(der):
+                continue
+            _, pos = _der(der, start, 0x02)                     # version
+            if form == "sec1":
+                _, pos = _der(der, pos, 0x04)                   # privateKey
+                c_start, _ = _der(der, pos, 0xA0)               # [0] parameters
+                o_start, o_end = _der(der, c_start, 0x06)
+                curve = _OID_CURVES.get(der[o_start:o_end])
+                return ("EC", curve, 0) if curve else None
+            a_start, a_end = _der(der, pos, 0x30)               # AlgorithmIdentifier
+            o_start, o_end = _der(der, a_start, 0x06)
+            oid = der[o_start:o_end]
+            k_start, _ = _der(der, a_end, 0x04)                 # privateKey
+            if oid == _OID_RSA:
+                return ("RSA", None, _rsa_bits_pkcs1(der, k_start))
+            if oid == _OID_ED25519:
+                return ("OKP", "Ed25519", 0)
+            if oid == _OID_EC:
+                c_start, c_end = _der(der, o_end, 0x06)
+                curve = _OID_CURVES.get(der[c_start:c_end])
+                return ("EC", curve, 0) if curve else None
+            return None
+        except (ValueError, IndexError):
+            continue
+    return None
+
+
+def _shape_of_jwk(jwk: Mapping[str, Any]) -> Optional[Tuple[str, Optional[str], int]]:
+    def member(name: str) -> bytes:
+        value = jwk.get(name)
+        if not isinstance(value, str):
+            raise ValueError(name)
+        return b64url_decode(value)
+
+    try:
+        kty, crv = jwk.get("kty"), jwk.get("crv")
+        member("d")
+        if kty == "RSA":
+            member("e")
+            modulus = member("n").lstrip(b"\0")
+            return ("RSA", None, len(modulus) * 8 - (8 - modulus[0].bit_length())
+                    if modulus else 0)
+        if kty == "EC" and crv in _EC_CURVES:
+            member("x")
+            member("y")
+            return ("EC", crv, 0)
+        if kty == "OKP" and crv == "Ed25519":
+            member("x")
+            return ("OKP", "Ed25519", 0)
+    except Exception:  # anything odd: can't tell, so the caller loads (and checks) it now
+        return None
+    return None
+
+
+def key_algorithms(data: Any) -> Optional[Tuple[str, ...]]:
+    """The ``alg`` values a private key can sign, read from its structure without loading it.
+
+    A cheap check for keys that may never be used (a cached token means nothing is
+    signed): PEM armour, DER structure, the algorithm and curve identifiers (RFC 5208,
+    RFC 5915, RFC 8017, RFC 8410) or the JWK members (RFC 7518 §6), and the RSA modulus
+    size (RFC 7518 §3.3). Returns None when it cannot tell (encrypted, OpenSSH, key
+    objects, anything unusual): load such a key with :func:`load_private_key` now, which
+    validates it fully. A key this accepts is still fully loaded and validated before it
+    signs anything.
+
+    Raises:
+        InvalidKeyError: an RSA modulus under 2048 bits.
+    """
+    shape: Optional[Tuple[str, Optional[str], int]] = None
+    if isinstance(data, Mapping):
+        shape = _shape_of_jwk(data)
+    elif isinstance(data, (str, bytes)):
+        raw = data.encode("latin-1", "replace") if isinstance(data, str) else bytes(data)
+        text = raw.strip()
+        if text.startswith(b"{"):
+            try:
+                parsed = loads_json(text.decode("utf-8"))
+            except Exception:
+                return None
+            shape = _shape_of_jwk(parsed) if isinstance(parsed, dict) else None
+        elif text.startswith(b"-----BEGIN "):
+            label = text[11:text.find(b"-----", 11)]
+            kind = _PEM_KINDS.get(label)
+            lines = text.splitlines()
+            if (kind is None or len(lines) < 3 or lines[-1].strip() != b"-----END " + label
+                    + b"-----" or any(b":" in line for line in lines[1:-1])):
+                return None  # encrypted (Proc-Type headers), other labels: load it now
+            try:
+                der = binascii.a2b_base64(b"".join(line.strip() for line in lines[1:-1]))
+            except (binascii.Error, ValueError):
+                return None
+            shape = _shape_of_der(der, kind)
+        elif isinstance(data, bytes) and raw[:1] == b"\x30":
+            shape = _shape_of_der(raw, None)
+    if shape is None:
+        return None
+    kty, curve, bits = shape
+    if kty == "RSA":
+        _check_rsa_size(bits)
+        return _RSA_ALGORITHMS
+    if kty == "OKP":
+        return ("EdDSA",)
+    return tuple(a for a in ALGORITHMS if _ALGS[a][2] == curve)

@@ -707,7 +707,7 @@ class OAuthProvider(AuthProvider):
             state.fast = None
             if params.get("scope"):
                 state.challenge_scope = _peer_scope(params["scope"], "scope in the 401 challenge")
-            target = state.target
+            target = previous = state.target
             if refused is not None and target is not None:
                 key = self._key(target, state)
                 current = self._cache.get_token(key)
@@ -718,7 +718,8 @@ class OAuthProvider(AuthProvider):
                 state.target = None
             if state.target is None:
                 state.target = self._discover(
-                    ctx.server_url, params.get("resource_metadata"), state.challenge_scope)
+                    ctx.server_url, params.get("resource_metadata"), state.challenge_scope,
+                    previous=previous)
             self._ensure_token(ctx.server_url, state, state.target, refused=refused)
 
     # -- internals -------------------------------------------------------------------------
@@ -917,7 +918,8 @@ class OAuthProvider(AuthProvider):
                              issuer=target.issuer, clock=self._clock)
 
     def _discover(self, server: str, resource_metadata_url: Optional[str],
-                  challenge_scope: Optional[str] = None) -> _Target:
+                  challenge_scope: Optional[str] = None,
+                  previous: Optional[_Target] = None) -> _Target:
         if self.token_endpoint is not None:
             target = _Target(server, self.resource or server, self.issuer or
                              self.expected_issuer, self.token_endpoint, None, None, None,
@@ -927,7 +929,8 @@ class OAuthProvider(AuthProvider):
                 result = _discovery.discover(
                     self._transport, server, resource_metadata_url=resource_metadata_url,
                     expected_issuer=self._preferred_issuer(), issuer=self.issuer,
-                    allow_resource_prefix=self.allow_resource_prefix)
+                    allow_resource_prefix=self.allow_resource_prefix,
+                    known_metadata=_metadata_of(previous))
             except DiscoveryError as exc:
                 hint = missing_path_hint(server)
                 if hint and type(exc) is DiscoveryError:
@@ -987,6 +990,15 @@ class OAuthProvider(AuthProvider):
                 raise
             logger.debug("stepped-up scope for %s: %s", redact_url(ctx.server_url), union)
         return True
+
+
+def _metadata_of(target: Optional[_Target]) -> Optional[_discovery.AuthorizationServerMetadata]:
+    """The AS metadata a discovered target was built from (what the provider uses of it)."""
+    if target is None or target.issuer is None:
+        return None
+    return _discovery.AuthorizationServerMetadata(
+        target.issuer, target.token_endpoint, target.auth_methods, target.signing_algs, None,
+        None, "", {})
 
 
 def _bearer_of(request: Any) -> Optional[str]:
