@@ -638,11 +638,12 @@ def _private_key(args: argparse.Namespace, from_flags: bool) -> Any:
     password = _key_password(args, "private_key_password_file", "--private-key-password-file")
     if password is None:
         from . import jws
+        from .errors import InvalidKeyError
 
         try:
             if jws.key_algorithms(data) is not None:
                 return data  # well-formed: loaded only if this run signs (not when cached)
-        except jws.InvalidKeyError:
+        except InvalidKeyError:
             pass  # _load_key says which key
     return _load_key(data, password, where, "--private-key-password-file")
 

@@ -402,7 +402,8 @@ def _curve_object(crv: str) -> Any:
 def _decode_dss_signature(der: bytes) -> Tuple[int, int]:
     from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-    return decode_dss_signature(der)  # type: ignore[no-any-return]
+    r, s = decode_dss_signature(der)
+    return r, s
 
 
 def _rsa_padding(kind: str, hash_alg: Any) -> Any:

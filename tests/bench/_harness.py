@@ -36,7 +36,7 @@ def round_robin(cases, number, rounds=15):
     if SMOKE:
         number, rounds = 1, 1
     samples = {name: [] for name, _ in cases}
-    for name, fn in cases:  # warm up
+    for _, fn in cases:  # warm up
         fn()
     clock = time.perf_counter
     for _ in range(rounds):
@@ -53,7 +53,7 @@ def round_robin_fresh(cases, make, number, rounds=31):
     if SMOKE:
         number, rounds = 1, 1
     samples = {name: [] for name, _ in cases}
-    for name, fn in cases:
+    for _, fn in cases:
         fn(make())
     clock = time.perf_counter
     for _ in range(rounds):

@@ -47,7 +47,8 @@ assert r.status_code == 200, r.status_code
 """
 AUTHLIB = PEER % ("""from authlib.integrations.requests_client import OAuth2Session
 s = OAuth2Session(sys.argv[2], sys.argv[3])
-token = s.fetch_token(sys.argv[4], grant_type="client_credentials", resource=sys.argv[1])["access_token"]""", BODY, VERSION)
+token = s.fetch_token(sys.argv[4], grant_type="client_credentials",
+                      resource=sys.argv[1])["access_token"]""", BODY, VERSION)
 OAUTHLIB = PEER % ("""from oauthlib.oauth2 import BackendApplicationClient
 from requests_oauthlib import OAuth2Session
 s = OAuth2Session(client=BackendApplicationClient(client_id=sys.argv[2]))
