@@ -53,6 +53,7 @@ _LAZY = {
     "request_jwt_authorization_grant": "crossapp",
     "WorkloadIdentityProvider": "workload",
     "MCPClient": "client",
+    "RedisTokenCache": "rediscache",
 }
 
 
@@ -80,6 +81,7 @@ if sys.version_info < (3, 7) or TYPE_CHECKING:
     )
     from .workload import WorkloadIdentityProvider  # noqa: F401
     from .client import MCPClient  # noqa: F401
+    from .rediscache import RedisTokenCache  # noqa: F401
 
 __all__ = [
     # Providers (requests auth)
@@ -101,6 +103,7 @@ __all__ = [
     # Token caches
     "FileTokenCache",
     "MemoryTokenCache",
+    "RedisTokenCache",
     "TokenCache",
     # Errors and warnings
     "AuthorizationServerMismatchError",

@@ -27,6 +27,8 @@ import tempfile
 import time
 from typing import Any, Callable, List, Optional, TextIO, Tuple
 
+from ._version import __version__
+
 __all__ = ["run_demo"]
 
 _CRYPTO_FLOWS = ("private key JWT", "cross-app access", "workload identity")
@@ -131,6 +133,9 @@ def run_demo(out: TextIO) -> int:
     try:
         stack.start()
         out.write("mcpauth demo: every flow against loopback servers (no network needed)\n")
+        # Which copy runs: the installed one, a vendored one or a source tree.
+        out.write("   {:<22}{}\n".format("mcpauth " + __version__,
+                                      os.path.dirname(os.path.abspath(__file__))))
         out.write("   authorization server  {}\n".format(stack.issuer))
         if stack.idp is not None:
             out.write("   enterprise IdP        {}\n".format(stack.idp.issuer))

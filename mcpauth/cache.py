@@ -3,7 +3,7 @@
 A provider keeps two things per MCP server: what discovery found (the resource, the
 authorization server, its token endpoint) and the tokens it obtained. Tokens are keyed
 by (issuer, resource, client_id, scope) so a token is never sent to a server other than
-the one it was obtained for (MCP "Token Handling"; REQUIREMENTS G2, H1).
+the one it was obtained for (MCP "Token Handling").
 
 :class:`MemoryTokenCache` is the default. :class:`FileTokenCache` keeps the same data in
 a 0600 JSON file shared by processes, so a cron job with a valid cached token sends
@@ -22,10 +22,9 @@ import os
 import secrets
 import threading
 import time
-import warnings
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from .errors import ConfigurationError, MCPAuthWarning, clean_peer_text
+from .errors import ConfigurationError, clean_peer_text, warn_caller
 from .grants import TokenResponse, _is_access_token
 from .transport import loads_json
 
@@ -297,7 +296,7 @@ def _os_reason(exc: OSError) -> str:
 
 def _warn(message: str) -> None:
     logger.warning("%s", message)
-    warnings.warn(message, MCPAuthWarning, stacklevel=3)
+    warn_caller(message)
 
 
 def _is_number(value: Any) -> bool:

@@ -118,7 +118,8 @@ credentials (a flag wins over the environment; never pass a secret as a value):
   workload identity --workload-token-file FILE (re-read for each token request),
                     or MCPAUTH_WORKLOAD_TOKEN_FILE
   Every other option can also be set as MCPAUTH_<OPTION>, e.g. MCPAUTH_SCOPE,
-  MCPAUTH_EXPECTED_ISSUER, MCPAUTH_CACHE, MCPAUTH_TIMEOUT.
+  MCPAUTH_EXPECTED_ISSUER, MCPAUTH_CACHE, MCPAUTH_TIMEOUT. A Redis URL with a
+  password belongs in MCPAUTH_CACHE, not on the command line.
 """
 
 _EPILOG = _CREDENTIALS_HELP + """
@@ -179,7 +180,7 @@ _NOT_FROM_ENV = frozenset(["help", "version", "arg", "json_args", "password_file
 # Variables read directly (not as MCPAUTH_<OPTION>); the parser's options add the rest.
 _OTHER_ENV = ("MCPAUTH_CLIENT_ID", "MCPAUTH_PRIVATE_KEY_PASSWORD",
               "MCPAUTH_PRIVATE_KEY_PASSWORD_FILE", "MCPAUTH_IDP_CLIENT_SECRET",
-              "MCPAUTH_IDP_CLIENT_SECRET_FILE")
+              "MCPAUTH_IDP_CLIENT_SECRET_FILE", "MCPAUTH_CACHE_KEY")
 # A bare file name shown in messages: a name, a dot and a short extension.
 _BARE_FILE_NAME = re.compile(r"[\w-][\w.-]*\.[A-Za-z0-9]{1,8}\Z")
 # The helper of --assertion-command exits with this (EX_TEMPFAIL) to mean "retry later".
@@ -294,7 +295,12 @@ def _add_common(parser: argparse.ArgumentParser, credentials: bool = True) -> No
                         help=shown("skip discovery and request tokens here"))
     parser.add_argument("--cache", default=S, metavar="FILE",
                         help=shown("keep tokens and discovery results in FILE (mode 0600) "
-                                   "across runs"))
+                                   "across runs, or share them through Redis: redis://, "
+                                   "rediss:// or unix:// URL (needs redis-py and a cache "
+                                   "key)"))
+    parser.add_argument("--cache-key-file", default=S, metavar="FILE",
+                        help=shown("the AES-256 key(s) sealing a Redis cache, newest first "
+                                   "(or MCPAUTH_CACHE_KEY / MCPAUTH_CACHE_KEY_FILE)"))
     group = parser.add_argument_group("credentials") if credentials else parser
     for flag, metavar, text in _CREDENTIAL_OPTIONS:
         group.add_argument(flag, default=S, metavar=metavar, help=shown(text))
@@ -561,13 +567,33 @@ def _secret_from(args: argparse.Namespace, from_flags: bool, flag_name: str, fla
 
 
 def _cache(args: argparse.Namespace) -> Any:
-    """The FileTokenCache named by --cache / MCPAUTH_CACHE, or None."""
+    """The FileTokenCache or RedisTokenCache named by --cache / MCPAUTH_CACHE, or None."""
     path = _option(args, "cache")
     if not path:
         return None
+    if path.startswith(("redis://", "rediss://", "unix://")):
+        return _redis_cache(args, path)
     from .cache import FileTokenCache
 
     return FileTokenCache(os.path.expanduser(path))
+
+
+def _redis_cache(args: argparse.Namespace, url: str) -> Any:
+    """A RedisTokenCache for ``url``, sealed with the keys from --cache-key-file,
+    MCPAUTH_CACHE_KEY or MCPAUTH_CACHE_KEY_FILE (one key or more, the newest first)."""
+    if hasattr(args, "cache_key_file"):
+        keys = _read_file(args.cache_key_file, "--cache-key-file", binary=True)
+    elif os.environ.get("MCPAUTH_CACHE_KEY"):
+        keys = os.environ["MCPAUTH_CACHE_KEY"].encode("utf-8")
+    elif os.environ.get("MCPAUTH_CACHE_KEY_FILE"):
+        keys = _read_file(os.environ["MCPAUTH_CACHE_KEY_FILE"], "MCPAUTH_CACHE_KEY_FILE",
+                          binary=True)
+    else:
+        raise UsageError("a Redis cache needs its key: --cache-key-file FILE, "
+                         "MCPAUTH_CACHE_KEY or MCPAUTH_CACHE_KEY_FILE")
+    from .rediscache import RedisTokenCache
+
+    return RedisTokenCache.from_url(url, keys)
 
 
 def _known_env(parser: argparse.ArgumentParser) -> List[str]:
@@ -1142,14 +1168,23 @@ def _error_message(exc: BaseException, url: Optional[str]) -> str:
 
 
 class _StderrWarnings(object):
-    """Shows warnings as one ``mcpauth: warning:`` line (no source line, no path)."""
+    """Shows mcpauth's warnings as one ``mcpauth: warning:`` line (no source line, no path).
+
+    Other libraries' warnings (cryptography's deprecation of an old Python on every run,
+    say) are not ours to report and would make cron mail every run: they go to the
+    ``mcpauth`` logger at DEBUG, which ``--verbose`` shows.
+    """
 
     def __init__(self, err: TextIO) -> None:
         self.err = err
 
     def __call__(self, message: Any, category: Any, filename: str, lineno: int,
                  file: Any = None, line: Any = None) -> None:
-        self.err.write("mcpauth: warning: {}\n".format(message))
+        if isinstance(category, type) and issubclass(category, MCPAuthWarning):
+            self.err.write("mcpauth: warning: {}\n".format(message))
+        else:
+            logger.debug("%s from %s: %s", getattr(category, "__name__", "warning"),
+                         os.path.basename(filename), message)
 
 
 def _setup_logging(verbose: bool, err: TextIO) -> Optional[logging.Handler]:

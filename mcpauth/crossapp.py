@@ -15,11 +15,11 @@ A service acts for a user who already signed in at the enterprise IdP, in two le
    discovers that server (RFC 9728, RFC 8414) and hands its validated issuer to your
    callback as the ID-JAG audience (EXT-EMA §7.6).
 
-``resource`` (RFC 8707) is sent in both legs (REQUIREMENTS D1). ID tokens, ID-JAGs and
+``resource`` (RFC 8707) is sent in both legs. ID tokens, ID-JAGs and
 secrets never appear in exception messages, reprs or log lines (EXT-EMA §7.3, §7.4.2).
 An ID-JAG is checked before it is used: it must be a compact JWT (RFC 7515 §7.1), and
 the provider sends one only to the authorization server its ``aud`` names (EXT-EMA
-§7.5.4, REQUIREMENTS J5).
+§7.5.4).
 """
 
 import logging
@@ -74,7 +74,7 @@ __all__ = [
 
 logger = logging.getLogger("mcpauth")
 
-#: The MCP extension a client declares when it uses cross-app access (REQUIREMENTS J1).
+#: The MCP extension a client declares when it uses cross-app access (SEP-990).
 MCP_EXTENSION = "io.modelcontextprotocol/enterprise-managed-authorization"
 #: ``subject_token_type`` values accepted at the IdP (ID-JAG "Token Exchange"; RFC 8693 §3).
 SUBJECT_TOKEN_TYPES = (TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_SAML2, TOKEN_TYPE_REFRESH_TOKEN)
@@ -510,7 +510,7 @@ def exchange_jwt_auth_grant(
         algorithm: the JWS algorithm for ``private_key_jwt``.
         token_endpoint_auth_method: ``client_secret_basic`` (default with a secret),
             ``client_secret_post``, ``private_key_jwt`` or ``none``.
-        resource: the RFC 8707 resource to send (send it: REQUIREMENTS D1).
+        resource: the RFC 8707 resource to send (always sent).
         scope: space-separated scopes to request.
         issuer: the authorization server's issuer identifier.
         session, timeout, allow_insecure_http: as
@@ -807,7 +807,7 @@ class CrossAppAccessProvider(OAuthProvider):
         issuer = target.issuer or ""
         audiences = _audiences(claims)
         if not any(_is_issuer(a, issuer) for a in audiences):
-            # EXT-EMA §7.5.4 / REQUIREMENTS J5: an ID-JAG minted for another
+            # EXT-EMA §7.5.4: an ID-JAG minted for another
             # authorization server is not sent to this one (a malicious MCP server
             # naming its own server would otherwise collect it with our credentials).
             raise AuthorizationServerMismatchError(

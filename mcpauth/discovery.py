@@ -18,7 +18,7 @@ call a :class:`~mcpauth.transport.Transport`):
   §3.3 (``issuer`` must be identical), plus OpenID Connect Discovery 1.0 §4, tried in the
   MCP order.
 
-Deliberate differences from the reference SDKs (see REFERENCE.md §1):
+Deliberate differences from the official MCP SDKs:
 
 * There is no "legacy" fallback. When discovery fails, the caller gets a typed error; no
   credential is ever posted to ``<mcp-origin>/token`` on a guess.
@@ -698,9 +698,8 @@ def _get(transport: Transport, url: str, what: str) -> HttpResponse:
     # The transport applies the https policy too; checking here keeps it for custom
     # transports and raises before anything is sent.
     check_url(url, _allow_http(transport), what)
-    logger.debug("discovery: GET %s %s", what, redact_url(url))
+    # Not logged here: the transport logs each request once, with its status and time.
     response = transport(HttpRequest.get_json(url))
-    logger.debug("discovery: %s %s -> HTTP %s", what, redact_url(url), response.status)
     if not response.url:
         response = response._replace(url=url)
     return response
@@ -849,7 +848,7 @@ def fetch_authorization_server_metadata(transport: Transport,
             status_code=status)
     metadata = parse_authorization_server_metadata(
         response, issuer, allow_insecure_http=_allow_http(transport))
-    logger.debug("discovery: issuer %s has token endpoint %s", redact_url(issuer),
+    logger.debug("discovery: %s %s names token endpoint %s", what, redact_url(response.url),
                  redact_url(metadata.token_endpoint))
     return metadata
 

@@ -32,6 +32,8 @@ a raw response body. Attributes that come from a peer (``error_description`` and
 like) are truncated and stripped of control characters before they are stored.
 """
 
+import sys
+import warnings
 from typing import Any, Dict, Optional, Tuple
 
 __all__ = [
@@ -331,3 +333,30 @@ class InsufficientScopeError(MCPAuthError):
 
 class MCPAuthWarning(UserWarning):
     """A peer deviates from a recommendation but the request can go on."""
+
+
+# Where the frames of mcpauth itself and of the code that calls back into it live: a
+# warning is attributed to the first frame outside them.
+_PACKAGE = __name__.rpartition(".")[0]  # "mcpauth", or "yourpkg._vendor.mcpauth"
+_PASS_THROUGH = ("requests", "urllib3", "contextlib", "functools", "threading")
+
+
+def _is_ours(module: str) -> bool:
+    return (module == _PACKAGE or module.startswith(_PACKAGE + ".")
+            or module.split(".", 1)[0] in _PASS_THROUGH)
+
+
+def warn_caller(message: str) -> None:
+    """Issue an :class:`MCPAuthWarning` that points at the application's line.
+
+    The stack level is counted past every frame of mcpauth (installed or vendored) and of
+    ``requests``/``urllib3``, through which a provider is called, so the warning shows
+    the caller's file and line, and ``-W``/``filterwarnings`` rules by module match the
+    caller's module.
+    """
+    level = 1
+    frame = sys._getframe(0)  # type: Any
+    while frame is not None and _is_ours(frame.f_globals.get("__name__") or ""):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, MCPAuthWarning, stacklevel=level)

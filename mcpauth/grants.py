@@ -508,7 +508,7 @@ def _algorithms_of_jwk(jwk: Mapping[str, str]) -> Tuple[str, ...]:
 
 def select_auth_method(advertised: Optional[Sequence[str]], configured: Optional[str] = None,
                        has_secret: bool = True, has_key: bool = False) -> str:
-    """Choose a client authentication method (RFC 8414 §2; REQUIREMENTS C5).
+    """Choose a client authentication method (RFC 8414 §2, RFC 6749 §2.3).
 
     An explicitly configured method always wins (the client's registered method cannot
     be discovered). Otherwise a key means ``private_key_jwt``; a secret means

@@ -196,7 +196,7 @@ class SigningKey(object):
     Build one with :func:`load_private_key` (or :func:`generate_private_key`); the
     constructor takes an already-loaded ``cryptography`` private key object. Immutable.
     Its repr shows the key type, curve, size and RFC 7638 thumbprint, never key
-    material, and it refuses to be pickled (STYLE §5): a pickle would hold the private
+    material, and it refuses to be pickled: a pickle would hold the private
     key unencrypted.
 
     Attributes:

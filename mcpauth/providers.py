@@ -293,10 +293,14 @@ class AuthProvider(requests.auth.AuthBase):
     def _handle_401(self, r: Any, server: str, kwargs: Dict[str, Any]) -> Any:
         challenge = _challenge_of(r)
         ctx = AuthContext(r, server, self._session_for_context(), challenge)
-        logger.info("%s answered 401%s; getting a new token and retrying once",
-                    redact_url(server),
-                    " (error=%s)" % clean_peer_text(challenge.params["error"], 100)
-                    if challenge is not None and "error" in challenge.params else "")
+        # A 401 to a request that carried no token is how every first run starts (the
+        # challenge names the metadata): routine, so DEBUG. A refused token is news: INFO.
+        sent_token = r.request.headers.get("Authorization") is not None
+        logger.log(logging.INFO if sent_token else logging.DEBUG,
+                   "%s answered 401%s%s; getting a new token and retrying once",
+                   redact_url(server), "" if sent_token else " to a request without a token",
+                   " (error=%s)" % clean_peer_text(challenge.params["error"], 100)
+                   if challenge is not None and "error" in challenge.params else "")
         self._check_replayable(r, challenge, 401)
         try:
             self.on_unauthorized(ctx)
@@ -464,13 +468,16 @@ class _Target(NamedTuple):
 class _ServerState(object):
     """Per-MCP-server state: discovery result and scope bookkeeping."""
 
-    __slots__ = ("lock", "target", "challenge_scope", "step_up_scope", "fast")
+    __slots__ = ("lock", "target", "challenge_scope", "step_up_scope", "token_seen", "fast")
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.target: Optional[_Target] = None
         self.challenge_scope: Optional[str] = None
         self.step_up_scope: Optional[str] = None
+        # (received_at, expires_at) of the last token this provider used or fetched, so
+        # that a token found in the cache is logged once, not on every request.
+        self.token_seen: Optional[Tuple[float, Optional[float]]] = None
         #: The per-request fast path: an immutable record (access token, renew-at time,
         #: and the target and scopes whose cache key it was read under), replaced whole,
         #: read without a lock; valid only while those three are still the current ones.
@@ -485,7 +492,7 @@ class BearerTokenProvider(AuthProvider):
 
     ``token`` is a string, or a zero-argument callable consulted before every request
     (return None to send no ``Authorization`` header). The token is opaque to mcpauth
-    and is only ever sent in the ``Authorization`` header (REQUIREMENTS G7).
+    and is only ever sent in the ``Authorization`` header (RFC 6750 §2.1).
 
     Without ``on_unauthorized``, a 401 raises :class:`~mcpauth.errors.UnauthorizedError`
     carrying the server's challenge (error, description, scope, resource_metadata). With
@@ -498,7 +505,7 @@ class BearerTokenProvider(AuthProvider):
         token: the token, or a callable returning it.
         on_unauthorized: ``callable(ctx) -> None``, called once per refused request.
         session: given to the hook as ``ctx.session``.
-        server_url: bind the token to this MCP server (REQUIREMENTS G7): a request to any
+        server_url: bind the token to this MCP server (MCP "Token Handling"): a request to any
             other server (another origin, or a path outside this one) raises
             :class:`~mcpauth.errors.ConfigurationError` instead of carrying the token.
             Recommended whenever the session also talks to other hosts.
@@ -871,6 +878,8 @@ class OAuthProvider(AuthProvider):
         if token is not None and token.access_token != refused:
             refresh_at = self._refresh_at(token)
             if now < refresh_at:
+                if state.token_seen != (token.received_at, token.expires_at):
+                    self._log_cached_token(server, state, token, now)
                 if refused is None:
                     state.fast = (token.access_token, refresh_at, target, challenge_scope,
                                   step_up_scope)
@@ -909,7 +918,18 @@ class OAuthProvider(AuthProvider):
                     return fallback
                 raise
             self._cache.set_token(key, token)
+            state.token_seen = (token.received_at, token.expires_at)
             return token
+
+    @staticmethod
+    def _log_cached_token(server: str, state: _ServerState, token: TokenResponse,
+                          now: float) -> None:
+        """DEBUG, once per token: a warm run says which token it uses and for how long."""
+        state.token_seen = (token.received_at, token.expires_at)
+        expires_at = token.expires_at
+        logger.debug("using the cached token for %s (%s)", redact_url(server),
+                     "no expiry given" if expires_at is None
+                     else "expires in %d s" % max(int(expires_at - now), 0))
 
     def _fetch_token(self, target: _Target, scope: Optional[str]) -> TokenResponse:
         client_auth = self._client_auth(target)

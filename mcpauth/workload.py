@@ -4,7 +4,7 @@ A workload (a Kubernetes pod, a CI job, a cloud function) holds a short-lived JW
 by its platform. :class:`WorkloadIdentityProvider` presents it to the MCP server's
 authorization server with the RFC 7523 §2.1 JWT bearer grant:
 ``grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer``, ``assertion=<the JWT>``,
-``resource`` (RFC 8707, always; REQUIREMENTS D1) and ``scope``. There is no client
+``resource`` (RFC 8707, always) and ``scope``. There is no client
 secret and no client authentication (RFC 7523 §3.1 makes it optional; EXT-WIF needs
 none); ``client_id`` is sent only when configured.
 
@@ -17,7 +17,7 @@ none); ``client_id`` is sent only when configured.
   draft-ietf-oauth-rfc7523bis allows either and makes the client "responsible for
   ensuring that the audience ... is appropriate"): a platform JWT is a bearer
   credential, and a malicious MCP server may name an authorization server of its own
-  (audience injection, REQUIREMENTS H2; EXT-EMA §7.5.4 "MUST NOT leak"). It is also
+  (audience injection; EXT-EMA §7.5.4 "MUST NOT leak"). It is also
   refused when it expired more than :data:`EXP_LEEWAY` seconds ago (RFC 7523 §3: the
   server must reject it anyway); a token without a usable ``exp``, or expired within
   the leeway (clock skew), is sent with a warning.

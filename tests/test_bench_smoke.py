@@ -13,12 +13,13 @@ import pytest
 pytest.importorskip("cryptography")
 
 BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench")
-SCRIPTS = sorted(n for n in os.listdir(BENCH) if n.startswith("bench_") and n.endswith(".py"))
+# The scripts that time mcpauth against the peers (each takes --smoke).
+SCRIPTS = ["bench_attach.py", "bench_cron.py", "bench_flows.py", "bench_import.py",
+           "bench_sign.py"]
 
 
 def test_every_script_is_smoked():
-    assert {"bench_attach.py", "bench_sign.py", "bench_import.py", "bench_flows.py",
-            "bench_cron.py"} <= set(SCRIPTS)
+    assert set(SCRIPTS) <= set(os.listdir(BENCH))
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

@@ -1,7 +1,7 @@
 """Packaging checks: metadata in setup.cfg, the setup.py shim, MANIFEST.in, the public
 API, vendorability (relative imports only) and the lazy ``cryptography`` import.
 
-The metadata rules come from the style guide §7 (PyJWT 2.9.0's setup.cfg layout).
+The metadata layout follows PyJWT 2.9.0's setup.cfg.
 """
 
 import ast
@@ -22,6 +22,7 @@ from mcpauth import _version, errors
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "mcpauth"
+DISTRIBUTION = "mcpauth-client"
 
 
 def _setup_cfg():
@@ -268,7 +269,7 @@ def test_setup_py_is_a_three_line_shim_without_metadata():
 
 
 def test_no_pyproject_toml():
-    # With one, modern pip builds in an isolated env and fails offline (style guide §7).
+    # With one, modern pip builds in an isolated env and fails offline.
     assert not (ROOT / "pyproject.toml").exists()
 
 
@@ -285,7 +286,8 @@ def test_setup_cfg_requirements():
 
 def test_setup_cfg_metadata():
     cfg = _setup_cfg()
-    assert cfg.get("metadata", "name") == "mcpauth"
+    # The index's "mcpauth" is another project; the import package stays mcpauth.
+    assert cfg.get("metadata", "name") == DISTRIBUTION
     assert cfg.get("metadata", "long_description").strip() == "file: README.rst"
     assert cfg.get("options", "zip_safe").strip() == "False"
     classifiers = _lines(cfg.get("metadata", "classifiers"))
@@ -355,3 +357,48 @@ def test_ci_runs_the_readme_test_command():
         ci_lines = [line.strip() for line in fh]
     assert commands[1] in ci_lines
     assert "demo" in commands[0] and commands[0].startswith("python3 -m venv")
+
+
+def _readme_commands():
+    with open(os.path.join(ROOT, "README.rst")) as fh:
+        return [line.strip()[2:] for line in fh if line.strip().startswith("$ ")]
+
+
+def test_readme_installs_the_distribution_and_says_why_its_name_differs():
+    commands = _readme_commands()
+    installs = [c for c in commands if re.match(r"(\S*/)?pip install ", c)]
+    assert "pip install " + DISTRIBUTION in installs
+    for command in installs:
+        # Never the index's other "mcpauth" project.
+        assert not re.search(r"(?<![\w.-])mcpauth(?![\w.-])", command), command
+    text = (ROOT / "README.rst").read_text(encoding="utf-8")
+    assert re.search(r"distribution is\s+(named\s+)?``" + DISTRIBUTION, text)
+    assert "``import mcpauth``" in text
+
+
+def test_readme_first_command_upgrades_old_pips_and_runs_the_installed_demo():
+    first = _readme_commands()[0]
+    # Python 3.6's venv pip (18) cannot install cryptography's current wheels and does not
+    # choose versions by Requires-Python on every index; 21.3.1 is the last pip for 3.6.
+    assert "\"pip>=21.3.1,<22; python_version<'3.8'\"" in first
+    assert first.index("pip>=21.3.1") < first.index("install -q .")
+    # The console script, not ``python -m`` from the clone's root, which would import the
+    # source tree instead of what was installed.
+    assert first.endswith("/tmp/mcpauth-demo/bin/mcpauth demo")
+
+
+_OUTSIDE_CITATION = re.compile(r"STYLE(\.md)?\s*§|STYLE\.md|style guide\s*§|REQUIREMENTS"
+                               r"|REFERENCE\.md|LANDSCAPE\.md|CONFORMANCE\.md|/work/shared")
+
+
+def test_nothing_shipped_cites_files_outside_the_repository():
+    paths = [path for _, path in _package_modules()]
+    paths += [ROOT / name for name in ("README.rst", "setup.cfg", "tox.ini", "setup.py")]
+    paths.append(ROOT / ".ci" / "run")
+    bad = ["{}:{}".format(path.relative_to(ROOT), number)
+           for path in paths
+           for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+           if _OUTSIDE_CITATION.search(line)]
+    assert bad == []
+    assert _OUTSIDE_CITATION.search("see STYLE §5") and _OUTSIDE_CITATION.search(
+        "(REQUIREMENTS G7)")

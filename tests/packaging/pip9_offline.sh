@@ -11,7 +11,7 @@ if [ -z "$py36" ]; then
 fi
 rm -rf "$tmp/dist" "$tmp/venv36"
 python -m build --wheel --outdir "$tmp/dist" "$root" >/dev/null
-wheel=$(ls "$tmp"/dist/mcpauth-*-py3-none-any.whl)
+wheel=$(ls "$tmp"/dist/mcpauth_client-*-py3-none-any.whl)
 echo "pip9: built $(basename "$wheel")"
 "$py36" -m venv "$tmp/venv36"
 # The dependencies as RHEL 8 ships them (there they come from RPMs). The venv's own pip 18
