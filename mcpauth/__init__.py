@@ -54,6 +54,7 @@ _LAZY = {
     "WorkloadIdentityProvider": "workload",
     "MCPClient": "client",
     "RedisTokenCache": "rediscache",
+    "DPoPKey": "dpop",
 }
 
 
@@ -82,6 +83,7 @@ if sys.version_info < (3, 7) or TYPE_CHECKING:
     from .workload import WorkloadIdentityProvider  # noqa: F401
     from .client import MCPClient  # noqa: F401
     from .rediscache import RedisTokenCache  # noqa: F401
+    from .dpop import DPoPKey  # noqa: F401
 
 __all__ = [
     # Providers (requests auth)
@@ -93,6 +95,8 @@ __all__ = [
     "CrossAppAccessProvider",
     "PrivateKeyJwtProvider",
     "WorkloadIdentityProvider",
+    # DPoP (RFC 9449): sender-constrained tokens
+    "DPoPKey",
     # Cross-app access: the ID-JAG exchanges (RFC 8693, RFC 7523)
     "JwtAuthGrant",
     "discover_and_request_jwt_auth_grant",

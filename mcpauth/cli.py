@@ -270,6 +270,8 @@ _CREDENTIAL_OPTIONS = (
     ("--idp-client-secret-file", "FILE", "cross-app access: file holding its secret"),
     ("--token-file", "FILE", "file holding a token of your own (no OAuth)"),
     ("--workload-token-file", "FILE", "file holding the platform's workload identity JWT"),
+    ("--dpop-key-file", "FILE", "DPoP (RFC 9449): bind tokens to this private key (PEM, "
+     "DER or JWK, unencrypted; not the client key)"),
 )
 
 def _add_common(parser: argparse.ArgumentParser, credentials: bool = True) -> None:
@@ -674,6 +676,22 @@ def _private_key(args: argparse.Namespace, from_flags: bool) -> Any:
     return _load_key(data, password, where, "--private-key-password-file")
 
 
+def _dpop_key(args: argparse.Namespace) -> Any:
+    """The DPoP key of --dpop-key-file / MCPAUTH_DPOP_KEY_FILE, or None."""
+    path = _option(args, "dpop_key_file")
+    if not path:
+        return None
+    where = "--dpop-key-file" if hasattr(args, "dpop_key_file") else "MCPAUTH_DPOP_KEY_FILE"
+    from .dpop import DPoPKey
+    from .errors import InvalidKeyError
+
+    data = _read_file(str(path), where, binary=True)
+    try:
+        return DPoPKey(data)
+    except InvalidKeyError as exc:
+        raise InvalidKeyError("the key given by {}: {}".format(where, exc)) from None
+
+
 def assertion_command(command: str, timeout: float, where: str) -> Callable[[str], str]:
     """A callable(audience) that runs ``command audience`` and returns what it prints.
 
@@ -800,12 +818,18 @@ def build_provider(args: argparse.Namespace, url: str, cache: Any = None) -> Any
             "no credentials: set MCPAUTH_CLIENT_ID and MCPAUTH_CLIENT_SECRET (or pass "
             "--client-id and --client-secret-file, --private-key-file, --token-file or "
             "--workload-token-file){}".format(_unknown_env_hint()))
+    dpop_key = _dpop_key(args)
     if kind == "token":
+        if dpop_key is not None:
+            raise UsageError("--dpop-key-file (MCPAUTH_DPOP_KEY_FILE) binds tokens mcpauth "
+                             "requests; it cannot bind a token of your own (--token-file)")
         token = _secret_from(args, from_flags, "token_file", "--token-file",
                              "MCPAUTH_TOKEN", "MCPAUTH_TOKEN_FILE")
         return BearerTokenProvider(token)
 
     options = {"server_url": url, "timeout": _option(args, "timeout")}  # type: Dict[str, Any]
+    if dpop_key is not None:
+        options["dpop_key"] = dpop_key
     for name in ("scope", "expected_issuer", "issuer", "token_endpoint"):
         value = _option(args, name)
         if value is not None:

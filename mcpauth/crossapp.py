@@ -649,7 +649,9 @@ class CrossAppAccessProvider(OAuthProvider):
                  max_step_up: int = DEFAULT_MAX_STEP_UP,
                  clock: Callable[[], float] = time.time,
                  transport: Optional[Transport] = None,
-                 cache_key: Optional[str] = None) -> None:
+                 cache_key: Optional[str] = None, dpop_key: Any = None,
+                 dpop_accept_bearer: bool = False,
+                 dpop_reuse_client_key: bool = False) -> None:
         if not callable(assertion):
             raise ConfigurationError("assertion must be a callable(ctx) returning the ID-JAG")
         if not isinstance(client_id, str) or not client_id:
@@ -735,7 +737,8 @@ class CrossAppAccessProvider(OAuthProvider):
                 grant: str) -> TokenResponse:
         return request_token(self._transport, target.token_endpoint,
                              _jwt_bearer_fields(grant, scope, target.resource), client_auth,
-                             issuer=target.issuer, clock=self._clock)
+                             issuer=target.issuer, clock=self._clock,
+                             **self._dpop_options(target))
 
     @staticmethod
     def _grant_key(target: _Target, scope: Optional[str]) -> Tuple[str, str, Optional[str]]:

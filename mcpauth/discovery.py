@@ -46,11 +46,13 @@ from .errors import (
     ResourceMismatchError,
     clean_peer_text,
 )
+from .grants import normalize_scope
 from .transport import (
     DEFAULT_MAX_RESPONSE_BYTES,
     HttpRequest,
     HttpResponse,
     Transport,
+    check_ip_literal,
     check_url,
     is_loopback_host,
     parse_json_object,
@@ -324,6 +326,7 @@ def _split_http_url(url: Any) -> Optional[SplitResult]:
         parts = urlsplit(url)
         host = parts.hostname
         _ = parts.port  # ValueError for a port that is not a number in range
+        check_ip_literal(parts)
     except ValueError:
         return None
     if parts.scheme not in ("http", "https") or not host:
@@ -454,7 +457,8 @@ def parse_protected_resource_metadata(
     The response must be a 200 with ``application/json`` (or ``application/*+json``)
     holding a JSON object. ``resource`` must be an absolute http(s) URI without a
     fragment; ``authorization_servers`` an array of absolute http(s) URLs (the https
-    policy is applied when one is fetched); ``scopes_supported`` an array of strings.
+    policy is applied when one is fetched); ``scopes_supported`` an array of RFC 6749
+    §3.3 scope-tokens.
     Members not understood are ignored (§3.2) but kept in ``raw``. ``resource`` is
     *not* compared with anything here; see :func:`validate_resource`.
 
@@ -491,6 +495,13 @@ def parse_protected_resource_metadata(
             "configure the issuer explicitly to proceed without)".format(what, where),
             status_code=response.status)
     scopes = _string_list(doc, "scopes_supported", what, response)
+    if scopes is not None:
+        try:
+            normalize_scope(scopes)
+        except ConfigurationError:  # the peer's fault, not the caller's
+            raise DiscoveryError(
+                "{} from {}: scopes_supported holds a value that is not an RFC 6749 §3.3 "
+                "scope-token".format(what, where), status_code=response.status) from None
     return ProtectedResourceMetadata(resource, servers, scopes, response.url, doc)
 
 
@@ -680,7 +691,8 @@ def validate_resource_metadata_url(url: str, server_url: str, *,
                 or (address.is_loopback and not is_loopback_host(server_host))):
             raise DiscoveryError(
                 "refusing to fetch {} named by the resource server: {} is a link-local, "
-                "loopback or reserved address (RFC 9728 §7.7)".format(redact_url(url), host))
+                "loopback or reserved address (RFC 9728 §7.7)".format(
+                    redact_url(url), clean_peer_text(host, 200)))
     if same_origin and (server is None or _origin_key(parts) != _origin_key(server)):
         raise DiscoveryError("refusing to fetch {}: it is not on the MCP server's origin "
                              "{}".format(redact_url(url), redact_url(server_url)))

@@ -32,7 +32,9 @@ a raw response body. Attributes that come from a peer (``error_description`` and
 like) are truncated and stripped of control characters before they are stored.
 """
 
+import re
 import sys
+import unicodedata
 import warnings
 from typing import Any, Dict, Optional, Tuple
 
@@ -60,25 +62,42 @@ __all__ = [
 MAX_PEER_TEXT = 300
 
 
+# Unicode general categories never shown as they are: controls (Cc: C0, DEL, C1 such as
+# NEL), format characters (Cf: bidi overrides, zero-width characters), the line and
+# paragraph separators (Zl U+2028, Zp U+2029) and lone surrogates (Cs), which cannot be
+# encoded to write a log line (Unicode 15 §4.5, UTS #39 §3.1 on spoofing with bidi controls).
+_UNSAFE_CATEGORIES = frozenset(["Cc", "Cf", "Zl", "Zp", "Cs"])
+_PRINTABLE_ASCII = re.compile(r"\A[ -~]*\Z")
+
+
 def _is_unsafe_char(ch: str) -> bool:
-    return (ch < " " or "\x7f" <= ch <= "\x9f" or ch in "\u2028\u2029"
-            or "\ud800" <= ch <= "\udfff")
+    if " " <= ch < "\x7f":  # printable ASCII: the common case, without a table lookup
+        return False
+    return unicodedata.category(ch) in _UNSAFE_CATEGORIES
+
+
+def clean_text(value: str) -> str:
+    """``value`` with every control, format, line-separator and surrogate character
+    replaced by a space (one for one, so the length is unchanged)."""
+    if _PRINTABLE_ASCII.match(value):
+        return value
+    return "".join(" " if _is_unsafe_char(ch) else ch for ch in value)
 
 
 def clean_peer_text(value: Any, limit: int = MAX_PEER_TEXT) -> Optional[str]:
     """Make a peer-supplied string safe to put in a message or a log line.
 
     Non-strings become None; control characters and line breaks (log injection:
-    C0, DEL, C1 such as NEL, U+2028, U+2029) and lone surrogates (which cannot be
-    encoded to write a log line) become spaces; the result is cut to ``limit``
-    characters.
+    C0, DEL, C1 such as NEL, U+2028, U+2029), format characters such as bidi
+    overrides, and lone surrogates (which cannot be encoded to write a log line)
+    become spaces; the result is cut to ``limit`` characters. The string is cut
+    before it is cleaned, so the cost is bounded by ``limit`` whatever its length.
     """
     if not isinstance(value, str):
         return None
-    out = "".join(" " if _is_unsafe_char(ch) else ch for ch in value)
-    if len(out) > limit:
-        out = out[:limit] + "..."
-    return out
+    if len(value) > limit:
+        return clean_text(value[:limit]) + "..."
+    return clean_text(value)
 
 
 def _restore(cls: type, args: Tuple[Any, ...], state: Dict[str, Any]) -> "MCPAuthError":
@@ -185,14 +204,19 @@ class DiscoveryError(ProtocolError):
     """Protected resource or authorization server metadata is missing or invalid."""
 
 
+def _peer_value(value: Optional[str]) -> Optional[str]:
+    # A URL a peer sent, kept whole on an exception but without control characters.
+    return clean_text(value) if isinstance(value, str) else value
+
+
 class IssuerMismatchError(DiscoveryError):
     """RFC 8414 §3.3: the metadata's ``issuer`` is not the issuer it was fetched for."""
 
     def __init__(self, message: str, expected: Optional[str] = None,
                  received: Optional[str] = None) -> None:
         super().__init__(message)
-        self.expected = expected
-        self.received = received
+        self.expected = _peer_value(expected)
+        self.received = _peer_value(received)
 
 
 class ResourceMismatchError(DiscoveryError):
@@ -201,8 +225,8 @@ class ResourceMismatchError(DiscoveryError):
     def __init__(self, message: str, expected: Optional[str] = None,
                  received: Optional[str] = None) -> None:
         super().__init__(message)
-        self.expected = expected
-        self.received = received
+        self.expected = _peer_value(expected)
+        self.received = _peer_value(received)
 
 
 class AuthorizationServerMismatchError(DiscoveryError):
@@ -214,8 +238,8 @@ class AuthorizationServerMismatchError(DiscoveryError):
     def __init__(self, message: str, expected_issuer: Optional[str] = None,
                  issuer: Optional[str] = None) -> None:
         super().__init__(message)
-        self.expected_issuer = expected_issuer
-        self.issuer = issuer
+        self.expected_issuer = _peer_value(expected_issuer)
+        self.issuer = _peer_value(issuer)
 
 
 class TokenResponseError(ProtocolError):

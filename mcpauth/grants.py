@@ -20,7 +20,7 @@ import re
 import secrets
 import threading
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 from urllib.parse import quote_plus
 
 from .errors import ConfigurationError, InvalidKeyError, OAuthError, TokenResponseError
@@ -103,17 +103,27 @@ def validate_scope(scope: Optional[str], what: str = "scope") -> Optional[str]:
 
 
 def normalize_scope(tokens: Sequence[str], what: str = "scope") -> Optional[str]:
-    """Join scope tokens with single spaces, first occurrence order, duplicates removed."""
-    seen: List[str] = []
+    """Join scope tokens with single spaces, first occurrence order, duplicates removed.
+
+    Linear in the total length of ``tokens`` (a set, not a list, remembers the tokens
+    already taken).
+
+    Raises:
+        ConfigurationError: a token with a character RFC 6749 §3.3 does not allow, or a
+            token that is not a str.
+    """
+    seen: Set[str] = set()
+    kept: List[str] = []
     for tok in tokens:
         if tok == "":
             continue
-        if not _SCOPE_TOKEN.match(tok):
+        if not isinstance(tok, str) or not _SCOPE_TOKEN.match(tok):
             raise ConfigurationError(
                 "{} contains a character RFC 6749 §3.3 does not allow".format(what))
         if tok not in seen:
-            seen.append(tok)
-    return " ".join(seen) if seen else None
+            seen.add(tok)
+            kept.append(tok)
+    return " ".join(kept) if kept else None
 
 
 class TokenResponse(object):
@@ -397,6 +407,17 @@ class PrivateKeyJwt(ClientAuth):
             if self._key_data is None else "not loaded yet")
         return "PrivateKeyJwt(client_id={!r}, algorithm={!r}, key={})".format(
             self.client_id, self.algorithm, key if isinstance(key, str) else repr(key))
+
+    def key_thumbprint(self) -> Optional[str]:
+        """The RFC 7638 thumbprint of the client key, when known (not for an assertion
+        callable without ``public_jwk``)."""
+        from . import jws
+
+        if self._key is not None:
+            return self._key.thumbprint()
+        if self._public_jwk is not None:
+            return jws.jwk_thumbprint(self._public_jwk)
+        return None
 
     def build_assertion(self, issuer: Optional[str], token_endpoint: str) -> str:
         """Sign a new client assertion for ``issuer`` (or ``token_endpoint`` if none is known)."""
@@ -715,20 +736,52 @@ def request_token(transport: Transport, token_endpoint: str,
                   grant_fields: Sequence[Tuple[str, str]], client_auth: ClientAuth,
                   issuer: Optional[str] = None, token_types: Sequence[str] = ("bearer",),
                   issued_token_type: Optional[str] = None,
-                  clock: Callable[[], float] = time.time) -> TokenResponse:
+                  clock: Callable[[], float] = time.time, *,
+                  dpop: Any = None, dpop_algorithm: Optional[str] = None,
+                  dpop_nonces: Any = None, dpop_accept_bearer: bool = False) -> TokenResponse:
     """Send a token request and parse the answer (see :func:`build_token_request`).
+
+    With ``dpop`` (a :class:`mcpauth.dpop.DPoPKey`) the request carries a fresh ``DPoP``
+    proof (RFC 9449 §5) with the token endpoint's latest nonce from ``dpop_nonces`` (a
+    :class:`mcpauth.dpop.NonceStore`); a 400 ``use_dpop_nonce`` with a ``DPoP-Nonce``
+    header is retried once with that nonce (§8), and a nonce on any response replaces
+    the stored one (§8.2). The answer must then have ``token_type`` DPoP: a Bearer
+    token is refused ("the client MUST discard the response in this case if this
+    protection is deemed important", §5) unless ``dpop_accept_bearer``.
 
     Raises:
         InsecureEndpointError: the token endpoint is not https (nor loopback http).
         TransportError: no response.
         OAuthError, TokenResponseError: see :func:`parse_token_response`.
     """
-    request = build_token_request(token_endpoint, grant_fields, client_auth, issuer)
     grant_type = dict(grant_fields).get("grant_type", "?")
-    logger.debug("token request: grant_type=%s auth=%s endpoint=%s", grant_type,
-                 client_auth.method, redact_url(token_endpoint))
-    sent_at = clock()
-    response = transport(request)
+    if dpop is not None:
+        from .dpop import NonceStore
+
+        if dpop_nonces is None:
+            dpop_nonces = NonceStore()
+        token_types = ("dpop", "bearer")
+    for attempt in (1, 2):
+        request = build_token_request(token_endpoint, grant_fields, client_auth, issuer)
+        if dpop is not None:
+            used = dpop_nonces.get(token_endpoint)
+            proof = dpop.proof("POST", token_endpoint, nonce=used, algorithm=dpop_algorithm)
+            request = request._replace(headers=tuple(request.headers) + (("DPoP", proof),))
+        logger.debug("token request: grant_type=%s auth=%s endpoint=%s%s", grant_type,
+                     client_auth.method, redact_url(token_endpoint),
+                     " dpop" if dpop is not None else "")
+        sent_at = clock()
+        response = transport(request)
+        if dpop is None:
+            break
+        dpop_nonces.remember(token_endpoint, response.header("DPoP-Nonce"))
+        if attempt == 1 and response.status == 400 and \
+                dpop_nonces.get(token_endpoint) not in (None, used) and \
+                _error_code(response) == "use_dpop_nonce":
+            logger.info("token endpoint %s asked for a DPoP nonce; retrying once with it",
+                        redact_url(token_endpoint))
+            continue
+        break
     try:
         token = parse_token_response(response, token_types, issued_token_type,
                                      received_at=sent_at)
@@ -736,7 +789,26 @@ def request_token(transport: Transport, token_endpoint: str,
         logger.info("token request to %s failed: HTTP %s %s", redact_url(token_endpoint),
                     response.status, exc.error)
         raise _located(exc, token_endpoint, client_auth) from None
+    if dpop is not None and token.token_type.lower() != "dpop" and not dpop_accept_bearer:
+        from .errors import clean_peer_text
+
+        raise TokenResponseError(
+            "the token endpoint {} answered a DPoP token request with a {} token, which "
+            "is not bound to the DPoP key; refusing it (RFC 9449 §5; pass "
+            "dpop_accept_bearer=True to use unbound tokens)".format(
+                redact_url(token_endpoint), clean_peer_text(token.token_type, 40)),
+            status_code=response.status)
     logger.info("token issued by %s: grant_type=%s, HTTP %s, expires_in=%s",
                 redact_url(token_endpoint), grant_type, response.status,
                 "unknown" if token.expires_in is None else int(token.expires_in))
     return token
+
+
+def _error_code(response: HttpResponse) -> Optional[str]:
+    """The RFC 6749 §5.2 ``error`` of a response body, or None."""
+    try:
+        body = parse_json_object(response, "error response", TokenResponseError)
+    except TokenResponseError:
+        return None
+    error = body.get("error")
+    return error if isinstance(error, str) else None

@@ -85,6 +85,10 @@ _CURVE_BY_OPENSSL_NAME = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1
 
 # RFC 7518 §3.3: "A key of size 2048 bits or larger MUST be used with these algorithms."
 _MIN_RSA_BITS = 2048
+# Largest RSA modulus accepted: checking a private key costs about the cube of its size
+# (16384 bits: seconds). Cloud KMSs offer RSA keys of at most 4096 bits; 8192 leaves room
+# for keys made by hand.
+_MAX_RSA_BITS = 8192
 
 # RFC 7638 §3.2: the required members, hashed in lexicographic order.
 _THUMBPRINT_MEMBERS = {
@@ -382,6 +386,9 @@ def _check_rsa_size(bits: int) -> None:
         raise InvalidKeyError(
             "RSA key is {} bits; at least {} are required (RFC 7518 §3.3)".format(
                 bits, _MIN_RSA_BITS))
+    if bits > _MAX_RSA_BITS:
+        raise InvalidKeyError("RSA key is {} bits; at most {} are accepted".format(
+            bits, _MAX_RSA_BITS))
 
 
 def _jwk_curve_name(curve: Any) -> str:
@@ -463,8 +470,12 @@ def _thumbprint_of_jwk(jwk: Mapping[str, Any]) -> str:
             raise InvalidKeyError("{} JWK lacks the string member {!r}".format(kty, name))
         members[name] = value
     # RFC 7638 §3: required members only, sorted, no whitespace, UTF-8, then SHA-256.
-    canonical = json.dumps(members, sort_keys=True, separators=(",", ":"),
-                           ensure_ascii=False).encode("utf-8")
+    try:
+        canonical = json.dumps(members, sort_keys=True, separators=(",", ":"),
+                               ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate has no UTF-8 form
+        raise InvalidKeyError("{} JWK has a member that is not valid Unicode text".format(
+            kty)) from None
     return b64url_encode(hashlib.sha256(canonical).digest())
 
 
@@ -504,7 +515,10 @@ def load_private_key(data: Any, password: Optional[Union[str, bytes]] = None) ->
     if password is not None and not isinstance(password, (str, bytes)):
         raise InvalidKeyError("password must be str or bytes, not {}".format(
             type(password).__name__))
-    pw = password.encode("utf-8") if isinstance(password, str) else password
+    try:
+        pw = password.encode("utf-8") if isinstance(password, str) else password
+    except UnicodeEncodeError:  # a lone surrogate has no UTF-8 form
+        raise InvalidKeyError("password is not valid Unicode text (a lone surrogate)") from None
     if isinstance(data, Mapping):
         _refuse_password(pw, "a JWK")
         return SigningKey(_private_key_from_jwk(data))
@@ -616,6 +630,10 @@ def _call_loader(loader: Any, raw: bytes, password: Optional[bytes], fmt: str) -
     except UnsupportedAlgorithm:
         raise InvalidKeyError(
             "the {} key uses an unsupported key type or cipher".format(fmt)) from None
+    except AssertionError:
+        # cryptography 3.2's OpenSSL bindings assert on some malformed keys (an EC
+        # private key whose public point was altered) instead of raising ValueError.
+        raise InvalidKeyError("could not load the {} key: malformed data".format(fmt)) from None
     except ValueError:
         # Covers "Bad decrypt. Incorrect password?" and malformed data alike; the
         # original message may quote OpenSSL internals, never shown.
@@ -651,9 +669,9 @@ def _jwk_int(jwk: Mapping[str, Any], name: str) -> int:
 
 def _jwk_kty(jwk: Mapping[str, Any]) -> str:
     kty = jwk.get("kty")
-    if kty not in _THUMBPRINT_MEMBERS:
+    if not isinstance(kty, str) or kty not in _THUMBPRINT_MEMBERS:
         raise InvalidKeyError("JWK kty must be RSA, EC or OKP")
-    return str(kty)
+    return kty
 
 
 def _jwk_crv(jwk: Mapping[str, Any], allowed: Sequence[str]) -> str:
@@ -678,6 +696,8 @@ def _private_key_from_jwk(jwk: Mapping[str, Any]) -> Any:
         n = _jwk_int(jwk, "n")
         e = _jwk_int(jwk, "e")
         _check_rsa_size(n.bit_length())
+        if not 1 < e < n:  # RFC 8017 §3.1; also bounds the cost of pow() below
+            raise InvalidKeyError("RSA JWK has an invalid public exponent")
         d = _jwk_int(jwk, "d")
         # One modular round trip catches a d that does not belong to (n, e) on every
         # cryptography version (2.8 does not check it), before the slow prime recovery.
@@ -1201,9 +1221,12 @@ def decode_unverified(token: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
         ``(header, claims)`` as new dicts.
 
     Raises:
-        ValueError: not three base64url parts with JSON-object header and payload. The
-            message never contains the token.
+        ValueError: not three base64url parts with JSON-object header and payload, or
+            not a str or bytes at all (None included). The message never contains the
+            token.
     """
+    if not isinstance(token, (str, bytes)):
+        raise ValueError("a compact JWS must be str, not {}".format(type(token).__name__))
     header_part, payload_part, _ = _split(token)
     return (_json_object_part(header_part, "header"),
             _json_object_part(payload_part, "payload"))

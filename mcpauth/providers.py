@@ -23,6 +23,7 @@ Binding", SEP-2352) unless ``allow_issuer_change=True``. With ``expected_issuer`
 discovery that leads anywhere else raises before anything at all is sent.
 """
 
+import functools
 import json
 import logging
 import os
@@ -36,6 +37,7 @@ import requests
 
 from . import discovery as _discovery
 from .cache import MemoryTokenCache, TokenCache, token_key
+from .dpop import DPoPKey, NonceStore
 from .errors import (
     AuthorizationServerMismatchError,
     ConfigurationError,
@@ -63,6 +65,7 @@ from .transport import (
     DEFAULT_TIMEOUT,
     RequestsTransport,
     Transport,
+    check_ip_literal,
     check_url,
     redact_url,
 )
@@ -108,10 +111,19 @@ def server_url_of(url: str) -> str:
 
     Userinfo is dropped so that credentials embedded in a URL never become an RFC 8707
     ``resource`` or a cache key.
+
+    Raises:
+        ConfigurationError: ``url`` cannot be parsed (a malformed IPv6 literal or port).
     """
-    server = _SERVER_OF.get(url)
+    server = _SERVER_OF.get(url) if type(url) is str else None
     if server is None:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            _ = parts.port  # ValueError for a port that is not a number in range
+            check_ip_literal(parts)
+        except (TypeError, ValueError, AttributeError):
+            raise ConfigurationError("server URL {} is not a valid URL".format(
+                redact_url(url) if isinstance(url, str) else type(url).__name__)) from None
         netloc = parts.netloc.rpartition("@")[2]
         server = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
         _memo_put(_SERVER_OF, url, server)
@@ -141,6 +153,14 @@ def _memo_put(memo: Dict[Any, Any], key: Any, value: Any) -> None:
     if len(memo) >= _MEMO_MAX:
         memo.clear()
     memo[key] = value
+
+
+@functools.lru_cache(maxsize=32)
+def _supported_scope(scopes: Tuple[str, ...]) -> Optional[str]:
+    """The scope asked for from a PRM ``scopes_supported``, computed once per list: it
+    is part of the token cache key, needed on every request, and a peer's list may hold
+    tens of thousands of entries."""
+    return normalize_scope(scopes, "scopes_supported")
 
 
 def missing_path_hint(url: Optional[str]) -> str:
@@ -190,7 +210,20 @@ def _peer_scope(value: str, what: str) -> Optional[str]:
 
 
 def _challenge_of(response: Any) -> Optional[_discovery.Challenge]:
-    return _discovery.bearer_challenge(response.headers.get("WWW-Authenticate"))
+    """The Bearer or DPoP challenge of a response (RFC 6750 §3, RFC 9449 §7.1): the first
+    one with an ``error``, else the Bearer one, else the DPoP one."""
+    value = response.headers.get("WWW-Authenticate")
+    if not value:
+        return None
+    found = [c for c in _discovery.parse_www_authenticate(value)
+             if c.scheme in ("bearer", "dpop")]
+    for challenge in found:
+        if "error" in challenge.params:
+            return challenge
+    for challenge in found:
+        if challenge.scheme == "bearer":
+            return challenge
+    return found[0] if found else None
 
 
 def _unauthorized(message: str, challenge: Optional[_discovery.Challenge],
@@ -229,6 +262,12 @@ class AuthProvider(requests.auth.AuthBase):
     #: The MCP extension id a client declares when using this provider (2026-07-28
     #: ``clientCapabilities.extensions``), or None.
     mcp_extension: Optional[str] = None
+    #: The DPoP key of providers configured with ``dpop_key=`` (RFC 9449); with it,
+    #: ``_dpop_nonces``, ``_dpop_algorithm`` and ``_unbound_tokens`` are set too.
+    _dpop: Optional[DPoPKey] = None
+    _dpop_nonces: NonceStore
+    _dpop_algorithm: Optional[str] = None
+    _unbound_tokens: Dict[str, bool]
 
     def token(self) -> Optional[str]:
         """The access token to send, or None to send none."""
@@ -257,8 +296,46 @@ class AuthProvider(requests.auth.AuthBase):
         return False
 
     def _apply(self, request: Any, token: str) -> None:
-        """Put ``token`` on ``request`` (a PreparedRequest). DPoP would add its proof here."""
-        request.headers["Authorization"] = "Bearer " + token
+        """Put ``token`` on ``request`` (a PreparedRequest), with a fresh DPoP proof for
+        exactly this method and URL when the token is DPoP-bound (RFC 9449 §7.1)."""
+        dpop = self._dpop
+        if dpop is None or token in self._unbound_tokens:
+            request.headers["Authorization"] = "Bearer " + token
+            request.headers.pop("DPoP", None)
+            return
+        # Made now, from the request as prepared: htm/htu match what is sent, and a
+        # replay (401, step-up, nonce) gets its own proof with a new jti (RFC 9449 §4.2).
+        nonce = self._dpop_nonces.get(request.url)
+        request.headers["Authorization"] = "DPoP " + token
+        request.headers["DPoP"] = dpop.proof(request.method, request.url, token, nonce,
+                                             algorithm=self._dpop_algorithm,
+                                             body=_body_octets(request.body))
+        request._mcpauth_dpop_nonce = nonce
+
+    def _after_send(self, r: Any, server: str, kwargs: Dict[str, Any]) -> Any:
+        """Keep the resource server's latest DPoP nonce, and answer its
+        ``use_dpop_nonce`` challenge by one replay with the new nonce (RFC 9449 §9).
+        That replay is not the single 401 replay: the token was not refused."""
+        if self._dpop is None:
+            return r
+        request = r.request
+        self._dpop_nonces.remember(request.url, r.headers.get("DPoP-Nonce"))
+        if r.status_code != 401 or getattr(request, "_mcpauth_nonce_retry", False):
+            return r
+        if request.headers.get("DPoP") is None:
+            return r
+        challenge = _challenge_of(r)
+        if challenge is None or challenge.scheme != "dpop" or \
+                challenge.params.get("error") != "use_dpop_nonce":
+            return r
+        nonce = self._dpop_nonces.get(request.url)
+        if nonce is None or nonce == getattr(request, "_mcpauth_dpop_nonce", None):
+            return r  # no new nonce to try: an ordinary 401
+        logger.info("%s asked for a DPoP nonce; retrying once with it", redact_url(server))
+        self._check_replayable(r, challenge, 401)
+        retry = self._resend(r, server, kwargs, nonce_retry=True)
+        self._dpop_nonces.remember(retry.request.url, retry.headers.get("DPoP-Nonce"))
+        return retry
 
     # -- the requests adapter ------------------------------------------------------------
 
@@ -282,6 +359,7 @@ class AuthProvider(requests.auth.AuthBase):
             # A redirected copy of our request (requests drops Authorization across
             # hosts) or someone else's: never attach a token to it.
             return r
+        r = self._after_send(r, server, kwargs)
         if r.status_code == 401:
             return self._handle_401(r, server, kwargs)
         if r.status_code == 403:
@@ -307,7 +385,7 @@ class AuthProvider(requests.auth.AuthBase):
         except BaseException:
             _discard(r)
             raise
-        retry = self._resend(r, server, kwargs)
+        retry = self._after_send(self._resend(r, server, kwargs), server, kwargs)
         if retry.status_code == 401:
             _discard(retry)
             raise _unauthorized(
@@ -349,7 +427,7 @@ class AuthProvider(requests.auth.AuthBase):
             steps += 1
             logger.info("stepping up scope for %s to include %r (attempt %d)",
                         redact_url(server), required, steps)
-            r = self._resend(r, server, kwargs)
+            r = self._after_send(self._resend(r, server, kwargs), server, kwargs)
             if r.status_code == 401:
                 _discard(r)
                 raise _unauthorized("the MCP server refused the stepped-up token (HTTP 401)",
@@ -378,7 +456,8 @@ class AuthProvider(requests.auth.AuthBase):
             "the MCP server answered 401, but the request body is a stream that cannot be "
             "rewound, so the request was not replayed with a new token", challenge)
 
-    def _resend(self, r: Any, server: str, kwargs: Dict[str, Any]) -> Any:
+    def _resend(self, r: Any, server: str, kwargs: Dict[str, Any],
+                nonce_retry: bool = False) -> Any:
         pos = r.request._mcpauth_body_pos
         if pos is not None:
             r.request.body.seek(pos)
@@ -393,10 +472,24 @@ class AuthProvider(requests.auth.AuthBase):
         self._apply(prep, token)
         prep._mcpauth_server = server
         prep._mcpauth_body_pos = pos
+        prep._mcpauth_nonce_retry = nonce_retry
         retry = r.connection.send(prep, **kwargs)
         retry.history.append(r)
         retry.request = prep
         return retry
+
+
+def _body_octets(body: Any) -> Optional[bytes]:
+    """The octets a prepared body sends, for the DPoP ``content_digest`` (SEP-1932); None
+    for no body or a stream (not read ahead of sending)."""
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        try:
+            return body.encode("iso-8859-1")  # how http.client sends a str body
+        except UnicodeEncodeError:
+            return None
+    return None
 
 
 def _discard(r: Any) -> None:
@@ -413,7 +506,8 @@ def _discard(r: Any) -> None:
 _OAUTH_OPTIONS = ("client_id", "scope", "expected_issuer", "issuer", "token_endpoint",
                   "resource", "server_url", "allow_resource_prefix", "session", "timeout",
                   "allow_insecure_http", "cache", "refresh_skew", "max_step_up", "clock",
-                  "transport", "allow_issuer_change", "cache_key")
+                  "transport", "allow_issuer_change", "cache_key", "dpop_key",
+                  "dpop_accept_bearer", "dpop_reuse_client_key")
 
 
 def _oauth_options(arguments: Dict[str, Any]) -> Dict[str, Any]:
@@ -434,6 +528,10 @@ class _Target(NamedTuple):
     #: The scope of the 401 challenge that led to discovery (kept so a later run with a
     #: file cache computes the same token key).
     challenge_scope: Optional[str] = None
+    #: The authorization server's ``dpop_signing_alg_values_supported`` (RFC 9449 §5.1).
+    dpop_algs: Optional[Tuple[str, ...]] = None
+    #: The PRM's ``dpop_bound_access_tokens_required`` (RFC 9728 §2).
+    dpop_required: bool = False
 
     def to_dict(self) -> Dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self._asdict().items()}
@@ -460,7 +558,8 @@ class _Target(NamedTuple):
             return cls(value["server_url"], value["resource"], issuer,
                        value["token_endpoint"], tup(value.get("auth_methods")),
                        tup(value.get("signing_algs")), tup(value.get("scopes_supported")),
-                       challenge_scope)
+                       challenge_scope, tup(value.get("dpop_algs")),
+                       value.get("dpop_required") is True)
         except (ValueError, TypeError, AttributeError, ConfigurationError):
             return None
 
@@ -509,12 +608,22 @@ class BearerTokenProvider(AuthProvider):
             other server (another origin, or a path outside this one) raises
             :class:`~mcpauth.errors.ConfigurationError` instead of carrying the token.
             Recommended whenever the session also talks to other hosts.
+        dpop_key: the key a DPoP-bound token is bound to (a :class:`mcpauth.dpop.DPoPKey`
+            or anything it loads): the token is then sent as ``Authorization: DPoP`` with
+            a fresh proof per request, and the server's nonces are followed (RFC 9449).
     """
 
     def __init__(self, token: TokenSource,
                  on_unauthorized: Optional[Callable[[AuthContext], None]] = None,
-                 session: Any = None, server_url: Optional[str] = None) -> None:
+                 session: Any = None, server_url: Optional[str] = None,
+                 dpop_key: Any = None) -> None:
         self.server_url = server_url_of(server_url) if server_url else None
+        if dpop_key is not None:
+            # A token already bound to this key (RFC 9449): sent with the DPoP scheme
+            # and a proof per request, following the server's nonces (§7.1, §9).
+            self._dpop = DPoPKey(dpop_key)
+            self._dpop_nonces = NonceStore()
+            self._unbound_tokens = {}
         if isinstance(token, str):
             if not token:
                 raise ConfigurationError("token must be a non-empty string or a callable")
@@ -591,7 +700,9 @@ class OAuthProvider(AuthProvider):
                  clock: Callable[[], float] = time.time,
                  transport: Optional[Transport] = None,
                  allow_issuer_change: bool = False,
-                 cache_key: Optional[str] = None) -> None:
+                 cache_key: Optional[str] = None, dpop_key: Any = None,
+                 dpop_accept_bearer: bool = False,
+                 dpop_reuse_client_key: bool = False) -> None:
         # Wrong types fail here, not at the first request (TypeError, as in the stdlib).
         for name, value in (("client_id", client_id), ("expected_issuer", expected_issuer),
                             ("issuer", issuer), ("token_endpoint", token_endpoint),
@@ -600,7 +711,9 @@ class OAuthProvider(AuthProvider):
                 _check_type(value, name, (str,), "a str")
         for name, flag in (("allow_resource_prefix", allow_resource_prefix),
                            ("allow_insecure_http", allow_insecure_http),
-                           ("allow_issuer_change", allow_issuer_change)):
+                           ("allow_issuer_change", allow_issuer_change),
+                           ("dpop_accept_bearer", dpop_accept_bearer),
+                           ("dpop_reuse_client_key", dpop_reuse_client_key)):
             _check_type(flag, name, (bool,), "True or False")
         _check_type(timeout, "timeout", (int, float), "a number of seconds")
         _check_type(refresh_skew, "refresh_skew", (int, float), "a number of seconds")
@@ -654,6 +767,32 @@ class OAuthProvider(AuthProvider):
         self._cache = cache if cache is not None else MemoryTokenCache()
         self._states: Dict[str, _ServerState] = {}
         self._states_lock = threading.Lock()
+        self._init_dpop(dpop_key, dpop_accept_bearer, dpop_reuse_client_key)
+
+    def _init_dpop(self, dpop_key: Any, accept_bearer: bool, reuse_client_key: bool) -> None:
+        """DPoP (RFC 9449): ``dpop_key`` is a DPoPKey, anything it loads, or True for a
+        new in-memory ES256 key; None or False: no DPoP."""
+        self._dpop_nonces = NonceStore()
+        self._dpop_accept_bearer = accept_bearer
+        self._dpop_algorithm: Optional[str] = None
+        self._unbound_tokens: Dict[str, bool] = {}
+        if dpop_key is None or dpop_key is False:
+            return
+        key = DPoPKey.generate() if dpop_key is True else DPoPKey(dpop_key)
+        client_jwt = getattr(self, "_jwt", None)
+        if isinstance(client_jwt, PrivateKeyJwt) and not reuse_client_key \
+                and client_jwt.key_thumbprint() == key.thumbprint:
+            # RFC 9449 §11.5 keeps proof keys and client keys apart; one key for both
+            # would let a token-binding proof double as client authentication material.
+            raise ConfigurationError(
+                "dpop_key is the client authentication key; use a separate DPoP key "
+                "(mcpauth.dpop.DPoPKey.generate()), or pass dpop_reuse_client_key=True")
+        self._dpop = key
+
+    @property
+    def dpop_key(self) -> Optional[DPoPKey]:
+        """The DPoP key tokens are bound to, or None (its repr shows only the thumbprint)."""
+        return self._dpop
 
     def __repr__(self) -> str:
         return "{}(client_id={!r}, scope={!r}, expected_issuer={!r})".format(
@@ -845,7 +984,7 @@ class OAuthProvider(AuthProvider):
         elif target.challenge_scope is not None:
             base = target.challenge_scope
         elif target.scopes_supported:
-            base = normalize_scope(target.scopes_supported, "scopes_supported")
+            base = _supported_scope(target.scopes_supported)
         if state.step_up_scope is None:
             return base
         return normalize_scope((base or "").split() + state.step_up_scope.split())
@@ -854,6 +993,10 @@ class OAuthProvider(AuthProvider):
         client = self.client_id
         if self._cache_identity is not None:
             client = "{}#{}".format(client or "", self._cache_identity)
+        if self._dpop is not None:
+            # A DPoP-bound token is useless without its key: tokens of another key (or
+            # of no key) never share an entry (RFC 9449 §6: cnf.jkt).
+            client = "{}#dpop:{}".format(client or "", self._dpop.thumbprint)
         return token_key(target.issuer, target.resource, client,
                          self._effective_scope(state, target))
 
@@ -871,16 +1014,23 @@ class OAuthProvider(AuthProvider):
 
     def _ensure_token(self, server: str, state: _ServerState, target: _Target,
                       refused: Optional[str] = None) -> str:
+        if target.dpop_required and self._dpop is None:
+            raise ConfigurationError(
+                "{} requires DPoP-bound tokens (dpop_bound_access_tokens_required in its "
+                "protected resource metadata, RFC 9728 §2); pass dpop_key= (for example "
+                "mcpauth.dpop.DPoPKey.generate())".format(redact_url(server)))
         challenge_scope, step_up_scope = state.challenge_scope, state.step_up_scope
         key = self._key(target, state)
         token = self._cache.get_token(key)
         now = self._clock()
         if token is not None and token.access_token != refused:
+            self._note_token_type(token)
             refresh_at = self._refresh_at(token)
             if now < refresh_at:
                 if state.token_seen != (token.received_at, token.expires_at):
                     self._log_cached_token(server, state, token, now)
-                if refused is None:
+                if refused is None and self._dpop is None:
+                    # (A DPoP provider signs a proof per request anyway: no fast record.)
                     state.fast = (token.access_token, refresh_at, target, challenge_scope,
                                   step_up_scope)
                 return token.access_token
@@ -907,6 +1057,7 @@ class OAuthProvider(AuthProvider):
             now = self._clock()
             if (token is not None and token.access_token != refused
                     and not self._needs_refresh(token, now)):
+                self._note_token_type(token)
                 return token
             try:
                 token = self._fetch_token(target, self._effective_scope(state, target))
@@ -919,6 +1070,7 @@ class OAuthProvider(AuthProvider):
                 raise
             self._cache.set_token(key, token)
             state.token_seen = (token.received_at, token.expires_at)
+            self._note_token_type(token)
             return token
 
     @staticmethod
@@ -931,11 +1083,29 @@ class OAuthProvider(AuthProvider):
                      "no expiry given" if expires_at is None
                      else "expires in %d s" % max(int(expires_at - now), 0))
 
+    def _note_token_type(self, token: TokenResponse) -> None:
+        """Remember unbound (Bearer) tokens accepted with ``dpop_accept_bearer``."""
+        if self._dpop is not None and token.token_type.lower() != "dpop":
+            if len(self._unbound_tokens) > 64:
+                self._unbound_tokens.clear()
+            self._unbound_tokens[token.access_token] = True
+
+    def _dpop_options(self, target: _Target) -> Dict[str, Any]:
+        """The DPoP keyword arguments of :func:`mcpauth.grants.request_token`."""
+        if self._dpop is None:
+            return {}
+        algorithm = self._dpop.algorithm_for(target.dpop_algs)
+        self._dpop_algorithm = algorithm
+        return {"dpop": self._dpop, "dpop_algorithm": algorithm,
+                "dpop_nonces": self._dpop_nonces,
+                "dpop_accept_bearer": self._dpop_accept_bearer}
+
     def _fetch_token(self, target: _Target, scope: Optional[str]) -> TokenResponse:
         client_auth = self._client_auth(target)
         return request_token(self._transport, target.token_endpoint,
                              self._grant_fields(target, scope), client_auth,
-                             issuer=target.issuer, clock=self._clock)
+                             issuer=target.issuer, clock=self._clock,
+                             **self._dpop_options(target))
 
     def _discover(self, server: str, resource_metadata_url: Optional[str],
                   challenge_scope: Optional[str] = None,
@@ -961,10 +1131,19 @@ class OAuthProvider(AuthProvider):
                 raise
             md = result.metadata
             scopes = result.prm.scopes_supported if result.prm is not None else None
+            # RFC 9449 §5.1 (AS), else RFC 9728 §2 (PRM): the algs the servers accept.
+            algs = md.raw.get("dpop_signing_alg_values_supported")
+            prm_algs = result.prm.raw.get("dpop_signing_alg_values_supported") \
+                if result.prm is not None else None
+            if algs is None and isinstance(prm_algs, list) and prm_algs and all(
+                    isinstance(a, str) for a in prm_algs):
+                algs = prm_algs
             target = _Target(server, self.resource or result.resource, result.issuer,
                              md.token_endpoint, md.token_endpoint_auth_methods_supported,
                              md.token_endpoint_auth_signing_alg_values_supported, scopes,
-                             challenge_scope)
+                             challenge_scope, tuple(algs) if algs is not None else None,
+                             result.prm is not None and
+                             result.prm.raw.get("dpop_bound_access_tokens_required") is True)
         self._bind_issuer(server, target.issuer)
         self._cache.set_discovery(self._discovery_key(server), target.to_dict())
         return target
@@ -1027,6 +1206,8 @@ def _bearer_of(request: Any) -> Optional[str]:
         value = value.decode("latin-1")
     if value and value[:7].lower() == "bearer ":
         return value[7:]
+    if value and value[:5].lower() == "dpop ":
+        return value[5:]
     return None
 
 
@@ -1079,7 +1260,9 @@ class ClientCredentialsProvider(OAuthProvider):
                  max_step_up: int = DEFAULT_MAX_STEP_UP,
                  clock: Callable[[], float] = time.time,
                  transport: Optional[Transport] = None,
-                 cache_key: Optional[str] = None) -> None:
+                 cache_key: Optional[str] = None, dpop_key: Any = None,
+                 dpop_accept_bearer: bool = False,
+                 dpop_reuse_client_key: bool = False) -> None:
         if token_endpoint_auth_method not in (None, "client_secret_basic",
                                               "client_secret_post"):
             raise ConfigurationError(
@@ -1144,7 +1327,9 @@ class PrivateKeyJwtProvider(OAuthProvider):
                  max_step_up: int = DEFAULT_MAX_STEP_UP,
                  clock: Callable[[], float] = time.time,
                  transport: Optional[Transport] = None,
-                 cache_key: Optional[str] = None) -> None:
+                 cache_key: Optional[str] = None, dpop_key: Any = None,
+                 dpop_accept_bearer: bool = False,
+                 dpop_reuse_client_key: bool = False) -> None:
         self._jwt = PrivateKeyJwt(client_id, private_key, algorithm,
                                   lifetime=jwt_lifetime_seconds, audience=audience, typ=typ,
                                   key_id=key_id, claims=claims, clock=clock, signer=signer,

@@ -10,8 +10,10 @@ requests; not the caller's own MCP requests):
 * https only, except loopback hosts (``localhost``, ``127.0.0.0/8``, ``::1``), as the
   TypeScript SDK allows, or an explicit ``allow_insecure_http=True``
   (OAuth 2.1 §1.5; MCP security considerations "Communication Security").
-* A timeout on every call (requests has none by default).
-* A cap on the size of every response body.
+* A deadline on every call (requests has none by default): ``timeout`` bounds the whole
+  exchange, redirects included, not only each wait for a byte.
+* A cap on the size of every response body, after decompression (gzip and deflate are
+  inflated here in small steps).
 * Requests that carry credentials are never redirected (OAuth 2.1 §7.5.3). Plain
   metadata GETs follow at most a few redirects, and only within the origin (scheme,
   host, port) of the URL they were sent to: a redirect to another origin is returned
@@ -30,15 +32,26 @@ requests; not the caller's own MCP requests):
 """
 
 import abc
+import functools
 import ipaddress
+import itertools
 import json
 import logging
 import re
+import socket
+import threading
 import time
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Type
+import zlib
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Type
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
-from .errors import ConfigurationError, InsecureEndpointError, ProtocolError, TransportError
+from .errors import (
+    ConfigurationError,
+    InsecureEndpointError,
+    ProtocolError,
+    TransportError,
+    clean_text,
+)
 
 __all__ = [
     "HttpRequest",
@@ -51,6 +64,7 @@ __all__ = [
     "parse_json_object",
     "loads_json",
     "MAX_JSON_DEPTH",
+    "MAX_JSON_INT_DIGITS",
     "DEFAULT_TIMEOUT",
     "DEFAULT_MAX_RESPONSE_BYTES",
 ]
@@ -189,7 +203,13 @@ def _origin(url: str) -> Optional[Tuple[str, str, Optional[int]]]:
 
 
 def redact_url(url: str) -> str:
-    """``url`` without userinfo, query or fragment: safe for messages and logs."""
+    """``url`` without userinfo, query or fragment: safe for messages and logs.
+
+    Control, format and line-separator characters (a peer's URL may hold U+2028 or
+    NEL) become spaces, as in :func:`~mcpauth.errors.clean_peer_text`.
+    """
+    if not isinstance(url, str):
+        return "<unparseable URL>"
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -197,7 +217,7 @@ def redact_url(url: str) -> str:
             host = "[" + host + "]"
         if parts.port is not None:
             host += ":{}".format(parts.port)
-        return urlunsplit((parts.scheme, host, parts.path, "", ""))
+        return clean_text(urlunsplit((parts.scheme, host, parts.path, "", "")))
     except ValueError:
         return "<unparseable URL>"
 
@@ -222,6 +242,16 @@ def is_loopback_host(host: Optional[str]) -> bool:
     return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
+def check_ip_literal(parts: Any) -> None:
+    """Raise ValueError unless the bracketed host of ``parts`` (a SplitResult), if any,
+    is an IPv6 address, with an optional RFC 6874 zone (RFC 3986 §3.2.2).
+
+    urlsplit() checks an IP-literal only from Python 3.11.4 (and allows ``[v1.x]``).
+    """
+    if "[" in parts.netloc:
+        ipaddress.IPv6Address((parts.hostname or "").split("%", 1)[0])
+
+
 def check_url(url: Any, allow_insecure_http: bool = False, what: str = "endpoint") -> str:
     """Validate that mcpauth may send a request to ``url``; return it unchanged.
 
@@ -237,6 +267,7 @@ def check_url(url: Any, allow_insecure_http: bool = False, what: str = "endpoint
         parts = urlsplit(url)
         host = parts.hostname
         _ = parts.port  # raises ValueError for a bad port
+        check_ip_literal(parts)  # ValueError for "[zz]", "[1.2.3.4]", "[v1.x]"
     except ValueError:
         raise InsecureEndpointError("{} URL is not a valid URL".format(what)) from None
     scheme = parts.scheme.lower()
@@ -272,30 +303,55 @@ def check_url(url: Any, allow_insecure_http: bool = False, what: str = "endpoint
 #: C scanner recurses per level (on Python 3.6 a RecursionError raised deep inside it can
 #: end in "Fatal Python error: Cannot recover from stack overflow" and abort).
 MAX_JSON_DEPTH = 200
+#: Most digits in a JSON integer mcpauth decodes from a peer (Python 3.11's default
+#: ``int`` limit; earlier versions have none, and converting a million digits is
+#: quadratic there).
+MAX_JSON_INT_DIGITS = 4300
 
-_JSON_NESTING = re.compile(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]')
+# A JSON string: to its closing quote or, unterminated, to the end of the text (the
+# optional closing quote). Each character is looked at a bounded number of times whatever
+# the input, so removing strings is linear (a pattern that fails on an unterminated string
+# would be retried from each later quote: quadratic).
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
+_DIGITS = re.compile(r"\A[0-9]+\Z")
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def _json_depth(text: str) -> int:
+    """The deepest bracket nesting of ``text`` outside strings, in linear time.
+
+    Every step runs in C (regex substitution, then a running sum of +1/-1): a Python
+    loop per bracket would take seconds for a megabyte of ``[]``.
+    """
+    brackets = _NOT_BRACKETS.sub("", _JSON_STRING.sub("", text))
+    return max(itertools.accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0)
+
+
+def _json_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_JSON_INT_DIGITS:
+        raise ValueError("JSON integer longer than {} digits".format(MAX_JSON_INT_DIGITS))
+    return int(digits)
 
 
 def loads_json(text: str) -> Any:
-    """``json.loads`` for peer-supplied text, refusing nesting over MAX_JSON_DEPTH.
+    """``json.loads`` for peer-supplied text, in time linear in its length.
+
+    Refuses nesting deeper than MAX_JSON_DEPTH and integers longer than
+    MAX_JSON_INT_DIGITS digits.
 
     Raises:
-        ValueError: not JSON, or nested too deeply (json.JSONDecodeError is a ValueError).
+        ValueError: not JSON, nested too deeply, an integer too long, or ``text`` not a
+            str (json.JSONDecodeError is a ValueError).
     """
-    if text.count("[") + text.count("{") > MAX_JSON_DEPTH:
-        # Only text with that many brackets can be too deep; strings are skipped.
-        depth = 0
-        for match in _JSON_NESTING.finditer(text):
-            token = match.group()
-            if token in "[{":
-                depth += 1
-                if depth > MAX_JSON_DEPTH:
-                    raise ValueError("JSON nested deeper than {} levels".format(
-                        MAX_JSON_DEPTH))
-            elif token in "]}":
-                depth -= 1
+    if not isinstance(text, str):
+        raise ValueError("JSON text must be str, not {}".format(type(text).__name__))
+    # Only text with that many brackets can be too deep; strings are skipped.
+    if (text.count("[") + text.count("{") > MAX_JSON_DEPTH
+            and _json_depth(text) > MAX_JSON_DEPTH):
+        raise ValueError("JSON nested deeper than {} levels".format(MAX_JSON_DEPTH))
     try:
-        return json.loads(text)
+        return json.loads(text, parse_int=_json_int)
     except RecursionError:  # a caller already deep in its own stack
         raise ValueError("JSON nested too deeply") from None
 
@@ -389,16 +445,22 @@ class RequestsTransport(Transport):
     def __call__(self, request: HttpRequest) -> HttpResponse:
         """Send ``request``; follow same-origin redirects of a plain GET.
 
+        ``timeout`` bounds the whole call, redirects included, end to end: connecting,
+        sending, waiting for and reading the response, however slowly the peer drips
+        its bytes.
+
         Raises:
             InsecureEndpointError: a URL (or a same-origin redirect target) that the https
                 policy refuses or that is not a valid URL.
-            TransportError: no response.
-            ProtocolError: a response body over ``max_response_bytes``.
+            TransportError: no complete response within ``timeout``.
+            ProtocolError: a response body over ``max_response_bytes`` (after
+                decompression), or a ``Content-Encoding`` other than gzip or deflate.
         """
+        deadline = time.monotonic() + self.timeout
         hops = 0
         origin = _origin(request.url)
         while True:
-            response = self._send_once(request)
+            response = self._send_once(request, deadline)
             location = response.header("Location")
             if (response.status in _REDIRECT_STATUSES and location and request.method == "GET"
                     and not request.credentialed and hops < self.max_redirects):
@@ -415,17 +477,14 @@ class RequestsTransport(Transport):
                 continue
             return response
 
-    def _send_once(self, request: HttpRequest) -> HttpResponse:
+    def _send_once(self, request: HttpRequest, deadline: float) -> HttpResponse:
         import requests
-        from urllib3.exceptions import LocationParseError
 
         check_url(request.url, self.allow_insecure_http)
-        session = self.session
         prepared = requests.PreparedRequest()
         headers = dict(request.headers)
         if self._owns_session:
             headers.setdefault("Connection", "close")
-        start = time.monotonic()
         safe_url = redact_url(request.url)
         try:
             prepared.prepare(method=request.method, url=request.url,
@@ -436,6 +495,33 @@ class RequestsTransport(Transport):
             # stricter, e.g. "https://*.example/" or "https://.example/".
             raise InsecureEndpointError("endpoint URL {} is not a valid URL".format(
                 safe_url), url=safe_url) from None
+        # The exchange runs in a worker thread so that the deadline holds whatever the
+        # peer does: socket timeouts bound each wait for a byte, not the sum of them (a
+        # peer sending one byte a second never trips them). At the deadline the caller
+        # gets its TransportError, and the socket of a response being read is shut down,
+        # which ends the worker's read at once. A worker still waiting for the status line
+        # and headers (urllib3 does not expose that socket) is left to end at the peer's
+        # next silence longer than ``timeout``; it then closes the response unread.
+        exchange = _Exchange(self, request, prepared, safe_url)
+        worker = threading.Thread(target=exchange.run, name="mcpauth-http")
+        worker.daemon = True
+        worker.start()
+        if not exchange.done.wait(max(0.0, deadline - time.monotonic())):
+            exchange.abandon()
+            raise TransportError("{} {} timed out after {} s".format(
+                request.method, safe_url, self.timeout))
+        if exchange.error is not None:
+            raise exchange.error
+        assert exchange.result is not None
+        return exchange.result
+
+    def _exchange(self, request: HttpRequest, prepared: Any, safe_url: str,
+                  exchange: "_Exchange") -> HttpResponse:
+        import requests
+        from urllib3.exceptions import LocationParseError
+
+        session = self.session
+        start = time.monotonic()
         try:
             # The session's own verify, cert and proxies are passed as the request's values
             # so that REQUESTS_CA_BUNDLE or *_PROXY in the environment do not override what
@@ -467,7 +553,10 @@ class RequestsTransport(Transport):
             raise TransportError("{} {} failed ({})".format(
                 request.method, safe_url, type(exc).__name__)) from exc
         try:
-            body = self._read_capped(resp, request)
+            if exchange.attach(resp):
+                body = self._read_capped(resp, request)
+            else:
+                body = b""  # abandoned while waiting for the headers; nobody reads this
         finally:
             resp.close()
             if self._owns_session:
@@ -480,23 +569,187 @@ class RequestsTransport(Transport):
         return HttpResponse(resp.status_code, tuple(resp.headers.items()), body, request.url)
 
     def _read_capped(self, resp: Any, request: HttpRequest) -> bytes:
+        """The body, decompressed here in small pieces and capped.
+
+        urllib3 (1.24 on RHEL 8 in particular) inflates a whole compressed read at once,
+        so a small gzip bomb costs a hundred times its size before any cap can act; here
+        no step holds more than ``_READ_SIZE`` compressed or ``_INFLATE_SIZE`` inflated
+        bytes beyond the capped body itself.
+        """
         import requests
+        from urllib3.exceptions import HTTPError as Urllib3Error
+        from urllib3.exceptions import ReadTimeoutError
 
         limit = self.max_response_bytes
-        length = resp.headers.get("Content-Length")
-        if length is not None and length.isdigit() and int(length) > limit:
+        where = redact_url(request.url)
+        length = (resp.headers.get("Content-Length") or "").strip()
+        digits = length.lstrip("0")
+        # ASCII digits only ("²".isdigit() is True), and no int() of a 64 KiB number.
+        if _DIGITS.match(length) and (len(digits) > len(str(limit)) or int(digits or 0) > limit):
             raise ProtocolError("response from {} is {} bytes, over the {} byte limit".format(
-                redact_url(request.url), length, limit), status_code=resp.status_code)
+                where, length if len(length) < 30 else "a " + str(len(length)) + "-digit number of",
+                limit), status_code=resp.status_code)
         chunks: List[bytes] = []
         size = 0
         try:
-            for chunk in resp.iter_content(65536):
-                size += len(chunk)
+            for piece in iter_decoded(resp, where):
+                size += len(piece)
                 if size > limit:
                     raise ProtocolError("response from {} exceeds the {} byte limit".format(
-                        redact_url(request.url), limit), status_code=resp.status_code)
-                chunks.append(chunk)
-        except requests.exceptions.RequestException as exc:
+                        where, limit), status_code=resp.status_code)
+                chunks.append(piece)
+        except ReadTimeoutError as exc:
+            raise TransportError("{} {} timed out after {} s".format(
+                request.method, where, self.timeout)) from exc
+        except (Urllib3Error, OSError, requests.exceptions.RequestException) as exc:
             raise TransportError("{} {} failed while reading the response ({})".format(
-                request.method, redact_url(request.url), type(exc).__name__)) from exc
+                request.method, where, type(exc).__name__)) from exc
         return b"".join(chunks)
+
+
+def iter_decoded(resp: Any, where: str) -> Iterator[bytes]:
+    """The body of a streamed ``requests`` response, in pieces of at most 64 KiB.
+
+    A ``Content-Encoding`` of gzip or deflate is undone here, in bounded steps, rather
+    than by urllib3 (1.24 inflates a whole compressed read at once: 64 KiB of a gzip
+    bomb become 64 MiB before any cap can act). ``where`` names the URL in errors.
+
+    Raises:
+        ProtocolError: an unsupported ``Content-Encoding`` or corrupt compressed data.
+        urllib3 and socket errors from reading, as they are.
+    """
+    decoder = _Decoder(resp.headers.get("Content-Encoding"), where, resp.status_code)
+    read: Any = resp.raw.read
+    from_urllib3 = isinstance(resp.raw, _urllib3_response_types())
+    if from_urllib3:
+        read = functools.partial(read, decode_content=False)
+    # (Another raw stream, from a caller's own adapter, gives the bytes as sent.)
+    while True:
+        data = read(_READ_SIZE)
+        for piece in decoder.feed(data):
+            yield piece
+        if not data:
+            return
+
+
+def _urllib3_response_types() -> Tuple[type, ...]:
+    import urllib3.response
+
+    base = getattr(urllib3.response, "BaseHTTPResponse", None)  # urllib3 2
+    return (urllib3.response.HTTPResponse,) + ((base,) if base is not None else ())
+
+
+# Compressed bytes read at a time, and the most one inflate step may produce.
+_READ_SIZE = 16384
+_INFLATE_SIZE = 65536
+
+
+class _Decoder(object):
+    """Undoes a ``Content-Encoding`` of gzip or deflate in bounded steps (RFC 9110 §8.4.1).
+
+    mcpauth sends no ``Accept-Encoding`` of its own (http.client asks for ``identity``),
+    but a peer may compress anyway, as urllib3 would have decoded. ``deflate`` is the
+    zlib format, or raw deflate as some servers send it (urllib3 accepts both).
+    """
+
+    def __init__(self, encoding: Optional[str], where: str, status: int) -> None:
+        codings = [c.strip().lower() for c in (encoding or "").split(",")]
+        codings = [c for c in codings if c and c != "identity"]
+        self._where = where
+        self._status = status
+        self._kind: Optional[str] = None
+        if len(codings) > 1 or (codings and codings[0] not in ("gzip", "x-gzip", "deflate")):
+            raise ProtocolError("response from {} has an unsupported Content-Encoding {!r}".format(
+                where, clean_text(encoding or "")[:100]), status_code=status)
+        if codings:
+            self._kind = "deflate" if codings[0] == "deflate" else "gzip"
+            self._obj = self._new()
+            self._started = False
+            self._head = b""
+
+    def _new(self, raw: bool = False) -> Any:
+        if self._kind == "gzip":
+            return zlib.decompressobj(16 + zlib.MAX_WBITS)
+        return zlib.decompressobj(-zlib.MAX_WBITS if raw else zlib.MAX_WBITS)
+
+    def _error(self) -> ProtocolError:
+        return ProtocolError("response from {} is not valid {} data".format(
+            self._where, self._kind), status_code=self._status)
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """Decoded pieces of ``data``, each at most ``_INFLATE_SIZE`` bytes."""
+        if self._kind is None:
+            if data:
+                yield data
+            return
+        while True:
+            try:
+                out = self._obj.decompress(data, _INFLATE_SIZE)
+            except zlib.error:
+                if self._kind == "deflate" and not self._started:
+                    # Not the zlib format: raw deflate, from the first byte.
+                    self._started = True
+                    self._obj = self._new(raw=True)
+                    data = self._head + data
+                    continue
+                raise self._error() from None
+            if not self._started:  # keep what the zlib attempt consumed, for a retry
+                self._head += data[:len(data) - len(self._obj.unconsumed_tail)]
+                self._started = bool(out) or len(self._head) > 2
+            if out:
+                yield out
+            data = self._obj.unconsumed_tail
+            if not data and self._obj.eof and self._obj.unused_data:
+                if self._kind != "gzip":
+                    return  # bytes after the end of a deflate stream are ignored
+                data = self._obj.unused_data  # the next member of a multi-member gzip
+                self._obj = self._new()
+            if not data and len(out) < _INFLATE_SIZE:
+                return
+
+
+class _Exchange(object):
+    """One request's exchange, run in a worker thread, and the caller's way to abandon it."""
+
+    def __init__(self, transport: RequestsTransport, request: HttpRequest, prepared: Any,
+                 safe_url: str) -> None:
+        self._transport = transport
+        self._request = request
+        self._prepared = prepared
+        self._safe_url = safe_url
+        self._lock = threading.Lock()
+        self._response: Any = None
+        self._abandoned = False
+        self.done = threading.Event()
+        self.result: Optional[HttpResponse] = None
+        self.error: Optional[BaseException] = None
+
+    def run(self) -> None:
+        try:
+            self.result = self._transport._exchange(self._request, self._prepared,
+                                                    self._safe_url, self)
+        except BaseException as exc:  # noqa: B036 - handed to the caller's thread
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def attach(self, response: Any) -> bool:
+        """Record the response being read; False when the caller has already given up."""
+        with self._lock:
+            self._response = response
+            return not self._abandoned
+
+    def abandon(self) -> None:
+        """Give up: shut down the socket of a response being read, so the read ends now."""
+        with self._lock:
+            self._abandoned = True
+            response = self._response
+        if response is None:
+            return  # still connecting or waiting for headers: attach() will say stop
+        sock = getattr(getattr(getattr(response, "raw", None), "_connection", None),
+                       "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass

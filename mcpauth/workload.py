@@ -105,7 +105,9 @@ class WorkloadIdentityProvider(OAuthProvider):
                  max_step_up: int = DEFAULT_MAX_STEP_UP,
                  clock: Callable[[], float] = time.time,
                  transport: Optional[Transport] = None,
-                 cache_key: Optional[str] = None) -> None:
+                 cache_key: Optional[str] = None, dpop_key: Any = None,
+                 dpop_accept_bearer: bool = False,
+                 dpop_reuse_client_key: bool = False) -> None:
         self._source = None  # type: Optional[Callable[[], Any]]
         self._path = None  # type: Optional[str]
         if callable(assertion):

@@ -879,3 +879,20 @@ def test_a_stable_cache_key_lets_a_new_provider_reuse_the_users_token(stack, new
     with pytest.raises(ConfigurationError):
         CrossAppAccessProvider(Assertion(stack), stack.client_id, stack.client_secret,
                                cache_key="")
+
+
+def test_provider_with_dpop_binds_the_access_token(stack, new_session):
+    # RFC 9449 §5: the jwt-bearer leg at the MCP server's AS carries the proof; the
+    # ID-JAG exchange at the IdP does not (its token is not presented to the resource).
+    from mcpauth.dpop import DPoPKey
+
+    key = DPoPKey.generate()
+    session = new_session()
+    session.auth = CrossAppAccessProvider(Assertion(stack), stack.client_id,
+                                          stack.client_secret, session=session,
+                                          dpop_key=key)
+    assert whoami(session, stack.mcp_url).status_code == 200
+    assert "DPoP" not in stack.idp.token_requests()[0].headers
+    assert stack.as_.token_requests()[0].info["dpop_jkt"] == key.thumbprint
+    assert stack.as_.issued_tokens()[0]["cnf"] == {"jkt": key.thumbprint}
+    assert stack.mcp.mcp_requests()[-1].headers["Authorization"].startswith("DPoP ")

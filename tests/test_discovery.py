@@ -1319,12 +1319,12 @@ class _RemoteHostsTransport(RequestsTransport):
         self.fake = fake
         self.sent = []
 
-    def _send_once(self, request):
+    def _send_once(self, request, *args):
         self.sent.append(request.url)
         if request.url in self.fake:
             return self.fake[request.url]._replace(url=request.url)
         assert "127.0.0.1" in request.url, request.url   # nothing else leaves the test
-        return RequestsTransport._send_once(self, request)
+        return RequestsTransport._send_once(self, request, *args)
 
 
 def _redirect(location, status=302):

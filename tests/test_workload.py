@@ -476,3 +476,16 @@ def test_workloads_sharing_a_cache_keep_their_own_tokens(stack, platform, new_se
         session.auth = WorkloadIdentityProvider(platform.jwt, cache=shared, cache_key="wl-1")
         assert whoami(session, stack.mcp_url).status_code == 200
     assert len(token_requests(stack)) == 3        # the labelled token is reused
+
+
+def test_dpop_binds_the_workload_token(stack, platform, session):
+    from mcpauth.dpop import DPoPKey
+
+    key = DPoPKey.generate("EdDSA")
+    session.auth = WorkloadIdentityProvider(platform, scope="read", dpop_key=key)
+    assert whoami(session, stack.mcp_url).status_code == 200
+    (request,) = token_requests(stack)
+    assert request.info["dpop_jkt"] == key.thumbprint
+    assert stack.as_.issued_tokens()[0]["cnf"] == {"jkt": key.thumbprint}
+    last = stack.mcp.mcp_requests()[-1]
+    assert last.headers["Authorization"].startswith("DPoP ") and last.headers["DPoP"]

@@ -39,6 +39,7 @@ from typing import (Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Se
 from urllib.parse import parse_qsl, unquote_plus, urlsplit
 
 from ._http import Clock, LoopbackServer, RecordedRequest, Response, not_found
+from .dpop import DPoPChecker
 
 __all__ = [
     "AuthorizationServer",
@@ -256,6 +257,13 @@ class AuthorizationServer(LoopbackServer):
         self.require_resource = False
         self.reject_replayed_id_jag = True
         self.allowed_resources: Optional[List[str]] = None
+        # DPoP (RFC 9449): proofs are checked whenever a DPoP header is sent; with
+        # require_dpop, a request without one is refused. Bound tokens get token_type
+        # dpop_token_type and cnf.jkt. dpop_signing_algs is advertised when set.
+        self.dpop = DPoPChecker(self.clock)
+        self.require_dpop = False
+        self.dpop_token_type = "DPoP"
+        self.dpop_signing_algs: Optional[List[str]] = None
         # state (guarded by self._lock)
         self._clients: Dict[str, Client] = {}
         self._tokens: Dict[str, Dict[str, Any]] = {}
@@ -410,8 +418,11 @@ class AuthorizationServer(LoopbackServer):
 
     def issue_token(self, client_id: Optional[str] = None, scope: Sequence[str] = (),
                     resource: Optional[str] = None, lifetime: Any = _UNSET,
-                    sub: Optional[str] = None, grant_type: str = "test") -> str:
+                    sub: Optional[str] = None, grant_type: str = "test",
+                    jkt: Optional[str] = None) -> str:
         """Mint an access token directly (no HTTP), e.g. for bring-your-own-token tests.
+
+        With ``jkt`` the token is DPoP-bound to that key thumbprint (``cnf.jkt``).
 
         Returns:
             The opaque token string.
@@ -426,6 +437,8 @@ class AuthorizationServer(LoopbackServer):
                 "exp": None if life is None else now + float(life),
                 "iss": self.issuer, "grant_type": grant_type,
             }
+            if jkt is not None:
+                self._tokens[token]["cnf"] = {"jkt": jkt}
         return token
 
     def introspect(self, token: str) -> Optional[Dict[str, Any]]:
@@ -486,6 +499,8 @@ class AuthorizationServer(LoopbackServer):
                     self.signing_algs)
         if self.scopes_supported is not None:
             doc["scopes_supported"] = list(self.scopes_supported)
+        if self.dpop_signing_algs is not None:
+            doc["dpop_signing_alg_values_supported"] = list(self.dpop_signing_algs)
         if GRANT_JWT_BEARER in self.grant_types_supported:
             # ID-JAG "Resource Authorization Server Metadata"
             doc["authorization_grant_profiles_supported"] = [GRANT_PROFILE_ID_JAG]
@@ -546,7 +561,7 @@ class AuthorizationServer(LoopbackServer):
             if failure.description:
                 err["error_description"] = failure.description
             return Response.json(failure.status, err, _NO_STORE + failure.headers)
-        return Response.json(200, body, _NO_STORE)
+        return Response.json(200, body, _NO_STORE + self.dpop.nonce_headers())
 
     def _token_flow(self, record: RecordedRequest) -> Dict[str, Any]:
         with self._lock:
@@ -580,6 +595,7 @@ class AuthorizationServer(LoopbackServer):
             form[key] = value
         grant_type = form.get("grant_type")
         record.info["grant_type"] = grant_type
+        self._check_dpop(record)
         client = self._authenticate(record, form)
         if not grant_type:
             raise _OAuthFailure("invalid_request", "grant_type is required")
@@ -597,6 +613,25 @@ class AuthorizationServer(LoopbackServer):
     def _other_grant(self, grant_type: str, record: RecordedRequest, form: Dict[str, str],
                      client: Optional[Client]) -> Dict[str, Any]:
         raise _OAuthFailure("unsupported_grant_type", "grant_type not supported")
+
+    def _check_dpop(self, record: RecordedRequest) -> None:
+        """RFC 9449 §5: check a token request's proof (400 invalid_dpop_proof, or 400
+        use_dpop_nonce with ``DPoP-Nonce``, §8)."""
+        from ..dpop import DPoPProofError
+
+        if record.headers.get("DPoP") is None:
+            if self.require_dpop:
+                raise _OAuthFailure("invalid_dpop_proof", "a DPoP proof is required")
+            return
+        try:
+            self.dpop.check(record, self.token_endpoint)
+        except DPoPProofError as exc:
+            record.info["dpop_error"] = str(exc)
+            if exc.error == "use_dpop_nonce":
+                raise _OAuthFailure("use_dpop_nonce", "Authorization server requires "
+                                    "nonce in DPoP proof", 400,
+                                    self.dpop.nonce_headers()) from None
+            raise _OAuthFailure("invalid_dpop_proof", str(exc)) from None
 
     # -- client authentication (RFC 6749 §2.3) -----------------------------------------
 
@@ -814,10 +849,13 @@ class AuthorizationServer(LoopbackServer):
                         grant_type: str) -> Dict[str, Any]:
         record.info["granted_scope"] = " ".join(sorted(scope))
         record.info["resource"] = resource
-        body: Dict[str, Any] = {"token_type": self.token_type}
+        # A server answering dpop_token_type "Bearer" acts as one that ignores DPoP.
+        jkt = record.info.get("dpop_jkt") if self.dpop_token_type.lower() == "dpop" else None
+        body: Dict[str, Any] = {
+            "token_type": self.dpop_token_type if "dpop_jkt" in record.info else self.token_type}
         if not self.omit_access_token:
             body["access_token"] = self.issue_token(client_id, sorted(scope), resource,
-                                                    sub=sub, grant_type=grant_type)
+                                                    sub=sub, grant_type=grant_type, jkt=jkt)
         if self.token_lifetime is not None:
             body["expires_in"] = (str(self.token_lifetime) if self.expires_in_as_string
                                   else self.token_lifetime)

@@ -62,7 +62,9 @@ from collections import OrderedDict
 from typing import (Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional,
                     Sequence, Tuple, Union)
 
+from ..dpop import DPoPProofError
 from ._http import LoopbackServer, RecordedRequest, Response, is_json_media, not_found
+from .dpop import DPoPChecker
 
 __all__ = [
     "LEGACY_VERSIONS",
@@ -270,6 +272,9 @@ class MCPServer(LoopbackServer):
         self.sse_close_early = 0
         self.sse_retry_ms = 100
         self.sse_keepalive_forever: Optional[float] = None
+        # DPoP (RFC 9449 §7): DPoP-scheme requests are checked by self.dpop (set its
+        # nonce / rotate_nonce knobs); a DPoP-bound token sent as Bearer is refused.
+        self.dpop = DPoPChecker()
         # state (guarded by self._lock)
         self._tools: Dict[str, Tuple[Dict[str, Any], ToolHandler]] = OrderedDict()
         self._sessions: Dict[str, Dict[str, Any]] = {}
@@ -493,12 +498,15 @@ class MCPServer(LoopbackServer):
             return None, self._unauthorized("Missing Authorization header", missing=True)
         scheme, _, token = authz.partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        if scheme.lower() not in ("bearer", "dpop") or not token:
             return None, self._unauthorized("Invalid Authorization header format, "
                                             "expected 'Bearer TOKEN'")
         info = self._validate(token)
         if info is None:
             return None, self._unauthorized("Invalid or expired token")
+        refusal = self._check_dpop(record, scheme.lower(), token, info)
+        if refusal is not None:
+            return None, refusal
         bound = info.get("resource")
         if bound is None and self.require_resource_binding and not info.get("static"):
             return None, self._unauthorized("Token is not bound to a resource")
@@ -509,6 +517,39 @@ class MCPServer(LoopbackServer):
         if not isinstance(scopes, set):
             info["scopes"] = set(str(info.get("scope") or "").split())
         return info, None
+
+    def _check_dpop(self, record: RecordedRequest, scheme: str, token: str,
+                    info: TokenInfo) -> Optional[Response]:
+        """RFC 9449 §7.1: a DPoP-scheme request needs a valid proof for this request,
+        token and key; §7.2: a DPoP-bound token is never accepted as a Bearer token."""
+        cnf = info.get("cnf")
+        jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+        if scheme == "bearer":
+            if jkt is not None:
+                return self._dpop_unauthorized("invalid_token",
+                                               "DPoP-bound token sent as a Bearer token")
+            return None
+        try:
+            digest = "content_digest" in (self.dpop.peek_claims(record) or {})
+            self.dpop.check(record, self.base_url + record.path, token, jkt,
+                            record.body if digest or self.dpop.require_content_digest
+                            else None)
+        except DPoPProofError as exc:
+            record.info["dpop_error"] = str(exc)
+            return self._dpop_unauthorized(exc.error, str(exc))
+        if jkt is None:
+            return self._dpop_unauthorized("invalid_token", "the token is not DPoP-bound")
+        return None
+
+    def _dpop_unauthorized(self, error: str, description: str) -> Response:
+        params = ['error="%s"' % error, 'error_description="%s"' % description,
+                  'algs="%s"' % " ".join(self.dpop.algorithms)]
+        if self.include_resource_metadata_in_challenge:
+            params.append('resource_metadata="%s"' % (self.challenge_resource_metadata
+                                                      or self.prm_url))
+        return Response.json(401, {"error": error, "error_description": description},
+                             [("WWW-Authenticate", "DPoP " + ", ".join(params))]
+                             + self.dpop.nonce_headers())
 
     # -- JSON-RPC ------------------------------------------------------------------------
 

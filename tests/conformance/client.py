@@ -33,6 +33,8 @@ What it does per scenario:
   server; mcpauth binds credentials to the first one unless ``allow_issuer_change=True``,
   so that is set there (without it mcpauth refuses, as SEP-2352 asks of pre-registered
   credentials).
+* ``auth/dpop``, ``auth/dpop-nonce``: see ``dpop_leg.py`` (the authorization_code leg
+  in test code; every DPoP proof from mcpauth's public DPoP API).
 * every other scenario (the MCP wire ones): no auth.
 
 Then it speaks MCP: connect (initialize on the stateful wire), ``tools/list``, and the
@@ -61,7 +63,9 @@ mcpauth in this process: ``issuer`` skips the RFC 8414 §3.3 issuer check, ``res
 skips the RFC 9728 §3.3 resource check, ``der`` makes ECDSA signatures DER instead of
 JOSE R||S (RFC 7518 §3.4), ``mcp-param`` sends no ``Mcp-Param-*`` headers, ``exclusion``
 keeps tools with invalid ``x-mcp-header`` declarations, ``resume`` never resumes a closed
-SSE stream, ``version-retry`` never retries after -32022.
+SSE stream, ``version-retry`` never retries after -32022,
+``dpop-bearer`` sends DPoP-bound tokens as Bearer tokens,
+``dpop-nonce`` ignores every ``DPoP-Nonce`` (RFC 9449 §8, §9).
 """
 
 import json
@@ -81,6 +85,8 @@ from mcpauth import (
     WorkloadIdentityProvider,
     request_jwt_authorization_grant,
 )
+
+import dpop_leg  # noqa: E402  (next to this script: auth/dpop and auth/dpop-nonce)
 
 REFUSED = 2
 SERVER_ERROR = 3
@@ -207,6 +213,17 @@ def break_build(kind: str) -> None:
         import mcpauth._lifecycle
         mcpauth._lifecycle.LifecycleMixin._choose_version = (  # type: ignore
             lambda self, data: None)
+    elif kind == "dpop-bearer":
+        from mcpauth import providers
+
+        def bearer(self: Any, request: Any, token: str) -> None:
+            request.headers["Authorization"] = "Bearer " + token
+
+        providers.AuthProvider._apply = bearer  # type: ignore[method-assign]
+    elif kind == "dpop-nonce":
+        from mcpauth import dpop
+
+        dpop.NonceStore.remember = lambda self, url, nonce: False  # type: ignore
     else:
         raise SystemExit("client: unknown MCPAUTH_CONFORMANCE_BREAK=%r" % kind)
 
@@ -225,7 +242,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         break_build(os.environ["MCPAUTH_CONFORMANCE_BREAK"])
     try:
         context = read_context(scenario)
-        provider = make_provider(scenario, context)
+        if scenario in dpop_leg.SCENARIOS:
+            provider = dpop_leg.provider_for(url)  # the authorization_code leg, test code
+        else:
+            provider = make_provider(scenario, context)
         with MCPClient(url, auth=provider, protocol_version=protocol_version,
                        client_info=CLIENT_INFO) as client:
             done = exercise(client, scenario, context)

@@ -29,7 +29,9 @@ run passes only if all of these hold:
   accepted a token issued by the second authorization server (``test-token-as2-*``);
 * the MCP wire scenarios (:data:`REQUIRED`): the checks each is about are SUCCESS (for
   ``sse-retry`` the reconnection, its timing and ``Last-Event-ID``; for
-  ``http-custom-headers`` every value class), not merely present or SKIPPED.
+  ``http-custom-headers`` every value class), not merely present or SKIPPED;
+* ``auth/dpop`` and ``auth/dpop-nonce``: every ``sep-1932-client-*`` check of the scenario
+  is present and SUCCESS (:data:`REQUIRED`).
 
 The client runs the mcpauth of this checkout: ``PYTHONPATH`` is set to the repository root
 (use ``--use-installed`` to test an installed mcpauth instead). ``MCP_CONFORMANCE_*`` is
@@ -132,6 +134,7 @@ RUNS = (
        Run("http-invalid-tool-headers"), Run("sse-retry"), Run("request-metadata")]
     + _both("json-schema-2020-12-preservation")
     + [Run("json-schema-ref-no-deref")]
+    + _both("auth/dpop") + _both("auth/dpop-nonce")
 )
 
 # Checks that must be SUCCESS for the run to count, beyond "at least one SUCCESS": what
@@ -158,6 +161,12 @@ REQUIRED = {
         "json-schema-2020-12-client-$defs-preserved",
         "json-schema-2020-12-client-additionalProperties-preserved"],
     "json-schema-ref-no-deref": ["sep-2106-no-network-ref-deref"],
+    # SEP-1932 (DPoP): the suite adds the nonce checks only in the nonce scenario.
+    "auth/dpop": ["sep-1932-client-token-request-proof", "sep-1932-client-dpop-auth-scheme",
+                  "sep-1932-client-fresh-proof"],
+    "auth/dpop-nonce": ["sep-1932-client-token-request-proof",
+                        "sep-1932-client-dpop-auth-scheme", "sep-1932-client-fresh-proof",
+                        "sep-1932-client-as-nonce", "sep-1932-client-rs-nonce"],
 }  # type: Dict[str, List[str]]
 # On 2026-07-28 the SEP-2106 vocabulary checks are scored too (SKIPPED before).
 REQUIRED_2026 = {

@@ -195,7 +195,7 @@ def test_malformed_baseline_is_refused(tmp_path: Any, line: str) -> None:
 
 def test_run_list() -> None:
     labels = [r.label for r in run.RUNS]
-    assert len(labels) == len(set(labels)) == 30
+    assert len(labels) == len(set(labels)) == 34
     for scenario in ("auth/client-credentials-basic", "auth/client-credentials-jwt",
                      "auth/enterprise-managed-authorization", "auth/wif-jwt-bearer",
                      "auth/pre-registration", "tools_call",
@@ -211,7 +211,8 @@ def test_run_list() -> None:
         "http-invalid-tool-headers @2026-07-28", "sse-retry @2025-11-25",
         "request-metadata @2026-07-28", "json-schema-2020-12-preservation @2025-11-25",
         "json-schema-2020-12-preservation @2026-07-28", "json-schema-ref-no-deref @2026-07-28"])
-    assert set(run.REQUIRED) == {r.scenario for r in run.RUNS if r.label in wire}
+    assert set(run.REQUIRED) == {r.scenario for r in run.RUNS if r.label in wire} | {
+        "auth/dpop", "auth/dpop-nonce"}
 
 
 def test_missing_node_is_a_failure_not_a_skip(monkeypatch: Any, capsys: Any,
@@ -313,5 +314,40 @@ def test_runner_fails_without_each_wire_behaviour(broken: str, scenario: str,
     code, lines = run_runner("--only", scenario, broken=broken)
     text = "\n".join(lines)
     assert verdicts(lines) == ["FAIL " + scenario], text
+    assert failure in text
+    assert code == 1
+
+
+def test_dpop_guard_requires_every_sep_1932_check(tmp_path: Any) -> None:
+    names = ["sep-1932-client-token-request-proof", "sep-1932-client-dpop-auth-scheme",
+             "sep-1932-client-fresh-proof", "sep-1932-client-as-nonce",
+             "sep-1932-client-rs-nonce"]
+    assert judge(tmp_path / "a", "auth/dpop-nonce", [check(n) for n in names]) == []
+    # The suite adds the nonce checks only in the nonce scenario; a result without one
+    # (or with other checks only) is a vacuous pass.
+    reasons = judge(tmp_path / "b", "auth/dpop-nonce", [check(n) for n in names[:3]])
+    assert reasons == ["vacuous pass: no SUCCESS sep-1932-client-as-nonce",
+                       "vacuous pass: no SUCCESS sep-1932-client-rs-nonce"]
+    reasons = judge(tmp_path / "c", "auth/dpop", [check("token-request")])
+    assert len(reasons) == 3
+
+
+def test_dpop_runs_are_on_both_wires() -> None:
+    for scenario in ("auth/dpop", "auth/dpop-nonce"):
+        assert {r.wire for r in run.RUNS if r.scenario == scenario} == {
+            "2025-11-25", "2026-07-28"}
+        assert scenario in run.REQUIRED
+
+
+@pytest.mark.node
+@live
+@pytest.mark.parametrize("broken, failure", [
+    ("dpop-bearer", "FAILURE sep-1932-client-dpop-auth-scheme"),
+    ("dpop-nonce", "the client exited with code 2"),
+])
+def test_runner_fails_a_broken_dpop_client(broken: str, failure: str) -> None:
+    code, lines = run_runner("--only", "auth/dpop-nonce", broken=broken)
+    text = "\n".join(lines)
+    assert verdicts(lines) == ["FAIL auth/dpop-nonce"] * 2, text
     assert failure in text
     assert code == 1

@@ -15,6 +15,7 @@
 //     "default_resource": false,                  // true: a request without `resource` gets
 //                                                 //   a JWT for "resource"; false: opaque token
 //     "hide_oauth_metadata": false,               // true: 404 on /.well-known/oauth-authorization-server
+//     "dpop_nonce": false,                        // true: DPoP proofs need a server nonce (RFC 9449 §8)
 //     "log": "/path/as-requests.jsonl",           // optional: one JSON line per request
 //     "clients": [ {client_id, client_secret?, token_endpoint_auth_method, jwks?, scope?, ...} ]
 //   }
@@ -101,6 +102,10 @@ server.listen(port, '127.0.0.1', () => {
       clientCredentials: { enabled: true },
       introspection: { enabled: true },
       revocation: { enabled: true },
+      // RFC 9449: a token request with a DPoP proof gets a DPoP-bound token (cnf.jkt).
+      dPoP: config.dpop_nonce
+        ? { enabled: true, nonceSecret: crypto.randomBytes(32), requireNonce: () => true }
+        : { enabled: true },
       resourceIndicators: {
         enabled: true,
         defaultResource(ctx, client, oneOf) {
@@ -146,6 +151,7 @@ server.listen(port, '127.0.0.1', () => {
       record.scope = params.scope;
       record.client_id_param = params.client_id;
       record.authorization_scheme = ctx.headers.authorization?.split(' ')[0];
+      if (ctx.headers.dpop) record.dpop = peek(ctx.headers.dpop);
       if (params.client_assertion) record.client_assertion = peek(params.client_assertion);
       record.client_id = ctx.oidc.client?.clientId;
       record.client_auth_method = ctx.oidc.client?.clientAuthMethod;

