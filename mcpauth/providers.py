@@ -239,6 +239,15 @@ def _no_position() -> None:
     return None
 
 
+def _drop_header(headers: Any, name: str) -> None:
+    """``headers.pop(name, None)`` without the KeyError that a missing name raises inside
+    requests' CaseInsensitiveDict (which costs more than the rest of attaching a token)."""
+    if type(headers) is requests.structures.CaseInsensitiveDict:
+        headers._store.pop(name.lower(), None)
+    else:
+        headers.pop(name, None)
+
+
 class AuthProvider(requests.auth.AuthBase):
     """Base class of every provider; subclass it to bring your own token.
 
@@ -301,7 +310,7 @@ class AuthProvider(requests.auth.AuthBase):
         dpop = self._dpop
         if dpop is None or token in self._unbound_tokens:
             request.headers["Authorization"] = "Bearer " + token
-            request.headers.pop("DPoP", None)
+            _drop_header(request.headers, "DPoP")
             return
         # Made now, from the request as prepared: htm/htu match what is sent, and a
         # replay (401, step-up, nonce) gets its own proof with a new jti (RFC 9449 §4.2).

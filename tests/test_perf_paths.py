@@ -171,3 +171,13 @@ def test_constructing_with_a_pem_key_imports_no_cryptography(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(path)], cwd=ROOT,
                          stdout=subprocess.PIPE, check=True).stdout
     assert out.strip() == b"False"
+
+
+def test_a_bearer_request_never_carries_a_dpop_header():
+    # The cheap header removal of the per-request path removes it, whatever its case.
+    provider = BearerTokenProvider("tok")
+    for name in ("DPoP", "dpop", "DPOP"):
+        r = requests.Request("GET", "https://mcp.example.com/mcp", headers={name: "x"}).prepare()
+        provider(r)
+        assert r.headers["Authorization"] == "Bearer tok"
+        assert "DPoP" not in r.headers
