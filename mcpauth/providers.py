@@ -243,7 +243,7 @@ def _drop_header(headers: Any, name: str) -> None:
     """``headers.pop(name, None)`` without the KeyError that a missing name raises inside
     requests' CaseInsensitiveDict (which costs more than the rest of attaching a token)."""
     if type(headers) is requests.structures.CaseInsensitiveDict:
-        headers._store.pop(name.lower(), None)
+        headers._store.pop(name.lower(), None)  # type: ignore[attr-defined]
     else:
         headers.pop(name, None)
 
