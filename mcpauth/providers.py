@@ -242,10 +242,13 @@ def _no_position() -> None:
 def _drop_header(headers: Any, name: str) -> None:
     """``headers.pop(name, None)`` without the KeyError that a missing name raises inside
     requests' CaseInsensitiveDict (which costs more than the rest of attaching a token)."""
-    if type(headers) is requests.structures.CaseInsensitiveDict:
-        headers._store.pop(name.lower(), None)  # type: ignore[attr-defined]
+    if type(headers) is _CaseInsensitiveDict:
+        headers._store.pop(name.lower(), None)
     else:
         headers.pop(name, None)
+
+
+_CaseInsensitiveDict: Any = requests.structures.CaseInsensitiveDict
 
 
 class AuthProvider(requests.auth.AuthBase):
