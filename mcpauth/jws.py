@@ -1469,3 +1469,46 @@ def key_algorithms(data: Any) -> Optional[Tuple[str, ...]]:
     if kty == "OKP":
         return ("EdDSA",)
     return tuple(a for a in ALGORITHMS if _ALGS[a][2] == curve)
+
+
+def unloaded_thumbprint(data: Any) -> Optional[str]:
+    """The RFC 7638 thumbprint of an unencrypted RSA private key (PKCS#8 or PKCS#1 PEM/DER,
+    or a JWK), read from its structure without loading it; None for anything else.
+
+    The same value :meth:`SigningKey.thumbprint` gives once the key is loaded: the public
+    members ``n`` and ``e`` as minimal octets (RFC 7518 §6.3.1).
+    """
+    if key_algorithms(data) != _RSA_ALGORITHMS:
+        return None
+    try:
+        if isinstance(data, Mapping):
+            n, e = b64url_decode(data["n"]), b64url_decode(data["e"])
+        else:
+            raw = data.encode("latin-1") if isinstance(data, str) else bytes(data)
+            text = raw.strip()
+            if text.startswith(b"{"):
+                return None
+            if text.startswith(b"-----BEGIN "):
+                lines = text.splitlines()
+                raw = binascii.a2b_base64(b"".join(line.strip() for line in lines[1:-1]))
+                pkcs1 = b"RSA PRIVATE KEY" in lines[0]
+            else:
+                pkcs1 = False
+            pos = 0
+            if not pkcs1:
+                try:
+                    start, _ = _der(raw, 0, 0x30)
+                    _, pos = _der(raw, start, 0x02)          # version
+                    _, pos = _der(raw, pos, 0x30)            # AlgorithmIdentifier
+                    pos, _ = _der(raw, pos, 0x04)            # privateKey: RSAPrivateKey
+                except ValueError:
+                    pos = 0                                   # a bare PKCS#1 DER key
+            start, _ = _der(raw, pos, 0x30)
+            _, v_end = _der(raw, start, 0x02)
+            n_start, n_end = _der(raw, v_end, 0x02)
+            e_start, e_end = _der(raw, n_end, 0x02)
+            n, e = raw[n_start:n_end], raw[e_start:e_end]
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        return None
+    return _thumbprint_of_jwk({"kty": "RSA", "n": b64url_encode(n.lstrip(b"\0")),
+                               "e": b64url_encode(e.lstrip(b"\0"))})

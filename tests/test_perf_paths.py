@@ -181,3 +181,34 @@ def test_a_bearer_request_never_carries_a_dpop_header():
         provider(r)
         assert r.headers["Authorization"] == "Bearer tok"
         assert "DPoP" not in r.headers
+
+
+def test_unloaded_rsa_thumbprint_is_the_loaded_one():
+    from cryptography.hazmat.primitives import serialization
+
+    key = jws.generate_private_key("RSA", key_size=2048)
+    for fmt in (serialization.PrivateFormat.PKCS8, serialization.PrivateFormat.TraditionalOpenSSL):
+        for enc in (serialization.Encoding.PEM, serialization.Encoding.DER):
+            data = key._key.private_bytes(enc, fmt, serialization.NoEncryption())
+            assert jws.unloaded_thumbprint(data) == key.thumbprint()
+    assert jws.unloaded_thumbprint(_pem(jws.generate_private_key("EC", curve="P-256"))) is None
+
+
+def test_a_second_run_with_the_same_pem_key_reuses_the_cached_token(tmp_path):
+    # The cache ties tokens to the key's thumbprint: a new provider (a new cron run) with
+    # the key still unloaded must compute the same one and find the token.
+    from mcpauth import FileTokenCache
+
+    key = jws.generate_private_key("RSA", key_size=2048)
+    pem = _pem(key)
+    with LoopbackStack(public_jwk=key.public_jwk()) as stack:
+        path = str(tmp_path / "cache.json")
+        first = PrivateKeyJwtProvider(stack.client_id, pem, server_url=stack.mcp_url,
+                                      cache=FileTokenCache(path))
+        token = first.token()
+        requests_before = len(stack.as_.token_requests())
+        second = PrivateKeyJwtProvider(stack.client_id, pem, server_url=stack.mcp_url,
+                                       cache=FileTokenCache(path))
+        assert second.token() == token
+        assert len(stack.as_.token_requests()) == requests_before
+        assert second._jwt._key is None  # nothing signed, nothing loaded
