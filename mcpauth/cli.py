@@ -46,18 +46,13 @@ URL is reported without its text. The module uses only relative imports, so
 """
 
 import argparse
-import difflib
 import hashlib
 import json
 import logging
 import os
 import re
-import shlex
-import shutil
 import stat
-import subprocess
 import sys
-import traceback
 import warnings
 from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, TextIO, Tuple
 from urllib.parse import urlsplit
@@ -330,8 +325,17 @@ def _add_common(parser: argparse.ArgumentParser, credentials: bool = True) -> No
                            nargs="?", const="", default=S, help=S)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``mcpauth`` command."""
+class _Unbuilt(object):
+    """Stands in for a subcommand's parser that this run will not use (its options are
+    not built: argparse's add_argument is most of a warm run's own time)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: self
+
+
+def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+    """The argument parser of the ``mcpauth`` command (with ``only``: of that command's
+    options only; every command is still listed)."""
     parser = _Parser(
         prog="mcpauth", allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -343,11 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="log what mcpauth does (DEBUG) on stderr; never secrets")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def command(name: str, help_text: str, epilog: str = _SUB_EPILOG
-                ) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_text, description=help_text,
-                              allow_abbrev=False, epilog=epilog,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    def command(name: str, help_text: str, epilog: str = _SUB_EPILOG) -> Any:
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           allow_abbrev=False, epilog=epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        return p if only is None or only == name else _Unbuilt()
 
     p = command("token", "print an access token for the MCP server at URL (and nothing else)")
     p.add_argument("url", metavar="URL", help="the MCP server URL")
@@ -627,6 +631,8 @@ def _unknown_env_hint() -> str:
     unknown = sorted(n for n in os.environ if n.startswith(_ENV_PREFIX) and n not in known)
     if not unknown:
         return ""
+    import difflib
+
     shown = []
     for name in unknown[:3]:
         close = difflib.get_close_matches(name, known, 1, 0.75)
@@ -670,6 +676,15 @@ def _private_key(args: argparse.Namespace, from_flags: bool) -> Any:
         "MCPAUTH_PRIVATE_KEY" if os.environ.get("MCPAUTH_PRIVATE_KEY")
         else "MCPAUTH_PRIVATE_KEY_FILE")
     password = _key_password(args, "private_key_password_file", "--private-key-password-file")
+    if password is None:
+        from . import jws
+        from .errors import InvalidKeyError
+
+        try:
+            if jws.key_algorithms(data) is not None:
+                return data  # well-formed: loaded only if this run signs (not when cached)
+        except InvalidKeyError:
+            pass  # _load_key says which key
     return _load_key(data, password, where, "--private-key-password-file")
 
 
@@ -701,6 +716,10 @@ def assertion_command(command: str, timeout: float, where: str) -> Callable[[str
     variables that carry mcpauth's own credentials (secrets, tokens, key passwords, the
     Redis cache key and URL).
     """
+    import shlex
+    import shutil
+    import subprocess
+
     from .errors import ConfigurationError, TransportError
 
     try:
@@ -1229,7 +1248,9 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
     """
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
-    parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    # The command is the first word unless options come first (then build them all).
+    parser = build_parser(words[0] if words and words[0] in _COMMANDS else None)
     verbose = False
     url = None  # type: Optional[str]
     handler = None  # type: Optional[logging.Handler]
@@ -1239,7 +1260,7 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
             warnings.simplefilter("default", MCPAuthWarning)
             warnings.showwarning = _StderrWarnings(err)
             try:
-                args = _parse(parser, sys.argv[1:] if argv is None else argv)
+                args = _parse(parser, words)
             except SystemExit as exc:  # --help, --version
                 return int(exc.code or 0)
             verbose = bool(_option(args, "verbose"))
@@ -1255,6 +1276,8 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
         if verbose and code == EXIT_INTERNAL:
             # Only for a bug. Other errors say all there is in their one line; their
             # chained causes (urllib3, requests) would print URLs with their queries.
+            import traceback
+
             err.write(_mask.mask(traceback.format_exc()))
         message = _error_message(exc, url)
         if code == EXIT_PROTOCOL:
