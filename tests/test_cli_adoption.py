@@ -291,7 +291,9 @@ def test_every_documented_variable_is_known():
     for name in ("MCPAUTH_SCOPE", "MCPAUTH_CACHE", "MCPAUTH_TIMEOUT", "MCPAUTH_VERBOSE",
                  "MCPAUTH_EXPECTED_ISSUER", "MCPAUTH_CLIENT_ID", "MCPAUTH_CLIENT_SECRET_FILE",
                  "MCPAUTH_PRIVATE_KEY_PASSWORD", "MCPAUTH_ASSERTION_COMMAND",
-                 "MCPAUTH_ID_TOKEN_FILE", "MCPAUTH_IDP_URL", "MCPAUTH_PROTOCOL_VERSION"):
+                 "MCPAUTH_ID_TOKEN_FILE", "MCPAUTH_IDP_URL", "MCPAUTH_PROTOCOL_VERSION",
+                 "MCPAUTH_CALL_TIMEOUT", "MCPAUTH_DPOP_KEY_PASSWORD",
+                 "MCPAUTH_DPOP_KEY_PASSWORD_FILE"):
         assert name in known
         assert name in cli._EPILOG or name.replace("_FILE", "") in cli._EPILOG or \
             name in ("MCPAUTH_VERBOSE", "MCPAUTH_PROTOCOL_VERSION")
@@ -448,3 +450,86 @@ def test_help_text_mentions_what_the_readme_documents():
     for needle in ("--assertion-command", "--id-token-file", "MCPAUTH_PRIVATE_KEY_PASSWORD",
                    "exit status 75"):
         assert needle in text
+
+
+# ---------------------------------------------------------------- MCP call deadline
+
+def test_call_timeout_option_and_variable(stack):
+    import time
+
+    def silence():
+        while not stack.mcp._stopping:
+            time.sleep(0.05)
+            yield b""
+
+    argv = ["tools", stack.mcp_url, "--protocol-version", "2026-07-28"]
+    for extra, env in ((["--call-timeout", "1"], {}), ([], {"MCPAUTH_CALL_TIMEOUT": "1"})):
+        # A stream that sends its headers, then nothing: only the call's deadline ends it.
+        stack.mcp.set_route(stack.mcp.path, 200, None, {"Content-Type": "text/event-stream"},
+                            method="POST")
+        stack.mcp._routes[stack.mcp.path][0].response.stream = silence()
+        started = time.monotonic()
+        code, out, err = run(argv + extra, dict(creds(stack), **env))
+        assert code == 4, err
+        assert "did not complete within the 1 s call timeout" in err
+        assert time.monotonic() - started < 15
+
+
+def test_a_bad_call_timeout_names_the_variable_or_flag():
+    env = {"MCPAUTH_TOKEN": "t", "MCPAUTH_CALL_TIMEOUT": "abc"}
+    code, out, err = run(["tools", "https://mcp.example.com/mcp"], env)
+    assert code == 2
+    assert one_error_line(err) == ("mcpauth: error: MCPAUTH_CALL_TIMEOUT must be a positive "
+                                   "number of seconds (the deadline of each MCP call)")
+    code, out, err = run(["token", "https://mcp.example.com/mcp"], env)
+    assert code == 2 and "MCPAUTH_CALL_TIMEOUT must be" in one_error_line(err)
+    for value in ("0", "-1", "inf", "nan"):
+        code, out, err = run(["call", "https://mcp.example.com/mcp", "add",
+                              "--call-timeout", value], {"MCPAUTH_TOKEN": "t"})
+        assert code == 2
+        assert one_error_line(err).startswith(
+            "mcpauth: error: --call-timeout must be a positive"), err
+
+
+# ---------------------------------------------------------------- encrypted DPoP key
+
+def test_an_encrypted_dpop_key_from_a_password_file_or_variable(stack, tmp_path):
+    password_file = tmp_path / "password"
+    password_file.write_text("dpop horse\n")
+    dpop = tmp_path / "dpop.pem"
+    code, out, err = run(["key", "generate", str(dpop), "--password-file",
+                          str(password_file)])
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["encrypted"] is True
+    argv = ["token", stack.mcp_url, "--dpop-key-file", str(dpop)]
+
+    code, out, err = run(argv, creds(stack))
+    assert code == 2
+    assert one_error_line(err) == (
+        "mcpauth: error: the key given by --dpop-key-file: the PEM key is encrypted and "
+        "no password was given; give its password with --dpop-key-password-file FILE "
+        "or MCPAUTH_DPOP_KEY_PASSWORD (or _FILE)")
+
+    def bound(out):  # RFC 9449 §6: the token is bound to the DPoP key's thumbprint
+        return stack.as_.introspect(out.strip())["cnf"] == {"jkt": info["kid"]}
+
+    code, out, err = run(argv + ["--dpop-key-password-file", str(password_file)],
+                         creds(stack))
+    assert code == 0 and bound(out), err
+    code, out, err = run(argv, dict(creds(stack), MCPAUTH_DPOP_KEY_PASSWORD="dpop horse"))
+    assert code == 0 and bound(out), err
+    code, out, err = run(argv, dict(creds(stack),
+                                    MCPAUTH_DPOP_KEY_PASSWORD_FILE=str(password_file)))
+    assert code == 0 and bound(out), err
+    code, out, err = run(["token", stack.mcp_url],
+                         dict(creds(stack), MCPAUTH_DPOP_KEY_FILE=str(dpop),
+                              MCPAUTH_DPOP_KEY_PASSWORD="dpop horse"))
+    assert code == 0 and bound(out), err
+    code, out, err = run(argv, dict(creds(stack), MCPAUTH_DPOP_KEY_PASSWORD="wrong horse"))
+    assert code == 2
+    assert "malformed data or wrong password" in one_error_line(err)
+    assert "wrong horse" not in err and "dpop horse" not in err
+    # The client key's password is not the DPoP key's.
+    code, out, err = run(argv, dict(creds(stack), MCPAUTH_PRIVATE_KEY_PASSWORD="dpop horse"))
+    assert code == 2 and "--dpop-key-password-file" in one_error_line(err)
