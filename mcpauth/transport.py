@@ -619,13 +619,15 @@ def iter_decoded(resp: Any, where: str) -> Iterator[bytes]:
         urllib3 and socket errors from reading, as they are.
     """
     decoder = _Decoder(resp.headers.get("Content-Encoding"), where, resp.status_code)
+    raw: Any = resp.raw
     reads: Iterable[bytes]
-    if isinstance(resp.raw, _urllib3_response_types()):
+    from_urllib3 = isinstance(raw, _urllib3_response_types())
+    if from_urllib3:
         # stream() yields each chunk of a chunked body as it arrives (an SSE stream's
         # events are read as they come), at most _READ_SIZE bytes of it at a time.
-        reads = resp.raw.stream(_READ_SIZE, decode_content=False)
+        reads = raw.stream(_READ_SIZE, decode_content=False)
     else:  # another raw stream, from a caller's own adapter, gives the bytes as sent
-        reads = iter(functools.partial(resp.raw.read, _READ_SIZE), b"")
+        reads = iter(functools.partial(raw.read, _READ_SIZE), b"")
     for data in reads:
         for piece in decoder.feed(data):
             yield piece
