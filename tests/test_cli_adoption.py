@@ -101,15 +101,21 @@ def test_key_generate_never_overwrites(tmp_path):
     assert code == 2 and not (tmp_path / "b.pem").exists()
 
 
-@needs_cryptography
-def test_an_encrypted_key_from_a_password_file_or_variable(stack, tmp_path):
+def _encrypted_key(tmp_path, password):
+    """``mcpauth key generate`` of a key encrypted with ``password``: its path, the
+    password's file and what the command printed."""
     password_file = tmp_path / "password"
-    password_file.write_text("correct horse\n")
+    password_file.write_text(password + "\n")
     private = tmp_path / "enc.pem"
     code, out, err = run(["key", "generate", str(private), "--password-file",
                           str(password_file)])
     assert code == 0, err
-    info = json.loads(out)
+    return private, password_file, json.loads(out)
+
+
+@needs_cryptography
+def test_an_encrypted_key_from_a_password_file_or_variable(stack, tmp_path):
+    private, password_file, info = _encrypted_key(tmp_path, "correct horse")
     assert info["encrypted"] is True and b"ENCRYPTED" in private.read_bytes()
     stack.as_.register_client("enc-client", public_jwk=info["public_jwk"],
                               auth_method="private_key_jwt")
@@ -216,16 +222,23 @@ def test_a_url_without_its_path_gets_a_hint(stack, command):
     assert code != 0 and "has no path" not in err
 
 
-def test_a_bad_timeout_names_the_variable_or_flag():
-    env = {"MCPAUTH_TOKEN": "t", "MCPAUTH_TIMEOUT": "abc"}
+@pytest.mark.parametrize("name, what", [("timeout", "the timeout of each HTTP request"),
+                                        ("call_timeout", "the deadline of each MCP call")])
+def test_a_bad_timeout_names_the_variable_or_flag(name, what):
+    variable, flag = "MCPAUTH_" + name.upper(), "--" + name.replace("_", "-")
+    env = {"MCPAUTH_TOKEN": "t", variable: "abc"}
     code, out, err = run(["tools", "https://mcp.example.com/mcp"], env)
     assert code == 2
-    assert one_error_line(err) == ("mcpauth: error: MCPAUTH_TIMEOUT must be a positive "
-                                   "number of seconds (the timeout of each HTTP request)")
+    assert one_error_line(err) == ("mcpauth: error: {} must be a positive number of seconds "
+                                   "({})".format(variable, what))
+    # refused even by a command that makes no MCP call
     code, out, err = run(["token", "https://mcp.example.com/mcp"], env)
-    assert code == 2 and "MCPAUTH_TIMEOUT must be" in one_error_line(err)
-    code, out, err = run(["tools", "https://mcp.example.com/mcp", "--timeout", "-1"], env)
-    assert one_error_line(err).startswith("mcpauth: error: --timeout must be a positive")
+    assert code == 2 and variable + " must be" in one_error_line(err)
+    for value in ("-1", "0", "inf"):
+        code, out, err = run(["tools", "https://mcp.example.com/mcp", flag, value], env)
+        assert code == 2
+        assert one_error_line(err).startswith(
+            "mcpauth: error: {} must be a positive".format(flag)), err
 
 
 @pytest.mark.parametrize("name", ["secret.txt", "missing-dir/secret"])
@@ -475,32 +488,11 @@ def test_call_timeout_option_and_variable(stack):
         assert time.monotonic() - started < 15
 
 
-def test_a_bad_call_timeout_names_the_variable_or_flag():
-    env = {"MCPAUTH_TOKEN": "t", "MCPAUTH_CALL_TIMEOUT": "abc"}
-    code, out, err = run(["tools", "https://mcp.example.com/mcp"], env)
-    assert code == 2
-    assert one_error_line(err) == ("mcpauth: error: MCPAUTH_CALL_TIMEOUT must be a positive "
-                                   "number of seconds (the deadline of each MCP call)")
-    code, out, err = run(["token", "https://mcp.example.com/mcp"], env)
-    assert code == 2 and "MCPAUTH_CALL_TIMEOUT must be" in one_error_line(err)
-    for value in ("0", "-1", "inf", "nan"):
-        code, out, err = run(["call", "https://mcp.example.com/mcp", "add",
-                              "--call-timeout", value], {"MCPAUTH_TOKEN": "t"})
-        assert code == 2
-        assert one_error_line(err).startswith(
-            "mcpauth: error: --call-timeout must be a positive"), err
-
-
 # ---------------------------------------------------------------- encrypted DPoP key
 
+@needs_cryptography
 def test_an_encrypted_dpop_key_from_a_password_file_or_variable(stack, tmp_path):
-    password_file = tmp_path / "password"
-    password_file.write_text("dpop horse\n")
-    dpop = tmp_path / "dpop.pem"
-    code, out, err = run(["key", "generate", str(dpop), "--password-file",
-                          str(password_file)])
-    assert code == 0, err
-    info = json.loads(out)
+    dpop, password_file, info = _encrypted_key(tmp_path, "dpop horse")
     assert info["encrypted"] is True
     argv = ["token", stack.mcp_url, "--dpop-key-file", str(dpop)]
 

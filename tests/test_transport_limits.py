@@ -260,6 +260,17 @@ _MEASURE = textwrap.dedent("""
 """)
 
 
+def _measured(script, url):
+    """Run ``script URL`` in a fresh interpreter; what it prints: the growth of its peak
+    RSS and the peak of traced allocations, in KiB."""
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(mcpauth.__file__)))
+    env = dict(os.environ, PYTHONPATH=package_root)
+    out = subprocess.run([sys.executable, "-c", script, url], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    assert out.returncode == 0, out.stderr.decode("utf-8", "replace")[-2000:]
+    return [int(v) for v in out.stdout.decode().split()]
+
+
 @e2e
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss in KiB: Linux")
 @pytest.mark.parametrize("encoding", [b"gzip", b"deflate"])
@@ -275,13 +286,7 @@ def test_a_decompression_bomb_under_the_cap_costs_little_memory(raw_server, enco
         conn.sendall(JSON_HEAD + b"Content-Encoding: " + encoding + b"\r\nContent-Length: %d"
                      b"\r\nConnection: close\r\n\r\n" % len(payload) + payload)
 
-    server = raw_server(serve)
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(mcpauth.__file__)))
-    env = dict(os.environ, PYTHONPATH=package_root)
-    out = subprocess.run([sys.executable, "-c", _MEASURE, server.url], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
-    assert out.returncode == 0, out.stderr.decode("utf-8", "replace")[-2000:]
-    grew_kib, traced_kib = [int(v) for v in out.stdout.decode().split()]
+    grew_kib, traced_kib = _measured(_MEASURE, raw_server(serve).url)
     # The capped body (1 MiB, twice while it is joined) plus a few 64 KiB steps; with
     # urllib3 1.24 the process grew by about 130 MB.
     assert grew_kib < 16 * 1024, grew_kib
@@ -357,13 +362,7 @@ def test_an_mcp_reply_bomb_under_the_cap_costs_little_memory(raw_server, media):
                      b"gzip\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(payload)
                      + payload)
 
-    server = raw_server(serve)
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(mcpauth.__file__)))
-    env = dict(os.environ, PYTHONPATH=package_root)
-    out = subprocess.run([sys.executable, "-c", _MEASURE_MCP, server.url], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
-    assert out.returncode == 0, out.stderr.decode("utf-8", "replace")[-2000:]
-    grew_kib, traced_kib = [int(v) for v in out.stdout.decode().split()]
+    grew_kib, traced_kib = _measured(_MEASURE_MCP, raw_server(serve).url)
     # The 1 MiB cap plus a few 64 KiB steps; reading with iter_content on urllib3 1.24
     # inflated each 64 KiB read whole (64 MiB and more).
     assert grew_kib < 16 * 1024, grew_kib
