@@ -46,7 +46,10 @@ def encode_header_value(value: str) -> str:
              and not value.startswith(_SENTINEL))
     if plain and value:  # an empty value too: some intermediaries drop empty fields
         return value
-    return _SENTINEL + base64.b64encode(value.encode("utf-8")).decode("ascii") + "?="
+    # surrogatepass: a lone surrogate (JSON's "\ud800" decodes to one) is no
+    # UnicodeEncodeError; the server sees bytes that match no text and refuses the call.
+    raw = value.encode("utf-8", "surrogatepass")
+    return _SENTINEL + base64.b64encode(raw).decode("ascii") + "?="
 
 
 def header_bindings(input_schema: Any) -> Tuple[Optional[Bindings], Optional[str]]:
@@ -62,7 +65,7 @@ def header_bindings(input_schema: Any) -> Tuple[Optional[Bindings], Optional[str
     seen = set()
     for _, name in found:
         if name.lower() in seen:
-            return None, "x-mcp-header {!r} is declared twice".format(name)
+            return None, "x-mcp-header {} is declared twice".format(_shown(name))
         seen.add(name.lower())
     return tuple(found), None
 
@@ -79,10 +82,10 @@ def _scan(node: Any, path: Tuple[str, ...], reachable: bool,
         if not isinstance(name, str) or not name:
             return "x-mcp-header must be a non-empty string"
         if not _TOKEN.match(name):
-            return "x-mcp-header {!r} is not an HTTP field name token".format(name)
+            return "x-mcp-header {} is not an HTTP field name token".format(_shown(name))
         if node.get("type") not in _PRIMITIVE_TYPES:
-            return "x-mcp-header {!r} is on a property of type {!r}, not string, integer " \
-                   "or boolean".format(name, node.get("type"))
+            return "x-mcp-header {} is on a property of type {}, not string, integer " \
+                   "or boolean".format(_shown(name), _shown(node.get("type")))
         found.append((path, name))
     children: List[Tuple[Any, Tuple[str, ...], bool]] = []
     props = node.get("properties")
@@ -103,6 +106,12 @@ def _scan(node: Any, path: Tuple[str, ...], reachable: bool,
         if problem is not None:
             return problem
     return None
+
+
+def _shown(value: Any) -> str:
+    """The server's text in a reason: repr (no control characters), at most ~80 chars."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:76] + "...'"
 
 
 def param_headers(bindings: Bindings, arguments: Mapping[str, Any]) -> Dict[str, str]:

@@ -15,9 +15,10 @@ MCP "Lifecycle", revisions 2024-11-05 to 2026-07-28:
   ``MCP-Protocol-Version`` (equal to ``_meta``), ``Mcp-Method``, for ``tools/call``,
   ``resources/read`` and ``prompts/get`` ``Mcp-Name``, and for ``tools/call`` the
   ``Mcp-Param-*`` headers of the tool's ``x-mcp-header`` parameters
-  (:mod:`mcpauth._headers`). An ``UnsupportedProtocolVersion`` error (-32022) is retried
-  once with the newest version in ``data.supported`` that the client speaks (the same
-  version again when the server lists it; a pinned client retries only its pinned one).
+  (:mod:`mcpauth._headers`; ``Mcp-Method`` is encoded as ``Mcp-Name`` is). An
+  ``UnsupportedProtocolVersion`` error (-32022) is retried once with the newest version
+  in ``data.supported`` that the client speaks (the same version again when the server
+  lists it; a pinned client retries only its pinned one).
 * **Version detection** (``protocol_version=None``): the first request goes out on the
   2026-07-28 wire and its reply tells the lifecycle (:func:`lifecycle_of`), so detection
   costs no extra round trip. A legacy answer makes the client ``initialize`` with
@@ -417,7 +418,9 @@ class LifecycleMixin(WireMixin):
         merged = dict(meta) if isinstance(meta, dict) else {}
         merged.update(self._envelope(version))
         params["_meta"] = merged
-        headers = {"MCP-Protocol-Version": version, "Mcp-Method": method}
+        # The method is the caller's text: encoded as Mcp-Name is, so that no text can
+        # add a header line or fail inside http.client.
+        headers = {"MCP-Protocol-Version": version, "Mcp-Method": encode_header_value(method)}
         named = _NAMED_METHODS.get(method)
         if named is not None and isinstance(params.get(named), str):
             headers["Mcp-Name"] = encode_header_value(params[named])

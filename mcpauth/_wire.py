@@ -13,9 +13,11 @@ there they are only logged.
 close an SSE stream before the response, after an event with an ``id`` (polling). The
 client waits the ``retry`` time the stream set (1 s if none), then reconnects with
 ``GET`` and ``Last-Event-ID`` and reads the response from there, as often as the server
-closes again, within the call's deadline. A stream closed without any event ID cannot
-be resumed: that is a :class:`~mcpauth.errors.ProtocolError`. The 2026-07-28 wire has no
-GET stream, so there a closed stream is always an error.
+closes again, within the call's deadline. After a resumed stream that brought no new
+event the wait doubles (from 0.1 s), so a server that keeps closing at once is not
+flooded with GETs. A stream closed without any event ID cannot be resumed: that is a
+:class:`~mcpauth.errors.ProtocolError`. The 2026-07-28 wire has no GET stream, so there a
+closed stream is always an error.
 
 **Limits** (all in :class:`CallLimits`): each public call has an overall deadline
 (``call_timeout``) that nothing extends: not the bytes of a slow reply, not SSE
@@ -62,6 +64,9 @@ ACCEPT = "application/json, text/event-stream"
 DEFAULT_RETRY = 1.0
 #: Streams a reply may be resumed from before the client gives up.
 MAX_RESUMES = 100
+#: Seconds before resuming again after a resumed stream that brought no new event; the
+#: wait doubles with each such stream in a row.
+IDLE_BACKOFF = 0.1
 # What reading a reply may raise: the body is read from urllib3 directly (through the
 # transport's bounded decoder), so its errors and the socket's come as they are.
 _READ_ERRORS = (requests.exceptions.RequestException, Urllib3Error, OSError)
@@ -241,7 +246,7 @@ class WireMixin(object):
         finally:
             response.close()
 
-    def _send(self, verb: str, headers: Dict[str, str], body: Optional[bytes], what: str,
+    def _send(self, verb: str, headers: Dict[str, Any], body: Optional[bytes], what: str,
               limits: CallLimits) -> Any:
         timeout = limits.read_timeout(what)
         try:
@@ -348,12 +353,20 @@ class WireMixin(object):
         parser = SSEParser()
         found = self._read_stream(response, parser, msg_id, what, status, limits, cap)
         resumes = 0
+        idle = 0  # resumed streams in a row that brought no new event ID
+        seen = parser.last_event_id
         while found is None:
             if not (parser.last_event_id and self._stateful() and resumes < MAX_RESUMES):
                 raise ProtocolError("{}: the SSE stream ended without the response to "
                                     "request {}".format(what, msg_id), status_code=status)
+            if resumes:
+                idle = 0 if parser.last_event_id != seen else idle + 1
+                seen = parser.last_event_id
             resumes += 1
             delay = DEFAULT_RETRY if parser.retry_ms is None else parser.retry_ms / 1000.0
+            if idle:
+                # No progress: back off (doubling from IDLE_BACKOFF) whatever retry says.
+                delay = max(delay, IDLE_BACKOFF) * 2 ** min(idle - 1, 16)
             logger.debug("MCP %s: the SSE stream from %s closed before the response; "
                          "resuming in %g s", clean_peer_text(method, 200),
                          redact_url(self.url), delay)
@@ -364,10 +377,12 @@ class WireMixin(object):
     def _resume(self, method: str, parser: SSEParser, msg_id: int, what: str,
                 limits: CallLimits, cap: ByteCap) -> Optional[Message]:
         """GET the stream again from ``Last-Event-ID`` and read on."""
-        headers = dict(self._headers)
+        headers = dict(self._headers)  # type: Dict[str, Any]
         headers.update(self._stateful_headers())
         headers["Accept"] = "text/event-stream"
-        headers["Last-Event-ID"] = parser.last_event_id
+        # The ID's own UTF-8 bytes (WHATWG HTML §9.2.4): a str header would be encoded as
+        # Latin-1 by http.client, which fails on most non-ASCII text.
+        headers["Last-Event-ID"] = parser.last_event_id.encode("utf-8")
         label = "MCP {} (resumed) to {}".format(method, redact_url(self.url))
         response = self._send("GET", headers, None, label, limits)
         try:

@@ -2,8 +2,11 @@
 
 A provider keeps two things per MCP server: what discovery found (the resource, the
 authorization server, its token endpoint) and the tokens it obtained. Tokens are keyed
-by (issuer, resource, client_id, scope) so a token is never sent to a server other than
-the one it was obtained for (MCP "Token Handling").
+by (issuer, resource, client_id, scope, credential fingerprint) (:func:`token_key`) so a
+token is never sent to a server other than the one it was obtained for (MCP "Token
+Handling"), and never reused by a credential other than the one that obtained it. Every
+store uses the same keys: :func:`token_key`, :func:`discovery_key` and
+:func:`credential_fingerprint` are the whole scheme.
 
 :class:`MemoryTokenCache` is the default. :class:`FileTokenCache` keeps the same data in
 a 0600 JSON file shared by processes, so a cron job with a valid cached token sends
@@ -14,12 +17,15 @@ storage).
 """
 
 import abc
+import base64
 import contextlib
+import hashlib
 import json
 import logging
 import math
 import os
 import secrets
+import stat
 import threading
 import time
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -38,19 +44,74 @@ except ImportError:
     msvcrt = None  # type: ignore[assignment]
 
 __all__ = ["TokenCache", "MemoryTokenCache", "FileTokenCache", "token_key",
+           "discovery_key", "credential_fingerprint",
            "FILE_FORMAT", "FILE_VERSION", "DEFAULT_LOCK_TIMEOUT", "MAX_FILE_BYTES"]
 
 logger = logging.getLogger("mcpauth")
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+# --------------------------------------------------------------------------------------
+# The key scheme, shared by every store (memory, file, and any store of your own)
+# --------------------------------------------------------------------------------------
+
+#: PBKDF2 iterations of :func:`credential_fingerprint`: a guess at a weak secret costs
+#: this many HMAC-SHA256 computations (a few milliseconds, once per provider).
+FINGERPRINT_ITERATIONS = 20000
+_FINGERPRINT_LABEL = b"mcpauth token-cache credential fingerprint v1"
 
 
 def token_key(issuer: Optional[str], resource: str, client_id: Optional[str],
-              scope: Optional[str]) -> str:
-    """The cache key for a token: JSON of (issuer, resource, client_id, sorted scope)."""
+              scope: Optional[str], credential: Optional[str] = None) -> str:
+    """The cache key for a token: JSON of (issuer, resource, client_id, sorted scope,
+    credential fingerprint).
+
+    Every store uses it as is (a file's JSON member name, a Redis key suffix, ...). The
+    issuer and resource keep tokens with the server they were issued for (MCP "Token
+    Handling"); ``credential`` (from :func:`credential_fingerprint`) keeps them with the
+    credential that obtained them, so a wrong or rotated secret or key never reuses a
+    token obtained with another one.
+    """
     scopes = " ".join(sorted(set((scope or "").split()))) or None
-    return json.dumps([issuer, resource, client_id, scopes], separators=(",", ":"))
+    return json.dumps([issuer, resource, client_id, scopes, credential],
+                      separators=(",", ":"))
+
+
+def discovery_key(server_url: str, client_id: Optional[str], expected_issuer: Optional[str],
+                  issuer: Optional[str], token_endpoint: Optional[str],
+                  resource: Optional[str], allow_resource_prefix: bool) -> str:
+    """The cache key for a discovery result: the server and the provider settings that
+    shape the result, so jobs with different clients or different ``issuer`` /
+    ``token_endpoint`` / ``resource`` settings never pick up each other's authorization
+    server (RFC 9728 §7.6, MCP "Authorization Server Discovery")."""
+    return json.dumps([server_url, client_id, expected_issuer, issuer, token_endpoint,
+                       resource, allow_resource_prefix], separators=(",", ":"))
+
+
+def credential_fingerprint(purpose: str, credential: str, client_id: Optional[str]) -> str:
+    """A fingerprint of ``credential`` for :func:`token_key` that does not reveal it.
+
+    PBKDF2-HMAC-SHA256 (RFC 8018 §5.2) of the credential, salted with a fixed label,
+    ``purpose`` (what the credential is: ``"client_secret"``, ``"jwk_thumbprint"``) and
+    the client id, :data:`FINGERPRINT_ITERATIONS` rounds, truncated to 128 bits, in
+    base64url. Not a plain hash: a guessable secret would be one hash away from its
+    fingerprint, and a cache file or a Redis key listing is readable by more parties
+    than the secret is.
+
+    Raises:
+        ConfigurationError: ``purpose`` or ``credential`` is not a non-empty str.
+    """
+    if not isinstance(purpose, str) or not purpose:
+        raise ConfigurationError("the fingerprint purpose must be a non-empty string")
+    if not isinstance(credential, str) or not credential:
+        raise ConfigurationError("the credential to fingerprint must be a non-empty string")
+    salt = b"\0".join([_FINGERPRINT_LABEL, purpose.encode("utf-8"),
+                       (client_id or "").encode("utf-8")])
+    digest = hashlib.pbkdf2_hmac("sha256", credential.encode("utf-8"), salt,
+                                 FINGERPRINT_ITERATIONS, 16)
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 class TokenCache(abc.ABC):
@@ -154,6 +215,9 @@ class _ProcessLock(object):
     Both waits share one ``timeout``: a thread that cannot get the RLock in time (another
     thread is inside a slow token request, an assertion callback waiting on an IdP, say)
     goes on without it, exactly as after a stuck process, and :meth:`acquire` says so.
+    That wait happens at most once per process: once a wait has timed out, later
+    acquisitions only try, without waiting (a stuck process stays stuck; a cold run
+    takes the lock several times and must not wait ``timeout`` for each).
     """
 
     def __init__(self, path: str) -> None:
@@ -161,22 +225,71 @@ class _ProcessLock(object):
         self.rlock = threading.RLock()
         self.depth = 0  # touched only by the thread holding rlock
         self.fd = None  # type: Optional[int]
+        self.gave_up = False  # a wait timed out: do not wait again in this process
+        self.no_flock = False  # flock failed (ENOLCK): threads only from now on
+        #: Why the lock file cannot be opened (the cache is then unusable), or None.
+        self.unusable = None  # type: Optional[str]
+
+    def _gave_up(self, who: str, timeout: float) -> None:
+        if self.gave_up:
+            logger.debug("the token cache lock %s is still held by %s; going on without "
+                         "it", self.path, who)
+            return
+        self.gave_up = True
+        _warn("{} has held the token cache lock {} for more than {:g} s; going on "
+              "without it, and without waiting for it again in this process".format(
+                  who, self.path, timeout))
 
     def acquire(self, timeout: float) -> bool:
         """Take the lock; False when it went on without it (pass that to release)."""
+        if self.gave_up:
+            timeout = 0.0
         deadline = time.monotonic() + timeout
         if not self.rlock.acquire(timeout=timeout):
-            _warn("another thread has held the token cache lock {} for more than {:g} s; "
-                  "going on without it".format(self.path, timeout))
+            self._gave_up("another thread", timeout)
             return False
-        if self.depth == 0:
+        if self.depth == 0 and self.unusable is None and not self.no_flock:
             try:
-                self.fd = _lock_file(self.path, max(deadline - time.monotonic(), 0.0))
+                self.fd = self._lock_file(max(deadline - time.monotonic(), 0.0))
             except BaseException:
                 self.rlock.release()
                 raise
+            if self.fd is None and self.unusable is None and not self.no_flock:
+                self._gave_up("another process", timeout)
         self.depth += 1
         return True
+
+    def _lock_file(self, timeout: float) -> Optional[int]:
+        """Open the lock file (0600) and lock it exclusively; None when that is impossible.
+
+        Waits up to ``timeout`` seconds. A process that holds the lock longer than that
+        is stuck (token requests time out well before), so the caller goes on without
+        the lock: the worst outcome is one extra token request, never a wrong token.
+        """
+        try:
+            _make_parent(self.path)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC, 0o600)
+        except OSError as exc:
+            self.unusable = "cannot open its lock file {} ({})".format(
+                self.path, _os_reason(exc))
+            return None
+        deadline = time.monotonic() + timeout
+        pause = 0.005
+        while True:
+            try:
+                if _try_lock(fd):
+                    return fd
+            except OSError as exc:  # e.g. ENOLCK on a network filesystem without locks
+                os.close(fd)
+                self.no_flock = True
+                _warn("cannot lock the token cache lock file {} ({}); going on without the "
+                      "cross-process lock".format(self.path, _os_reason(exc)))
+                return None
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
     def release(self, held: bool = True) -> None:
         if not held:
@@ -221,41 +334,6 @@ def _try_lock(fd: int) -> bool:
     return True  # pragma: no cover - no locking primitive: single-process use only
 
 
-def _lock_file(path: str, timeout: float) -> Optional[int]:
-    """Open ``path`` (0600) and lock it exclusively; None when that is impossible.
-
-    Waits up to ``timeout`` seconds. A process that holds the lock longer than that is
-    stuck (token requests time out well before), so the caller goes on without the lock:
-    the worst outcome is one extra token request, never a wrong token.
-    """
-    try:
-        _make_parent(path)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC, 0o600)
-    except OSError as exc:
-        _warn("cannot open the token cache lock file {} ({}); going on without the "
-              "cross-process lock".format(path, _os_reason(exc)))
-        return None
-    deadline = time.monotonic() + timeout
-    pause = 0.005
-    while True:
-        try:
-            if _try_lock(fd):
-                break
-        except OSError as exc:  # e.g. ENOLCK on a network filesystem without locks
-            os.close(fd)
-            _warn("cannot lock the token cache lock file {} ({}); going on without the "
-                  "cross-process lock".format(path, _os_reason(exc)))
-            return None
-        if time.monotonic() >= deadline:
-            os.close(fd)
-            _warn("another process has held the token cache lock {} for more than {:g} s; "
-                  "going on without it".format(path, timeout))
-            return None
-        time.sleep(pause)
-        pause = min(pause * 2, 0.1)
-    return fd
-
-
 def _unlock_file(fd: int) -> None:
     try:
         if fcntl is not None:
@@ -292,6 +370,55 @@ def _make_parent(path: str) -> None:
 
 def _os_reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
+
+
+def _owner_problem(what: str, st: os.stat_result) -> Optional[str]:
+    """Why a file or directory with status ``st`` is not trusted, or None (POSIX only).
+
+    OpenSSH's StrictModes rule: it must belong to this user (or root), and no one else
+    may write it (no group or other write bit).
+    """
+    if os.name != "posix":  # pragma: no cover - no POSIX owners and modes
+        return None
+    if st.st_uid not in (os.geteuid(), 0):
+        return "{} belongs to another user (uid {})".format(what, st.st_uid)
+    if st.st_mode & 0o022:
+        return "{} can be written by {} (mode {:04o})".format(
+            what, "others" if st.st_mode & 0o002 else "its group",
+            stat.S_IMODE(st.st_mode))
+    return None
+
+
+def _directory_problem(path: str) -> Optional[str]:
+    """Why the directories holding ``path`` are not trusted, or None.
+
+    The cache's own directory must be this user's (or root's) and writable by no one
+    else: whoever can write it can put a file, its lock or a symbolic link where the
+    cache will look. Every directory above it must be this user's or root's too, and
+    writable by no one else unless it has the sticky bit (like ``/tmp``), which stops
+    others from renaming the entries they do not own. Symbolic links in the path are
+    resolved first, and the directories the links lead to are the ones checked.
+    """
+    if os.name != "posix":  # pragma: no cover - no POSIX owners and modes
+        return None
+    directory = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    own = True
+    while True:
+        try:
+            st = os.stat(directory)
+        except OSError as exc:
+            return "cannot check directory {} ({})".format(directory, _os_reason(exc))
+        if own or not st.st_mode & stat.S_ISVTX:
+            problem = _owner_problem("directory " + directory, st)
+            if problem is not None:
+                return problem
+        elif st.st_uid not in (os.geteuid(), 0):
+            return "directory {} belongs to another user (uid {})".format(
+                directory, st.st_uid)
+        above = os.path.dirname(directory)
+        if above == directory:
+            return None
+        directory, own = above, False
 
 
 def _warn(message: str) -> None:
@@ -390,9 +517,19 @@ class FileTokenCache(TokenCache):
     request, the MCP call itself: no metadata fetches, no token request. Every provider
     accepts it (``cache=FileTokenCache(path)``).
 
-    * Entries are keyed by (issuer, resource, client_id, scope) (:func:`token_key`), so
-      one file serves several servers, clients and scopes without mixing them up
-      (MCP "Token Handling": tokens go only to the server they were issued for).
+    * Entries are keyed by (issuer, resource, client_id, scope, credential
+      fingerprint) (:func:`token_key`), so one file serves several servers, clients,
+      scopes and credentials without mixing them up (MCP "Token Handling": tokens go
+      only to the server they were issued for; a wrong or rotated secret or key never
+      reuses a token another one obtained).
+    * It is a trust boundary, like OpenSSH's ``StrictModes``: the file must be a
+      regular file (not a symbolic link) owned by this user (or root) that no one else
+      can write, in a directory owned by this user (or root) that no one else can
+      write, below directories owned by this user or root that no one else can write
+      unless they have the sticky bit (``/tmp``). Otherwise the file is neither read nor
+      written: one :class:`~mcpauth.errors.MCPAuthWarning` (and a log warning) says why,
+      and the object keeps tokens in memory for the rest of the process. A file that
+      others can read (but not write) is made 0600, with one warning, and used.
     * It holds access tokens with their absolute expiry (``received_at`` and
       ``expires_at`` on the ``time.time()`` clock) and discovery results. Never a
       client secret, private key, assertion or refresh token: the providers never give
@@ -413,12 +550,15 @@ class FileTokenCache(TokenCache):
       ``lock_timeout`` seconds of waiting, for a stuck process or for another thread in
       a slow token request (an assertion callback waiting on an IdP), it goes on
       unlocked with a warning: at worst one extra token request or a lost cache entry,
-      never a wrong token.
+      never a wrong token. That wait happens once per process: afterwards the lock is
+      only tried, never waited for.
     * A corrupt or foreign file (not JSON, JSON nested too deep to parse, another format
       or version, malformed entries, an access token that is not RFC 6749 Appendix A.12
       printable ASCII) is ignored with a :class:`~mcpauth.errors.MCPAuthWarning` and a log
       warning, and rewritten by the next write; it never raises. A file that cannot be
-      written is reported the same way, and the process goes on with the token it got.
+      written (read-only file system, full disk, no permission) or whose lock file
+      cannot be opened is reported once the same way; the object then keeps what it
+      had read and what it is given in memory, for the rest of the process.
 
     The file holds bearer tokens: anyone who can read it can use them until they
     expire. Keep it in a directory only the job's user can read (MCP security best
@@ -426,7 +566,8 @@ class FileTokenCache(TokenCache):
     support (``msvcrt.locking``, no POSIX modes) is best effort and untested.
 
     Args:
-        path: the cache file (str or ``os.PathLike``), made absolute at once.
+        path: the cache file (str or ``os.PathLike``); a leading ``~`` is the home
+            directory; made absolute at once.
         lock_timeout: seconds to wait for the lock held by another process or thread.
 
     Raises:
@@ -441,6 +582,8 @@ class FileTokenCache(TokenCache):
             raise ConfigurationError("path must be a str or os.PathLike") from None
         if not isinstance(fspath, str) or not fspath:
             raise ConfigurationError("path must be a non-empty str or str os.PathLike")
+        # "~/.cache/mcpauth/tokens.json" means the home directory, as in a shell.
+        fspath = os.path.expanduser(fspath)
         if os.path.isdir(fspath):
             raise ConfigurationError("the token cache path is a directory; give a file "
                                      "name inside it")
@@ -454,20 +597,80 @@ class FileTokenCache(TokenCache):
         self._state_lock = threading.Lock()
         self._last_raw = None  # type: Optional[bytes]
         self._last_doc = _Document()
+        self._directories_trusted = False
+        self._tightened = False
+        #: Set once the file is given up on (untrusted or unwritable): from then on this
+        #: object is an in-memory cache for the rest of the process.
+        self._memory = None  # type: Optional[MemoryTokenCache]
 
     def __repr__(self) -> str:
         return "FileTokenCache({!r})".format(self.path)
 
+    # -- trust and fallback ----------------------------------------------------------
+
+    def _give_up(self, why: str, doc: Optional[_Document] = None) -> MemoryTokenCache:
+        """Use memory from now on, seeded with ``doc`` (content known to be good)."""
+        with self._state_lock:
+            memory = self._memory
+            if memory is not None:
+                return memory
+            memory = MemoryTokenCache()
+            for key, entry in (doc.tokens if doc is not None else {}).items():
+                token = _token_from_entry(entry)
+                if token is not None:
+                    memory.set_token(key, token)
+            for server, value in (doc.discovery if doc is not None else {}).items():
+                memory.set_discovery(server, value)
+            self._memory = memory
+        _warn("not using the token cache {}: {}; tokens are kept in memory for the rest of "
+              "this run".format(self.path, why))
+        return memory
+
+    def _check_directories(self) -> Optional[str]:
+        if self._directories_trusted:
+            return None
+        problem = _directory_problem(self.path)
+        if problem is None:
+            self._directories_trusted = True
+        return problem
+
+    def _check_file(self, fd: int) -> Optional[str]:
+        """Why the open cache file is not trusted, or None; tightens a readable one."""
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return "it is not a regular file"
+        problem = _owner_problem("it", st)
+        if problem is not None:
+            return problem
+        if os.name == "posix" and st.st_mode & 0o077:
+            try:
+                os.fchmod(fd, 0o600)
+            except OSError as exc:
+                return "it is readable by others (mode {:04o}) and cannot be made 0600 " \
+                       "({})".format(stat.S_IMODE(st.st_mode), _os_reason(exc))
+            if not self._tightened:
+                self._tightened = True
+                _warn("the token cache {} was readable by others (mode {:04o}); it is now "
+                      "0600, but the tokens in it may have been read".format(
+                          self.path, stat.S_IMODE(st.st_mode)))
+        return None
+
     # -- reading ---------------------------------------------------------------------
 
-    def _read(self) -> _Document:
-        """The file's current content (empty when missing, corrupt or foreign)."""
+    def _read(self) -> Optional[_Document]:
+        """The file's current content (empty when missing, corrupt or foreign), or None
+        when the file is given up on (then ``self._memory`` is the store)."""
+        if self._memory is not None:
+            return None
         try:
-            with open(self.path, "rb") as f:
-                raw = f.read(MAX_FILE_BYTES + 1)
+            fd = os.open(self.path, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_NONBLOCK
+                         | getattr(os, "O_BINARY", 0))
         except FileNotFoundError:
             raw = b""
         except OSError as exc:
+            if os.path.islink(self.path):
+                self._give_up("it is a symbolic link", self._last_good())
+                return None
             with self._state_lock:
                 changed = self._last_raw is not None
                 self._last_raw = None
@@ -476,6 +679,28 @@ class FileTokenCache(TokenCache):
                 _warn("cannot read the token cache {} ({}); ignoring it".format(
                     self.path, _os_reason(exc)))
             return _Document()
+        else:
+            try:
+                problem = self._check_file(fd) or self._check_directories()
+                if problem is not None:
+                    # What was read while the file was trusted stays usable.
+                    self._give_up(problem, self._last_good())
+                    return None
+                chunks = []
+                size = 0
+                while size <= MAX_FILE_BYTES:
+                    chunk = os.read(fd, MAX_FILE_BYTES + 1 - size)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+                raw = b"".join(chunks)
+            except OSError as exc:
+                raw = b""
+                _warn("cannot read the token cache {} ({}); ignoring it".format(
+                    self.path, _os_reason(exc)))
+            finally:
+                os.close(fd)
         with self._state_lock:
             if raw == self._last_raw:
                 return self._last_doc
@@ -492,13 +717,24 @@ class FileTokenCache(TokenCache):
             self._last_doc = doc
         return doc
 
+    def _memory_store(self) -> MemoryTokenCache:
+        memory = self._memory
+        assert memory is not None
+        return memory
+
     def get_token(self, key: str) -> Optional[TokenResponse]:
         """The stored token for ``key``, read from the file now, or None."""
-        return _token_from_entry(self._read().tokens.get(key))
+        doc = self._read()
+        if doc is None:
+            return self._memory_store().get_token(key)
+        return _token_from_entry(doc.tokens.get(key))
 
     def get_discovery(self, server_url: str) -> Optional[Dict[str, Any]]:
         """The stored discovery results for ``server_url``, read from the file now."""
-        value = self._read().discovery.get(server_url)
+        doc = self._read()
+        if doc is None:
+            return self._memory_store().get_discovery(server_url)
+        value = doc.discovery.get(server_url)
         return dict(value) if value is not None else None
 
     # -- writing ---------------------------------------------------------------------
@@ -507,6 +743,9 @@ class FileTokenCache(TokenCache):
         """Store ``token`` under ``key`` (read-modify-write under the file lock)."""
         with self.lock(key):
             doc = self._read()
+            if doc is None:
+                self._memory_store().set_token(key, token)
+                return
             tokens = dict(doc.tokens)
             tokens[key] = _entry_from_token(token)
             self._write(_Document(tokens, doc.discovery), keep=key)
@@ -515,6 +754,9 @@ class FileTokenCache(TokenCache):
         """Forget the token under ``key`` (only if it is ``access_token``, when given)."""
         with self.lock(key):
             doc = self._read()
+            if doc is None:
+                self._memory_store().delete_token(key, access_token)
+                return
             current = _token_from_entry(doc.tokens.get(key))
             if current is None or (access_token is not None
                                    and current.access_token != access_token):
@@ -527,6 +769,9 @@ class FileTokenCache(TokenCache):
         """Store discovery results (a JSON-able dict) for ``server_url``."""
         with self.lock(server_url):
             doc = self._read()
+            if doc is None:
+                self._memory_store().set_discovery(server_url, value)
+                return
             discovery = dict(doc.discovery)
             discovery[server_url] = dict(value)
             self._write(_Document(doc.tokens, discovery))
@@ -535,6 +780,9 @@ class FileTokenCache(TokenCache):
         """Forget the discovery results for ``server_url``."""
         with self.lock(server_url):
             doc = self._read()
+            if doc is None:
+                self._memory_store().delete_discovery(server_url)
+                return
             if server_url not in doc.discovery:
                 return
             discovery = dict(doc.discovery)
@@ -546,13 +794,36 @@ class FileTokenCache(TokenCache):
         """Hold the cache file's exclusive lock (every key shares the one lock file).
 
         Waits at most ``lock_timeout`` seconds, for other threads of this process and
-        for other processes together, then goes on unlocked with a warning.
+        for other processes together, then goes on unlocked with a warning; after that
+        the process no longer waits for this lock. Once the file is given up on, only
+        threads of this process are serialised.
         """
+        if self._memory is None:
+            problem = self._prepare_directories()
+            if problem is not None:
+                self._give_up(problem, self._last_good())
         held = self._process_lock.acquire(self.lock_timeout)
         try:
+            unusable = self._process_lock.unusable
+            if unusable is not None and self._memory is None:
+                self._give_up(unusable, self._last_good())
             yield
         finally:
             self._process_lock.release(held)
+
+    def _last_good(self) -> _Document:
+        with self._state_lock:
+            return self._last_doc
+
+    def _prepare_directories(self) -> Optional[str]:
+        """Create the missing directories (0700) and check them; why not, or None."""
+        if self._directories_trusted:
+            return None
+        try:
+            _make_parent(self.path)
+        except OSError as exc:
+            return "cannot create its directory ({})".format(_os_reason(exc))
+        return self._check_directories()
 
     def _write(self, doc: _Document, keep: Optional[str] = None) -> None:
         now = time.time()
@@ -576,8 +847,10 @@ class FileTokenCache(TokenCache):
         try:
             _atomic_write(self.path, raw)
         except OSError as exc:
-            _warn("cannot write the token cache {} ({}); the token is used but not "
-                  "saved".format(self.path, _os_reason(exc)))
+            # Read-only file system, full disk, a directory in the way: the run goes on
+            # with what it has, in memory, and says so once.
+            self._give_up("cannot write it ({})".format(_os_reason(exc)),
+                          _Document(tokens, doc.discovery))
             return
         with self._state_lock:
             self._last_raw = raw

@@ -194,6 +194,12 @@ _OTHER_ENV = ("MCPAUTH_CLIENT_ID", "MCPAUTH_PRIVATE_KEY_PASSWORD",
 _BARE_FILE_NAME = re.compile(r"[\w-][\w.-]*\.[A-Za-z0-9]{1,8}\Z")
 # The helper of --assertion-command exits with this (EX_TEMPFAIL) to mean "retry later".
 _EX_TEMPFAIL = 75
+# Variables whose value is a credential (or may hold one: a Redis URL's password). The
+# assertion command signs with its own key and never inherits them.
+_CREDENTIAL_ENV = frozenset(["MCPAUTH_CLIENT_SECRET", "MCPAUTH_PRIVATE_KEY",
+                             "MCPAUTH_PRIVATE_KEY_PASSWORD", "MCPAUTH_ID_TOKEN",
+                             "MCPAUTH_IDP_CLIENT_SECRET", "MCPAUTH_TOKEN",
+                             "MCPAUTH_CACHE_KEY", "MCPAUTH_CACHE"])
 # Flags that would put a secret on the command line: accepted by the parser only to be
 # refused with a pointer to the safe alternative (and never echoed).
 _REFUSED_FLAGS = (
@@ -706,7 +712,9 @@ def assertion_command(command: str, timeout: float, where: str) -> Callable[[str
     (RFC 7523 §3) for the audience on stdout. Its stderr passes through. Exit status 75
     (EX_TEMPFAIL) means "try again later" (exit 4); any other failure is a
     configuration error (exit 2). The assertion then gets the same checks as one signed
-    here (see PrivateKeyJwtProvider).
+    here (see PrivateKeyJwtProvider). The command inherits the environment without the
+    variables that carry mcpauth's own credentials (secrets, tokens, key passwords, the
+    Redis cache key and URL).
     """
     from .errors import ConfigurationError, TransportError
 
@@ -723,8 +731,10 @@ def assertion_command(command: str, timeout: float, where: str) -> Callable[[str
 
     def assertion(audience: str) -> str:
         try:
+            env = dict((name, value) for name, value in os.environ.items()
+                       if name not in _CREDENTIAL_ENV)
             proc = subprocess.run(argv + [audience], stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE, timeout=timeout)
+                                  stdout=subprocess.PIPE, timeout=timeout, env=env)
         except subprocess.TimeoutExpired:
             raise TransportError("the assertion command {} did not finish within {:g} "
                                  "seconds".format(program, timeout)) from None
@@ -746,7 +756,6 @@ def _cross_app_provider(args: argparse.Namespace, from_flags: bool, client_id: s
                         options: Dict[str, Any]) -> Any:
     """CrossAppAccessProvider: the user's ID token -> ID-JAG at the IdP (RFC 8693) ->
     access token at the MCP server's authorization server (RFC 7523 §2.1)."""
-    from . import jws
     from .crossapp import CrossAppAccessProvider, discover_and_request_jwt_auth_grant
 
     id_token = _secret_from(args, from_flags, "id_token_file", "--id-token-file",
@@ -786,16 +795,12 @@ def _cross_app_provider(args: argparse.Namespace, from_flags: bool, client_id: s
             idp_client_id, idp_secret, scope=ctx.scope, session=ctx.session,
             timeout=timeout)
 
-    # Tokens are the user's: label them by the ID token's issuer and subject (read, not
-    # verified; the authorization server verifies), so a --cache file serves the same
-    # user on the next run and never another.
-    try:
-        claims = jws.decode_unverified(id_token)[1]
-        principal = "{} {}".format(claims["iss"], claims["sub"])
-        options["cache_key"] = "user:" + hashlib.sha256(
-            principal.encode("utf-8")).hexdigest()[:32]
-    except (ValueError, TypeError, KeyError):
-        pass
+    # Tokens are the user's: label them by the ID token itself, so a --cache file serves
+    # the next run with the same ID token and never another. Not by its iss and sub: they
+    # are not verified here (the IdP verifies), and anyone can write an unsigned token
+    # that claims another user's iss and sub.
+    options["cache_key"] = "id-token:" + hashlib.sha256(
+        id_token.encode("utf-8")).hexdigest()[:32]
     return CrossAppAccessProvider(assertion, client_id, secret, private_key=key,
                                   algorithm=_option(args, "algorithm"), **options)
 

@@ -126,7 +126,9 @@ class MCPClient(LifecycleMixin):
             :meth:`notify`, :meth:`connect`, :meth:`list_tools` (all its pages) and
             :meth:`call_tool`, with every HTTP exchange in it (a lifecycle fallback, a
             resumed SSE stream). SSE keep-alive comments and slow bytes do not extend
-            it; past it the call raises TransportError.
+            it; past it the call raises TransportError. The auth provider's own
+            discovery and token requests are bounded by the provider's ``timeout``,
+            not by this deadline.
         headers: extra headers for every request (not Authorization, Accept,
             Content-Type or the MCP headers).
         on_notification: ``callable(message)`` for each server notification received

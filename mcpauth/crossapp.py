@@ -56,7 +56,7 @@ from .grants import (
 )
 from .cache import TokenCache
 from .providers import (DEFAULT_MAX_STEP_UP, DEFAULT_REFRESH_SKEW, OAuthProvider, _Target,
-                        _oauth_options)
+                        _credential_of, _oauth_options)
 from .transport import DEFAULT_TIMEOUT, RequestsTransport, Transport, check_url, redact_url
 
 __all__ = [
@@ -704,6 +704,9 @@ class CrossAppAccessProvider(OAuthProvider):
             return self._post if method == "client_secret_post" else self._basic
         select_auth_method(target.auth_methods, "none")
         return self._none
+
+    def _credential(self) -> Optional[Tuple[str, str]]:
+        return _credential_of(self._jwt or self._post)
 
     def _grant_fields(self, target: _Target, scope: Optional[str]) -> List[Tuple[str, str]]:
         grant, _ = self._obtain_grant(target, scope, fresh=False)

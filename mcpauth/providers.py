@@ -24,19 +24,19 @@ discovery that leads anywhere else raises before anything at all is sent.
 """
 
 import functools
-import json
 import logging
 import os
 import secrets
 import threading
 import time
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
 from . import discovery as _discovery
-from .cache import MemoryTokenCache, TokenCache, token_key
+from .cache import (MemoryTokenCache, TokenCache, credential_fingerprint, discovery_key,
+                    token_key)
 from .dpop import DPoPKey, NonceStore
 from .errors import (
     AuthorizationServerMismatchError,
@@ -56,6 +56,7 @@ from .grants import (
     PrivateKeyJwt,
     TokenResponse,
     _is_access_token,
+    _vschar_problem,
     normalize_scope,
     request_token,
     select_auth_method,
@@ -133,6 +134,27 @@ def _covers(base: str, server: str) -> bool:
         return False
     base_path = b.path.rstrip("/")
     return s.path == b.path or s.path.startswith(base_path + "/") or base_path == ""
+
+
+def _credential_of(auth: Optional[ClientAuth]) -> Optional[Tuple[str, str]]:
+    """What tokens obtained with ``auth`` are tied to in a cache: (purpose, credential).
+
+    A client secret; for ``private_key_jwt`` the RFC 7638 thumbprint of the key (or of
+    the ``public_jwk`` declared for a signer or assertion callable). A callable with no
+    declared public key cannot be told from another one: its tokens are tied to this
+    provider instance (the caller keeps the result).
+    """
+    if isinstance(auth, ClientSecretPost):
+        return "client_secret", auth._client_secret
+    if isinstance(auth, PrivateKeyJwt):
+        if auth._key is not None:
+            return "jwk_thumbprint", auth._key.thumbprint()
+        if auth._public_jwk is not None:
+            from . import jws
+
+            return "jwk_thumbprint", jws.jwk_thumbprint(auth._public_jwk)
+        return "instance", secrets.token_hex(16)
+    return None
 
 
 @functools.lru_cache(maxsize=32)
@@ -599,6 +621,16 @@ class BearerTokenProvider(AuthProvider):
         if isinstance(token, str):
             if not token:
                 raise ConfigurationError("token must be a non-empty string or a callable")
+            if not _is_access_token(token):
+                # Refused now, as a client secret is; described, never shown.
+                problem = _vschar_problem(token)
+                raise ConfigurationError(
+                    "token contains {}; a bearer token is printable ASCII (RFC 6749 "
+                    "Appendix A.12){}".format(
+                        problem or "a character other than printable ASCII",
+                        "; a token read with open(...).read() keeps the file's newline: "
+                        "use .read().strip()" if problem and problem.startswith(
+                            "a line break") else ""))
             value = token
             self._source: Callable[[], Optional[str]] = lambda: value
         elif callable(token):
@@ -706,6 +738,7 @@ class OAuthProvider(AuthProvider):
             # name: never share it through a cache unless the caller labels the principal.
             cache_key = "instance:" + secrets.token_hex(12)
         self._cache_identity = cache_key
+        self._fingerprint = None  # type: Optional[str]
         self.allow_issuer_change = allow_issuer_change
         # H1 / SEP-2352: credentials are bound to the first authorization server they
         # are used with (or to the pinned one) and never sent to another.
@@ -776,6 +809,11 @@ class OAuthProvider(AuthProvider):
 
     def _client_auth(self, target: _Target) -> ClientAuth:
         raise NotImplementedError
+
+    def _credential(self) -> Optional[Tuple[str, str]]:
+        """(purpose, credential) that cached tokens are tied to, or None (see
+        :func:`mcpauth.cache.credential_fingerprint`)."""
+        return None
 
     def _grant_fields(self, target: _Target, scope: Optional[str]) -> List[Tuple[str, str]]:
         fields = [("grant_type", GRANT_TYPE_CLIENT_CREDENTIALS)]
@@ -859,7 +897,13 @@ class OAuthProvider(AuthProvider):
                 cached = self._cache.get_discovery(self._discovery_key(server))
                 if cached is not None:
                     loaded = _Target.from_dict(cached)
-                    if loaded is not None and self._target_acceptable(loaded):
+                    problem = ("it is malformed" if loaded is None
+                               else self._cached_target_problem(server, loaded))
+                    if problem is not None:
+                        logger.warning("ignoring the cached discovery result for %s: %s; "
+                                       "discovering again", redact_url(server), problem)
+                    else:
+                        assert loaded is not None
                         self._bind_issuer(server, loaded.issuer)
                         state.target = loaded
             return state.target
@@ -872,19 +916,49 @@ class OAuthProvider(AuthProvider):
         ``token_endpoint`` / ``resource`` settings must never pick up each other's
         authorization server (H1, B6).
         """
-        return json.dumps([server, self.client_id, self.expected_issuer, self.issuer,
-                           self.token_endpoint, self.resource, self.allow_resource_prefix],
-                          separators=(",", ":"))
+        return discovery_key(server, self.client_id, self.expected_issuer, self.issuer,
+                             self.token_endpoint, self.resource, self.allow_resource_prefix)
 
-    def _target_acceptable(self, target: _Target) -> bool:
+    def _cached_target_problem(self, server: str, target: _Target) -> Optional[str]:
+        """Why a cached discovery result may not be used by this provider, or None.
+
+        A cache is storage, not a peer we verified: before a credential goes anywhere,
+        the result is held to the same policy discovery applies (the pin, the bound
+        issuer of SEP-2352, the https rule, RFC 8707 / RFC 9728 §3.3 resource match).
+        """
+        if target.server_url != server:
+            return "it is for another server"
         pinned = self.expected_issuer or self.issuer
         if pinned is not None and target.issuer != pinned:
-            return False
+            return "its issuer is not the configured one"
+        if self.token_endpoint is not None and target.token_endpoint != self.token_endpoint:
+            return "its token endpoint is not the configured one"
         if target.issuer is None and self.token_endpoint is None:
-            return False
+            return "it names no issuer"
+        allow_http = bool(getattr(self._transport, "allow_insecure_http", False))
+        try:
+            check_url(target.token_endpoint, allow_http, "cached token endpoint")
+            if target.issuer is not None:
+                check_url(target.issuer, allow_http, "cached issuer")
+        except MCPAuthError as exc:
+            return str(exc)
+        if self.resource is not None:
+            if target.resource != self.resource:
+                return "its resource is not the configured one"
+        else:
+            try:
+                _discovery.validate_resource(
+                    _discovery.ProtectedResourceMetadata(target.resource, (), None,
+                                                         "the cache", {}),
+                    server, allow_prefix=self.allow_resource_prefix)
+            except MCPAuthError:
+                return "its resource {} is not this server's".format(
+                    redact_url(target.resource))
         with self._states_lock:
             bound = self._bound_issuer
-        return bound is None or target.issuer == bound or self.allow_issuer_change
+        if bound is not None and target.issuer != bound and not self.allow_issuer_change:
+            return "its issuer is not the one this provider's credentials are bound to"
+        return None
 
     def _preferred_issuer(self) -> Optional[str]:
         """The issuer discovery must find: the pin, else the bound one (unless moves are
@@ -958,8 +1032,15 @@ class OAuthProvider(AuthProvider):
             # A DPoP-bound token is useless without its key: tokens of another key (or
             # of no key) never share an entry (RFC 9449 §6: cnf.jkt).
             client = "{}#dpop:{}".format(client or "", self._dpop.thumbprint)
+        fingerprint = self._fingerprint
+        if fingerprint is None:
+            credential = self._credential()
+            if credential is not None:
+                # Computed once (PBKDF2): the hot path only reads the attribute.
+                fingerprint = self._fingerprint = credential_fingerprint(
+                    credential[0], credential[1], self.client_id)
         return token_key(target.issuer, target.resource, client,
-                         self._effective_scope(state, target))
+                         self._effective_scope(state, target), fingerprint)
 
     def _needs_refresh(self, token: TokenResponse, now: float) -> bool:
         expires_at = token.expires_at
@@ -1219,6 +1300,9 @@ class ClientCredentialsProvider(OAuthProvider):
         method = select_auth_method(target.auth_methods, self.token_endpoint_auth_method)
         return self._post if method == "client_secret_post" else self._basic
 
+    def _credential(self) -> Optional[Tuple[str, str]]:
+        return _credential_of(self._post)
+
 
 class PrivateKeyJwtProvider(OAuthProvider):
     """The client credentials grant with a ``private_key_jwt`` assertion (RFC 7523 §2.2).
@@ -1271,6 +1355,14 @@ class PrivateKeyJwtProvider(OAuthProvider):
                  cache_key: Optional[str] = None, dpop_key: Any = None,
                  dpop_accept_bearer: bool = False,
                  dpop_reuse_client_key: bool = False) -> None:
+        # Else they would go into every assertion and fail only at the AS.
+        for name, value in (("algorithm", algorithm), ("key_id", key_id), ("typ", typ),
+                            ("audience", audience)):
+            if value is not None:
+                _check_type(value, name, (str,), "a str")
+        if claims is not None:
+            _check_type(claims, "claims", (Mapping,), "a mapping")
+        _check_type(jwt_lifetime_seconds, "jwt_lifetime_seconds", (int,), "an int")
         self._jwt = PrivateKeyJwt(client_id, private_key, algorithm,
                                   lifetime=jwt_lifetime_seconds, audience=audience, typ=typ,
                                   key_id=key_id, claims=claims, clock=clock, signer=signer,
@@ -1286,3 +1378,7 @@ class PrivateKeyJwtProvider(OAuthProvider):
                 "the authorization server accepts {} for private_key_jwt, not {}".format(
                     ", ".join(algs) or "no algorithm", self.algorithm))
         return self._jwt
+
+    def _credential(self) -> Optional[Tuple[str, str]]:
+        return _credential_of(self._jwt)
+

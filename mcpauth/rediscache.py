@@ -43,7 +43,7 @@ import os
 import secrets
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 from ._compat import require_cryptography
 from .cache import (MemoryTokenCache, TokenCache, _entry_from_token, _is_number,
@@ -73,6 +73,21 @@ if redis.call("get", KEYS[1]) == ARGV[1] then
     return redis.call("del", KEYS[1])
 end
 return 0
+"""
+
+# Compare-and-set keeping the TTL (PTTL is -1 without one): a re-sealed entry replaces
+# the entry it was read from, never a newer one.
+_REPLACE_IF_EQUAL = """
+if redis.call("get", KEYS[1]) ~= ARGV[1] then
+    return 0
+end
+local ttl = redis.call("pttl", KEYS[1])
+if ttl > 0 then
+    redis.call("set", KEYS[1], ARGV[2], "PX", ttl)
+elseif ttl == -1 then
+    redis.call("set", KEYS[1], ARGV[2])
+end
+return 1
 """
 
 
@@ -151,31 +166,36 @@ class _Sealer(object):
 
     def open(self, aad: bytes, value: Any) -> Optional[bytes]:
         """The plaintext, or None when ``value`` is not sealed by one of our keys for ``aad``."""
+        return self.open_with(aad, value)[0]
+
+    def open_with(self, aad: bytes, value: Any) -> Tuple[Optional[bytes], bool]:
+        """The plaintext (or None) and whether it was sealed under an older key."""
         from cryptography.exceptions import InvalidTag
 
+        none = None, False  # type: Tuple[Optional[bytes], bool]
         if isinstance(value, bytes):
             try:
                 value = value.decode("ascii")
             except UnicodeDecodeError:
-                return None
+                return none
         if not isinstance(value, str) or not value.startswith(_PREFIX) \
                 or len(value) > _MAX_VALUE_BYTES:
-            return None
+            return none
         try:
             blob = base64.urlsafe_b64decode(value[len(_PREFIX):].encode("ascii"))
         except (binascii.Error, ValueError):
-            return None
+            return none
         if len(blob) < _KID_BYTES + _NONCE_BYTES + 16:
-            return None
+            return none
         kid, nonce, sealed = (blob[:_KID_BYTES], blob[_KID_BYTES:_KID_BYTES + _NONCE_BYTES],
                               blob[_KID_BYTES + _NONCE_BYTES:])
-        for key_id, aead in self._aeads:
+        for index, (key_id, aead) in enumerate(self._aeads):
             if secrets.compare_digest(key_id, kid):
                 try:
-                    return bytes(aead.decrypt(nonce, sealed, aad))
+                    return bytes(aead.decrypt(nonce, sealed, aad)), index > 0
                 except InvalidTag:
-                    return None
-        return None
+                    return none
+        return none
 
 
 class _Held(threading.local):
@@ -304,9 +324,21 @@ class RedisTokenCache(TokenCache):
         return b"\x00".join((_AAD_LABEL, self.namespace.encode("utf-8"),
                              kind.encode("ascii"), key.encode("utf-8")))
 
-    def _open(self, key: str, kind: str, name: str, value: Any) -> Any:
-        """The JSON stored under ``name``, or None (with one warning) if it does not open."""
-        plaintext = self._sealer.open(self._aad(key, kind), value)
+    def _open(self, key: str, kind: str, name: str, value: Any, reseal: bool = False) -> Any:
+        """The JSON stored under ``name``, or None (with one warning) if it does not open.
+
+        With ``reseal``, an entry sealed under an older key is sealed again under the
+        newest one in place (same TTL; only if unchanged), so that entries without a TTL
+        (discovery results, tokens without expiry) do not keep the old key needed.
+        """
+        aad = self._aad(key, kind)
+        plaintext, older = self._sealer.open_with(aad, value)
+        if plaintext is not None and older and reseal:
+            try:
+                self._call("eval", _REPLACE_IF_EQUAL, 1, name, value,
+                           self._sealer.seal(aad, plaintext))
+            except _Unavailable:
+                pass
         document = None  # type: Any
         if plaintext is not None:
             try:
@@ -415,7 +447,7 @@ class RedisTokenCache(TokenCache):
         value = self._call("get", name)
         if value is None:
             return None
-        entry = self._open(key, "token", name, value)
+        entry = self._open(key, "token", name, value, reseal=True)
         return _token_from_entry(entry) if entry is not None else None
 
     def set_token(self, key: str, token: TokenResponse) -> None:
@@ -482,7 +514,7 @@ class RedisTokenCache(TokenCache):
             return None
         if raw is None:
             return None
-        document = self._open(server_url, "discovery", name, raw)
+        document = self._open(server_url, "discovery", name, raw, reseal=True)
         if document is None:
             return None
         self._memory.set_discovery(server_url, document)

@@ -98,6 +98,23 @@ def test_wrong_argument_types_fail_at_construction_with_type_error(kwargs, fragm
         PrivateKeyJwtProvider("cid", assertion=lambda aud: "x", **kwargs)
 
 
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"key_id": 7}, "key_id must be a str, not int"),
+    ({"typ": b"JWT"}, "typ must be a str, not bytes"),
+    ({"audience": ["https://as.example"]}, "audience must be a str, not list"),
+    ({"algorithm": 256}, "algorithm must be a str, not int"),
+    ({"claims": [("tenant", "t1")]}, "claims must be a mapping, not list"),
+    ({"jwt_lifetime_seconds": "300"}, "jwt_lifetime_seconds must be an int, not str"),
+    ({"jwt_lifetime_seconds": True}, "jwt_lifetime_seconds must be an int, not bool"),
+])
+def test_wrong_private_key_jwt_option_types_are_type_errors(kwargs, fragment):
+    # Otherwise kid 7, typ b"JWT" or aud ["..."] would go into every assertion and fail
+    # only at the authorization server, as invalid_client.
+    with pytest.raises(TypeError) as info:
+        PrivateKeyJwtProvider("cid", assertion=lambda aud: "x", **kwargs)
+    assert fragment in str(info.value)
+
+
 def test_a_duck_typed_cache_and_a_real_session_are_accepted(stack, tmp_path):
     import requests
 

@@ -108,6 +108,18 @@ def test_constructor_refuses_unusable_tokens(bad):
         BearerTokenProvider(bad)
 
 
+@pytest.mark.parametrize("bad, problem", [
+    ("tok-5b1f\n", "a line break (CR or LF) at its end"),
+    ("tok-5b1f\r\nX-Injected: 1", "a line break (CR or LF) inside it"),
+    ("t\u00f6k-5b1f", "printable ASCII"), ("tab\tbed-5b1f", "printable ASCII")])
+def test_constructor_refuses_a_static_token_no_header_can_carry(bad, problem):
+    # As a client secret is (RFC 6749 Appendix A.12: 1*VSCHAR): at construction, not at
+    # the first request, and described, never shown.
+    with pytest.raises(ConfigurationError) as info:
+        BearerTokenProvider(bad)
+    assert problem in str(info.value) and "5b1f" not in str(info.value)
+
+
 def test_constructor_refuses_a_non_callable_hook():
     with pytest.raises(ConfigurationError):
         BearerTokenProvider(GOOD, on_unauthorized="refresh")

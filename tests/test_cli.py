@@ -428,6 +428,7 @@ def test_warm_cache_run_makes_one_http_request(stack, tmp_path):
 def test_a_corrupt_cache_file_is_one_warning_line_and_the_run_succeeds(stack, tmp_path):
     cache = tmp_path / "tokens.json"
     cache.write_text("this is not json")
+    os.chmod(str(cache), 0o600)  # a 0644 file would add a second warning (tightened)
     code, out, err = run(["token", stack.mcp_url, "--cache", str(cache)], creds(stack))
     assert code == 0, err
     assert err.splitlines() == [

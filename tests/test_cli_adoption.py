@@ -332,6 +332,8 @@ client_id = "wrong-client" if mode == "wrong-iss" else {client_id!r}
 now = int(time.time())
 with open({log!r}, "a") as log:
     log.write(json.dumps(sys.argv[1:]) + "\\n")
+with open({log!r} + ".env", "w") as env_log:
+    json.dump(dict((k, v) for k, v in os.environ.items() if k.startswith("MCPAUTH_")), env_log)
 print(jws.sign({{"iss": client_id, "sub": client_id, "aud": sys.argv[1], "iat": now,
                "exp": now + 60, "jti": str(uuid.uuid4())}}, key, "ES256"))
 """
@@ -392,6 +394,34 @@ def test_assertion_command_failures(stack, helper, mode, status, message):
     assert stack.as_.token_requests() == []
 
 
+@needs_cryptography
+def test_an_assertion_command_does_not_inherit_mcpauth_credentials(stack, helper, tmp_path):
+    # The helper signs with its own key: the credentials mcpauth reads from the
+    # environment (a fleet's Redis cache key, a Redis URL with a password, a secret the
+    # --assertion-command flag overrides, ...) are not its business.
+    script, log = helper
+    secrets = {"MCPAUTH_CLIENT_SECRET": "env-secret-5b1f", "MCPAUTH_TOKEN": "env-token-5b1f",
+               "MCPAUTH_PRIVATE_KEY": "env-key-5b1f",
+               "MCPAUTH_PRIVATE_KEY_PASSWORD": "env-password-5b1f",
+               "MCPAUTH_ID_TOKEN": "env-id-token-5b1f",
+               "MCPAUTH_IDP_CLIENT_SECRET": "env-idp-secret-5b1f",
+               "MCPAUTH_CACHE_KEY": "env-cache-key-5b1f",
+               "MCPAUTH_CACHE": str(tmp_path / "tokens.json")}  # or redis://:PASSWORD@...
+    code, out, err = run(["token", stack.mcp_url, "--client-id", "hsm-client",
+                          "--assertion-command", str(script)], secrets)
+    assert code == 0, err
+    seen = json.loads((tmp_path / "calls.log.env").read_text())
+    assert not set(secrets).intersection(seen)
+    assert not any(value in json.dumps(seen) for value in secrets.values())
+    # What identifies the client is still there for the helper to read.
+    code, out, err = run(["token", stack.mcp_url],
+                         {"MCPAUTH_CLIENT_ID": "hsm-client",
+                          "MCPAUTH_ASSERTION_COMMAND": str(script)})
+    assert code == 0, err
+    seen = json.loads((tmp_path / "calls.log.env").read_text())
+    assert seen["MCPAUTH_CLIENT_ID"] == "hsm-client"
+
+
 def test_an_assertion_command_that_is_not_executable(tmp_path):
     code, out, err = run(["token", "https://mcp.example.com/mcp", "--client-id", "c",
                           "--assertion-command", str(tmp_path / "nope")])
@@ -426,6 +456,19 @@ def test_cross_app_mode_end_to_end_and_from_a_warm_cache(tmp_path):
         code, out, err = run(argv)  # warm: the cached token is alice's
         assert code == 0, err
         assert len(stack.idp.token_requests()) == exchanges
+        # An ID token that merely claims to be alice's (her iss and sub, forged signature:
+        # anyone can write one) never gets her cached token: the IdP refuses it.
+        from mcpauth import jws
+
+        genuine = stack.id_token("alice@example.com")
+        header, claims = jws.decode_unverified(genuine)
+        forged = ".".join([jws.b64url_encode(json.dumps(header).encode()),
+                           jws.b64url_encode(json.dumps(claims).encode()),
+                           jws.b64url_encode(b"\x00" * 64)])
+        id_token.write_text(forged)
+        code, out, err = run(["token", stack.mcp_url] + argv[3:])
+        assert code != 0 and out == "", out
+        assert len(stack.idp.token_requests()) == exchanges + 1
         # Another user's ID token never gets alice's cached token.
         id_token.write_text(stack.id_token("bob@example.com"))
         code, out, err = run(argv)

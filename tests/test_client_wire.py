@@ -17,7 +17,7 @@ import pytest
 
 from mcpauth import BearerTokenProvider, ConfigurationError, ProtocolError, TransportError
 from mcpauth.client import MCPClient
-from mcpauth._headers import header_bindings, param_headers
+from mcpauth._headers import encode_header_value, header_bindings, param_headers
 from mcpauth.errors import MCPError
 
 try:
@@ -211,17 +211,69 @@ def test_tool_schemas_reach_the_caller_exactly_as_sent(make_server):
     assert server.requests_to("/canary/profile-schema.json") == []
 
 
+@pytest.mark.parametrize("method", ["tools/\u2603", "a\r\nX-Injected: 1", " padded"])
+def test_a_method_name_that_is_no_plain_header_value_goes_encoded_in_mcp_method(
+        make_server, method):
+    # Like Mcp-Name: never a UnicodeEncodeError from http.client, never a header line
+    # of the caller's text, never a transport error for what the server must judge.
+    server = make_server()
+    with client_for(server, protocol_version=MODERN) as client:
+        with pytest.raises(MCPError):
+            client.request(method)
+    record = [r for r in server.mcp_requests() if r.method == "POST"][-1]
+    assert record.headers["Mcp-Method"] == b64(method)
+    assert "X-Injected" not in record.headers
+
+
+def test_the_reason_a_tool_is_excluded_is_cleaned_peer_text(make_server):
+    # The declaration's name is the server's: a megabyte of it, or a line separator,
+    # must not reach the exception message as it is.
+    server = make_server()
+    hostile = "Bad\u2028Name " + "x" * 1000000
+    server.add_tool("hostile", lambda arguments, token: "called", "", {
+        "type": "object", "properties": {"v": {"type": "string", "x-mcp-header": hostile}}})
+    with client_for(server, protocol_version=MODERN) as client:
+        client.list_tools()
+        with pytest.raises(ProtocolError) as info:
+            client.call_tool("hostile", {"v": "x"})
+    message = str(info.value)
+    assert "excluded" in message and "not an HTTP field name token" in message
+    assert len(message) < 1000 and "\u2028" not in message
+
+
+def test_lone_surrogates_in_mirrored_values_are_no_unicode_error(make_server):
+    # JSON can carry "\\ud800" (a tool name from tools/list, an argument from a JSON
+    # file); the body escapes it, and the headers must not fail on it either.
+    server = route_server(make_server)
+    with client_for(server, protocol_version=MODERN) as client:
+        client.list_tools()
+        for name, arguments in (("route", {"region": "eu\ud800"}), ("\udcff", {})):
+            with pytest.raises(MCPError):
+                client.call_tool(name, arguments)
+
+
 # ----------------------------------------------------------------------------- SSE resume
 
-def test_a_stream_closed_early_is_resumed_with_get_and_last_event_id(make_server):
+def closing_sse_server(make_server, closes, retry_ms):
+    """An SSE server that closes each tool call's stream ``closes`` times early."""
     server = make_server(response_mode="sse")
-    server.sse_close_early = 2
-    server.sse_retry_ms = 300
+    server.sse_close_early = closes
+    server.sse_retry_ms = retry_ms
+    return server
+
+
+def timed_add(server):
+    """Call the add tool on the legacy wire: (result, seconds the call took)."""
     with client_for(server, protocol_version=LEGACY) as client:
         client.connect()
         started = time.monotonic()
         result = client.call_tool("add", {"a": 2, "b": 3})
-        elapsed = time.monotonic() - started
+        return result, time.monotonic() - started
+
+
+def test_a_stream_closed_early_is_resumed_with_get_and_last_event_id(make_server):
+    server = closing_sse_server(make_server, 2, 300)
+    result, elapsed = timed_add(server)
     assert result["structuredContent"] == {"result": 5}
     records = [r for r in server.mcp_requests() if r.info.get("jsonrpc_method") == "tools/call"
                or r.method == "GET"]
@@ -278,6 +330,49 @@ def test_a_resume_the_server_refuses_is_an_error(make_server):
             client.request("tools/list")
     assert "resuming it with GET got HTTP 405" in str(info.value)
     assert info.value.status_code == 405
+
+
+@pytest.mark.parametrize("event_id", ["\u2603 caf\u00e9", "ev-\U0001f600"])
+def test_a_non_ascii_event_id_is_sent_back_as_its_utf8_bytes(make_server, event_id):
+    # WHATWG HTML §9.2.6: the id is any text; the reconnection repeats it. A header that
+    # http.client cannot encode as Latin-1 must not escape as a UnicodeEncodeError.
+    server = make_server()
+    with client_for(server, protocol_version=LEGACY) as client:
+        client.connect()
+        body = "id: {}\nretry: 10\ndata: \n\n".format(event_id).encode("utf-8")
+        server.set_route(server.path, 200, body, {"Content-Type": "text/event-stream"},
+                         method="POST")
+        with pytest.raises(ProtocolError) as info:
+            client.request("tools/list")
+    assert "resuming it with GET got HTTP 405" in str(info.value)
+    get = server.requests_to(server.path, "GET")[0]
+    assert get.headers["Last-Event-ID"].encode("latin-1") == event_id.encode("utf-8")
+
+
+def test_resumes_that_bring_nothing_new_back_off(make_server):
+    # A server that sets retry: 0 and closes every resumed stream at once, with nothing
+    # new, must not get a burst of GETs: the wait doubles while no new event arrives.
+    server = make_server()
+    stream = b"id: stuck\nretry: 0\ndata: \n\n"
+    with client_for(server, protocol_version=LEGACY, call_timeout=2) as client:
+        client.connect()
+        server.set_route(server.path, 200, stream, {"Content-Type": "text/event-stream"},
+                         method="POST")
+        server.set_route(server.path, 200, stream, {"Content-Type": "text/event-stream"},
+                         method="GET")
+        started = time.monotonic()
+        with pytest.raises(TransportError) as info:
+            client.request("tools/list")
+        assert time.monotonic() - started < 2.5
+    assert "2 s call timeout" in str(info.value)
+    assert 3 <= len(server.requests_to(server.path, "GET")) <= 6
+
+
+def test_resumes_that_bring_new_events_keep_the_server_retry_time(make_server):
+    server = closing_sse_server(make_server, 5, 0)
+    result, elapsed = timed_add(server)
+    assert result["structuredContent"] == {"result": 5} and elapsed < 0.5
+    assert len(server.requests_to(server.path, "GET")) == 5
 
 
 def test_a_retry_time_past_the_deadline_fails_at_once(make_server):
@@ -410,6 +505,13 @@ if hypothesis is not None:
         max_leaves=30)
     _ARGUMENTS = st.dictionaries(st.text(max_size=5), st.none() | st.booleans()
                                  | st.integers() | st.floats() | st.text(), max_size=4)
+
+    @hypothesis.given(st.text(st.characters(blacklist_categories=())))
+    @hypothesis.settings(max_examples=300, deadline=None, database=None)
+    def test_any_text_encodes_to_a_plain_header_value(value):  # lone surrogates too
+        encoded = encode_header_value(value)
+        assert encoded and all(" " <= ch <= "~" for ch in encoded)
+        assert encoded == encoded.strip()
 
     @hypothesis.given(_JSON, _ARGUMENTS)
     @hypothesis.settings(max_examples=200, deadline=None, database=None)

@@ -881,6 +881,26 @@ def test_a_stable_cache_key_lets_a_new_provider_reuse_the_users_token(stack, new
                                cache_key="")
 
 
+def test_a_stable_cache_key_never_lets_a_wrong_client_secret_reuse_the_token(stack):
+    """The cache key names the user; the credential fingerprint in it still keeps a
+    mistyped or rotated client secret from reusing the token the right one obtained."""
+    from mcpauth import MemoryTokenCache, OAuthError
+
+    shared = MemoryTokenCache()
+
+    def provider(secret):
+        return CrossAppAccessProvider(Assertion(stack), stack.client_id, secret,
+                                      cache=shared, cache_key="alice@example.com",
+                                      server_url=stack.mcp_url)
+
+    first = provider(stack.client_secret).token()
+    with pytest.raises(OAuthError) as caught:
+        provider(stack.client_secret + "x").token()
+    assert caught.value.error == "invalid_client"
+    assert provider(stack.client_secret).token() == first
+    assert len(stack.as_.token_requests()) == 2
+
+
 def test_provider_with_dpop_binds_the_access_token(stack, new_session):
     # RFC 9449 §5: the jwt-bearer leg at the MCP server's AS carries the proof; the
     # ID-JAG exchange at the IdP does not (its token is not presented to the resource).
