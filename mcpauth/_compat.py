@@ -4,15 +4,16 @@
   required positional argument: 'backend'" on Ubuntu 20.04's 2.8); 3.1 and later accept
   ``default_backend()`` without a warning. :func:`backend` returns it, and is the only
   place that imports ``cryptography`` besides :mod:`mcpauth.jws`.
+* ``os.register_at_fork`` exists from Python 3.7 on: :func:`at_fork_in_child` uses it
+  when it is there; :mod:`mcpauth._fork` also compares ``os.getpid()`` for 3.6.
 * ``cryptography`` is imported lazily: ``import mcpauth`` must work on a host without it,
   for users who only send client secrets.
 """
 
-from typing import Any
+import os
+from typing import Any, Callable
 
-from .errors import MissingDependencyError
-
-__all__ = ["backend", "require_cryptography"]
+__all__ = ["at_fork_in_child", "backend", "require_cryptography"]
 
 _MISSING = (
     "this feature signs or loads keys and needs the 'cryptography' package "
@@ -22,6 +23,8 @@ _MISSING = (
 
 def require_cryptography() -> None:
     """Raise :class:`MissingDependencyError` when ``cryptography`` cannot be imported."""
+    from .errors import MissingDependencyError  # errors -> _mask -> _fork -> here
+
     try:
         import cryptography  # noqa: F401
     except ImportError as exc:
@@ -34,3 +37,13 @@ def backend() -> Any:
     from cryptography.hazmat.backends import default_backend
 
     return default_backend()
+
+
+def at_fork_in_child(function: Callable[[], None]) -> bool:
+    """Run ``function`` in the child after every ``os.fork()``; False on Python 3.6,
+    which has no ``os.register_at_fork`` (callers detect the fork by its pid instead)."""
+    register = getattr(os, "register_at_fork", None)
+    if register is None:
+        return False
+    register(after_in_child=function)
+    return True

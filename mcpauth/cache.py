@@ -30,6 +30,7 @@ import threading
 import time
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+from . import _fork
 from .errors import ConfigurationError, clean_peer_text, warn_caller
 from .grants import TokenResponse, _is_access_token
 from .transport import loads_json
@@ -154,6 +155,10 @@ class MemoryTokenCache(TokenCache):
         self._lock = threading.Lock()
         self._tokens = {}  # type: Dict[str, TokenResponse]
         self._discovery = {}  # type: Dict[str, Dict[str, Any]]
+        _fork.register(self)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return "MemoryTokenCache(tokens={}, servers={})".format(
@@ -240,8 +245,18 @@ class _ProcessLock(object):
               "without it, and without waiting for it again in this process".format(
                   who, self.path, timeout))
 
+    def _after_fork(self) -> None:
+        # The child holds nothing: the parent's thread that did is not in it (the
+        # inherited descriptor shares the parent's flock, so it is only closed).
+        self.rlock = threading.RLock()
+        self.depth = 0
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
     def acquire(self, timeout: float) -> bool:
         """Take the lock; False when it went on without it (pass that to release)."""
+        _fork.check()
         if self.gave_up:
             timeout = 0.0
         deadline = time.monotonic() + timeout
@@ -305,6 +320,14 @@ class _ProcessLock(object):
 
 _PROCESS_LOCKS = {}  # type: Dict[str, _ProcessLock]
 _PROCESS_LOCKS_GUARD = threading.Lock()
+
+
+@_fork.on_fork
+def _process_locks_after_fork() -> None:
+    global _PROCESS_LOCKS_GUARD
+    _PROCESS_LOCKS_GUARD = threading.Lock()
+    for lock in list(_PROCESS_LOCKS.values()):
+        lock._after_fork()
 
 
 def _process_lock(path: str) -> _ProcessLock:
@@ -595,6 +618,7 @@ class FileTokenCache(TokenCache):
         self._lock_path = self.path + ".lock"
         self._process_lock = _process_lock(self._lock_path)
         self._state_lock = threading.Lock()
+        _fork.register(self)
         self._last_raw = None  # type: Optional[bytes]
         self._last_doc = _Document()
         self._directories_trusted = False
@@ -605,6 +629,9 @@ class FileTokenCache(TokenCache):
 
     def __repr__(self) -> str:
         return "FileTokenCache({!r})".format(self.path)
+
+    def _after_fork(self) -> None:
+        self._state_lock = threading.Lock()
 
     # -- trust and fallback ----------------------------------------------------------
 

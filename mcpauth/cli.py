@@ -35,7 +35,10 @@ Exit statuses (also in ``mcpauth --help``)::
 
 Errors are one line on stderr, ``mcpauth: error: <message>``; ``--verbose`` adds the
 mcpauth log (DEBUG) on stderr, which never contains secrets, tokens or URL queries,
-and, for an internal error (70) only, the traceback. No argument value is echoed in an
+and, for an internal error (70) only, the traceback. Every credential the command holds
+or obtained is masked (``[masked]``) in all of that, and in the JSON that ``tools``,
+``call`` and ``discover`` print, even when a server echoes it back (``token`` prints the
+token: that is its job). No argument value is echoed in an
 error: a misplaced secret must not land in a terminal or a cron mail, so argparse's
 messages are cut down to the option name, and a URL argument that is not an http(s)
 URL is reported without its text. The module uses only relative imports, so
@@ -74,6 +77,7 @@ from .errors import (
     TransportError,
     UnauthorizedError,
 )
+from . import _mask
 from .transport import DEFAULT_TIMEOUT, redact_url
 
 __all__ = [
@@ -662,7 +666,9 @@ def _load_key(data: bytes, password: Optional[str], where: str, password_flag: s
     """The SigningKey in ``data``; errors say which key and how to give its password."""
     from . import jws
     from .errors import InvalidKeyError
+    from .grants import _key_texts
 
+    _mask.hold(None, password, *_key_texts(data))  # for the rest of the run
     try:
         return jws.load_private_key(data, password)
     except InvalidKeyError as exc:
@@ -886,7 +892,9 @@ def build_provider(args: argparse.Namespace, url: str, cache: Any = None) -> Any
 # --------------------------------------------------------------------------------------
 
 def _print_json(value: Any, out: TextIO) -> None:
-    out.write(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    # What the MCP server answered: masked, in case it echoes the token it was sent.
+    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+    out.write(_mask.mask(text) + "\n")
 
 
 def _cmd_token(args: argparse.Namespace, out: TextIO) -> int:
@@ -1215,7 +1223,7 @@ class _StderrWarnings(object):
     def __call__(self, message: Any, category: Any, filename: str, lineno: int,
                  file: Any = None, line: Any = None) -> None:
         if isinstance(category, type) and issubclass(category, MCPAuthWarning):
-            self.err.write("mcpauth: warning: {}\n".format(message))
+            self.err.write("mcpauth: warning: {}\n".format(_mask.mask(str(message))))
         else:
             logger.debug("%s from %s: %s", getattr(category, "__name__", "warning"),
                          os.path.basename(filename), message)
@@ -1271,7 +1279,7 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
         if verbose and code == EXIT_INTERNAL:
             # Only for a bug. Other errors say all there is in their one line; their
             # chained causes (urllib3, requests) would print URLs with their queries.
-            traceback.print_exc(file=err)
+            err.write(_mask.mask(traceback.format_exc()))
         message = _error_message(exc, url)
         if code == EXIT_PROTOCOL:
             from .providers import missing_path_hint
@@ -1279,7 +1287,7 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
             hint = missing_path_hint(url)
             if hint and hint not in message:
                 message += hint
-        err.write("mcpauth: error: {}\n".format(message))
+        err.write("mcpauth: error: {}\n".format(_mask.mask(message)))
         return code
     finally:
         if handler is not None:

@@ -30,6 +30,7 @@ from typing import (Any, Callable, Deque, Dict, Iterable, Iterator, List, Mappin
 
 import requests
 
+from . import _fork
 from ._headers import header_bindings
 from ._lifecycle import (
     HEADER_MISMATCH,
@@ -219,6 +220,15 @@ class MCPClient(LifecycleMixin):
         # True until the first reply shows which lifecycle the server speaks (no pin).
         self._detecting = False
         self._closed = False
+        _fork.register(self)
+
+    def _after_fork(self) -> None:
+        # In a forked child: new locks (a parent's thread may hold the old ones during a
+        # handshake), and a connection pool of its own when the session is ours.
+        self._lock = threading.RLock()
+        self._ids_lock = threading.Lock()
+        if self._owns_session:
+            self._session = requests.Session()
 
     def __repr__(self) -> str:
         return "MCPClient(url={!r}, protocol_version={!r})".format(
@@ -308,6 +318,7 @@ class MCPClient(LifecycleMixin):
             TransportError: no answer.
             UnauthorizedError, InsufficientScopeError: from the auth provider.
         """
+        _fork.check()
         with self._call(), self._lock:
             self._check_open()
             if not self._connected:
@@ -475,6 +486,7 @@ class MCPClient(LifecycleMixin):
         405 means the server does not allow that, which is fine). Failures are logged,
         not raised. A session the client created is closed; a given one is left open.
         """
+        _fork.check()
         with self._lock:
             if self._closed:
                 return
@@ -507,6 +519,7 @@ class MCPClient(LifecycleMixin):
         return dict(params or {})
 
     def _ensure_connected(self) -> None:
+        _fork.check()
         if self._connected:
             self._check_open()
             return

@@ -28,7 +28,7 @@ import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
-from . import jws
+from . import _mask, jws
 from .discovery import AuthorizationServerMetadata, fetch_authorization_server_metadata
 from .errors import (
     AuthorizationServerMismatchError,
@@ -111,6 +111,7 @@ class JwtAuthGrant(object):
                  exp: Optional[float] = None) -> None:
         if not isinstance(jwt_auth_grant, str) or not jwt_auth_grant:
             raise ConfigurationError("jwt_auth_grant must be a non-empty string")
+        _mask.remember(jwt_auth_grant)
         self._jwt_auth_grant = jwt_auth_grant
         self.expires_in = expires_in
         self.scope = scope
@@ -221,6 +222,7 @@ def _grant_string(value: Any, what: str = "jwt_auth_grant") -> str:
     elif not isinstance(value, str) or not value:
         raise ConfigurationError("{} must be the ID-JAG as a non-empty string (or a "
                                  "JwtAuthGrant)".format(what))
+    _mask.remember(value)
     if not jws.is_compact_jws(value):
         # RFC 7523 §2.1: the assertion "MUST contain a single JWT"; never quoted.
         raise ConfigurationError("{} is not a compact JWT (three base64url parts; RFC 7515 "
@@ -311,6 +313,7 @@ def _exchange_at_idp(transport: Transport, token_endpoint: str, id_token: str,
                      issuer: Optional[str]) -> JwtAuthGrant:
     # ID-JAG "Token Exchange" / EXT-EMA §4 parameters; resource is always sent (D1, the
     # conformance IdP requires it).
+    _mask.remember(id_token)
     fields = [
         ("grant_type", GRANT_TYPE_TOKEN_EXCHANGE),
         ("requested_token_type", TOKEN_TYPE_ID_JAG),
@@ -688,6 +691,10 @@ class CrossAppAccessProvider(OAuthProvider):
         self._grants_lock = threading.Lock()
         super().__init__(**_oauth_options(locals()))
 
+    def _after_fork(self) -> None:
+        super()._after_fork()
+        self._grants_lock = threading.Lock()
+
     # -- OAuthProvider hooks -----------------------------------------------------------------
 
     def _client_auth(self, target: _Target) -> ClientAuth:
@@ -797,6 +804,7 @@ class CrossAppAccessProvider(OAuthProvider):
         if not grant:
             raise ConfigurationError("the assertion callback returned an empty string, "
                                      "not the ID-JAG")
+        _mask.remember(grant)
         if not jws.is_compact_jws(grant):
             raise ConfigurationError("the assertion callback did not return a single "
                                      "compact JWT (three base64url parts; an ID-JAG is a "

@@ -32,7 +32,7 @@ from collections import OrderedDict
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
-from . import jws
+from . import _fork, jws
 from .errors import ConfigurationError, MCPAuthError
 
 __all__ = [
@@ -67,6 +67,13 @@ _GENERATE = {
 _PRIVATE_JWK_MEMBERS = frozenset(("d", "p", "q", "dp", "dq", "qi", "oth", "k"))
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
                          "abcdefghijklmnopqrstuvwxyz")
+# RFC 9449 §8.1: nonce = 1*NQCHAR; NQCHAR = %x21 / %x23-5B / %x5D-7E.
+_NQCHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - frozenset('"\\')
+
+
+def _is_nonce(value: Any) -> bool:
+    """Whether ``value`` is a syntactically valid DPoP nonce (RFC 9449 §8.1)."""
+    return isinstance(value, str) and bool(value) and set(value) <= _NQCHARS
 
 
 class DPoPProofError(MCPAuthError, ValueError):
@@ -97,7 +104,10 @@ def htu_of(url: str) -> str:
         raise ConfigurationError("the DPoP htu is not a valid URL") from None
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         raise ConfigurationError("the DPoP htu must be an absolute http(s) URL")
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    # The target URI has no userinfo (RFC 9110 §4.2.4, §7.1): a password in the URL
+    # must not ride along in every proof.
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _normalized_htu(url: str) -> Tuple[str, str, Optional[int], str]:
@@ -300,8 +310,9 @@ class DPoPKey(object):
                 self._ath = (access_token, ath)
             claims += ',"ath":"' + ath + '"'
         if nonce is not None:
-            if not isinstance(nonce, str) or not nonce:
-                raise ConfigurationError("a DPoP nonce must be a non-empty string")
+            if not _is_nonce(nonce):
+                raise ConfigurationError("a DPoP nonce must be a non-empty string of "
+                                         "RFC 9449 §8.1 NQCHAR characters")
             claims += ',"nonce":' + json.dumps(nonce)
         if body is not None:
             if not isinstance(body, (bytes, bytearray, memoryview)):
@@ -387,8 +398,9 @@ def verify_proof(proof: Any, method: str, url: str, *, access_token: Optional[st
         raise DPoPProofError("the DPoP proof's htm does not match the request method")
     htu = claims.get("htu")
     try:
+        # Query, fragment and userinfo are never part of an htu (§4.2; RFC 9110 §4.2.4).
         if not isinstance(htu, str) or _normalized_htu(htu) != _normalized_htu(htu_of(url)) \
-                or urlsplit(htu).query or urlsplit(htu).fragment:
+                or urlsplit(htu).query or urlsplit(htu).fragment or "@" in urlsplit(htu).netloc:
             raise DPoPProofError("the DPoP proof's htu does not match the request URI")
     except (ValueError, ConfigurationError):
         raise DPoPProofError("the DPoP proof's htu does not match the request URI") from None
@@ -438,26 +450,32 @@ class NonceStore(object):
         self._nonces: "OrderedDict[str, str]" = OrderedDict()
         self._lock = threading.Lock()
         self._max = max_origins
+        _fork.register(self)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
 
     def get(self, url: str) -> Optional[str]:
         """The nonce to put in the next proof for ``url``, or None."""
         if not self._nonces:
             return None  # the common case: no server has asked for nonces
+        _fork.check()  # Python 3.6 has no fork hook
         with self._lock:
             return self._nonces.get(origin_of(url))
 
     def remember(self, url: str, nonce: Any) -> bool:
         """Record ``nonce`` (a ``DPoP-Nonce`` header value) for ``url``'s origin.
 
-        Returns True when it differs from the stored one. Values that are not a
-        non-empty printable-ASCII string are ignored (RFC 9449 §8.1: ``1*NQCHAR``).
+        Returns True when it differs from the stored one. Values that are not
+        ``1*NQCHAR`` (RFC 9449 §8.1: printable ASCII without space, ``"`` and ``\\``) or
+        are longer than 1024 characters are ignored.
         """
-        if not isinstance(nonce, str) or not nonce or len(nonce) > 1024 or any(
-                not (" " <= ch <= "~") or ch in '"\\' for ch in nonce):
+        if not _is_nonce(nonce) or len(nonce) > 1024:
             return False
         origin = origin_of(url)
+        _fork.check()
         with self._lock:
-            changed = self._nonces.get(origin) != nonce
+            changed = bool(self._nonces.get(origin) != nonce)
             self._nonces[origin] = nonce
             self._nonces.move_to_end(origin)
             while len(self._nonces) > self._max:

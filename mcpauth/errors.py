@@ -29,7 +29,9 @@ Local and remote errors are different types (h11's split): a cron job treats a b
 configuration and a misbehaving peer differently. Every exception here is plain data:
 it pickles, and its message never contains a secret, a token, an assertion, a header or
 a raw response body. Attributes that come from a peer (``error_description`` and the
-like) are truncated and stripped of control characters before they are stored.
+like) are truncated and stripped of control characters before they are stored. Every
+credential mcpauth holds or obtained is masked (``[masked]``) in messages and in those
+attributes, in its raw and encoded forms, even when a peer echoes it back.
 """
 
 import re
@@ -37,6 +39,8 @@ import sys
 import unicodedata
 import warnings
 from typing import Any, Dict, Optional, Tuple
+
+from ._mask import longest_form, mask
 
 __all__ = [
     "MCPAuthError",
@@ -87,17 +91,23 @@ def clean_text(value: str) -> str:
 def clean_peer_text(value: Any, limit: int = MAX_PEER_TEXT) -> Optional[str]:
     """Make a peer-supplied string safe to put in a message or a log line.
 
-    Non-strings become None; control characters and line breaks (log injection:
-    C0, DEL, C1 such as NEL, U+2028, U+2029), format characters such as bidi
-    overrides, and lone surrogates (which cannot be encoded to write a log line)
-    become spaces; the result is cut to ``limit`` characters. The string is cut
-    before it is cleaned, so the cost is bounded by ``limit`` whatever its length.
+    Non-strings become None; every credential mcpauth holds or obtained is masked
+    (before the cut, so no prefix of one survives it); control characters and line
+    breaks (log injection: C0, DEL, C1 such as NEL, U+2028, U+2029), format characters
+    such as bidi overrides, and lone surrogates (which cannot be encoded to write a log
+    line) become spaces; the result is cut to ``limit`` characters. Only the first
+    ``limit`` characters plus the longest credential form are looked at, so the cost is
+    bounded whatever the string's length.
     """
     if not isinstance(value, str):
         return None
-    if len(value) > limit:
-        return clean_text(value[:limit]) + "..."
-    return clean_text(value)
+    window = limit + longest_form()
+    # Masked before cleaning (a credential may hold a character cleaning replaces) and
+    # after (cleaning may turn a line break into the space a credential holds).
+    out = mask(clean_text(mask(value[:window])))
+    if len(out) > limit or len(value) > window:
+        return out[:limit] + "..."
+    return out
 
 
 def _restore(cls: type, args: Tuple[Any, ...], state: Dict[str, Any]) -> "MCPAuthError":
@@ -113,11 +123,17 @@ class MCPAuthError(Exception):
     Attributes:
         message: the human-readable message (never a secret or a body).
         retryable: True when trying the same thing again later may succeed.
+        retry_after: seconds to wait before trying again, when known: the server's
+            ``Retry-After`` (RFC 9110 §10.2.3, capped), or what is left of the hold-off
+            during which mcpauth sends no request to that server; otherwise None.
     """
 
     retryable = False
+    retry_after: Optional[float] = None
 
     def __init__(self, message: str) -> None:
+        if isinstance(message, str):
+            message = mask(message)
         super().__init__(message)
         self.message = message
 
@@ -383,4 +399,4 @@ def warn_caller(message: str) -> None:
     while frame is not None and _is_ours(frame.f_globals.get("__name__") or ""):
         frame = frame.f_back
         level += 1
-    warnings.warn(message, MCPAuthWarning, stacklevel=level)
+    warnings.warn(mask(message), MCPAuthWarning, stacklevel=level)

@@ -15,6 +15,7 @@
 
 import abc
 import base64
+import email.utils
 import logging
 import re
 import secrets
@@ -22,6 +23,7 @@ import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 from urllib.parse import quote_plus
 
+from . import _mask
 from .errors import ConfigurationError, InvalidKeyError, OAuthError, TokenResponseError
 from .transport import HttpRequest, HttpResponse, Transport, parse_json_object, redact_url
 
@@ -49,6 +51,7 @@ __all__ = [
     "build_token_request",
     "parse_token_response",
     "request_token",
+    "retry_after_seconds",
 ]
 
 logger = logging.getLogger("mcpauth")
@@ -70,7 +73,7 @@ AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", 
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 # RFC 6749 Appendix A.12: access-token = 1*VSCHAR, VSCHAR = %x20-7E.
 _ACCESS_TOKEN = re.compile(r"\A[\x20-\x7e]+\Z")
-_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
+_SCOPE_TOKEN = re.compile(r"\A[\x21\x23-\x5b\x5d-\x7e]+\Z")  # \Z: `$` allows a final "\n"
 # Claims that private_key_jwt sets itself; `claims=` may add others but not replace these.
 _REGISTERED_CLAIMS = frozenset(["iss", "sub", "aud", "exp", "iat", "jti", "nbf"])
 #: Longest lifetime accepted for a client assertion (RFC 7523 §3: ASes may reject far exp).
@@ -144,6 +147,7 @@ class TokenResponse(object):
                  scope: Optional[str] = None, refresh_token: Optional[str] = None,
                  issued_token_type: Optional[str] = None,
                  received_at: Optional[float] = None) -> None:
+        _mask.remember(access_token, refresh_token)
         self.access_token = access_token
         self.token_type = token_type
         self.expires_in = expires_in
@@ -236,6 +240,7 @@ class ClientSecretBasic(ClientAuth):
     def __init__(self, client_id: str, client_secret: str) -> None:
         super().__init__(client_id)
         secret = _require_secret(client_id, client_secret)
+        _mask.hold(self, secret, *_mask.basic_forms(client_id, secret))
         raw = "{}:{}".format(quote_plus(client_id, safe=""), quote_plus(secret, safe=""))
         # Keep only the finished header value (httpx BasicAuth does the same).
         self._header = "Basic " + base64.b64encode(raw.encode("utf-8")).decode("ascii")
@@ -253,6 +258,7 @@ class ClientSecretPost(ClientAuth):
     def __init__(self, client_id: str, client_secret: str) -> None:
         super().__init__(client_id)
         self._client_secret = _require_secret(client_id, client_secret)
+        _mask.hold(self, self._client_secret)
 
     def apply(self, fields: List[Tuple[str, str]], headers: List[Tuple[str, str]],
               issuer: Optional[str], token_endpoint: str) -> None:
@@ -328,6 +334,7 @@ class PrivateKeyJwt(ClientAuth):
             raise ConfigurationError("client_id is required")
         from . import jws
 
+        _mask.hold(self, *_key_texts(private_key))
         given = [name for name, value in (("private_key", private_key), ("signer", signer),
                                           ("assertion", assertion)) if value is not None]
         if len(given) != 1:
@@ -436,9 +443,12 @@ class PrivateKeyJwt(ClientAuth):
             headers["kid"] = self.key_id
         assert self.algorithm is not None
         if self._key is None:
-            return jws.sign_with(claims, self._signer, self.algorithm, headers=headers,
-                                 public_key=self._public_jwk)
-        return jws.sign(claims, self._key, self.algorithm, headers=headers)
+            assertion = jws.sign_with(claims, self._signer, self.algorithm, headers=headers,
+                                      public_key=self._public_jwk)
+        else:
+            assertion = jws.sign(claims, self._key, self.algorithm, headers=headers)
+        _mask.remember(assertion)
+        return assertion
 
     def _checked_assertion(self, value: Any, audience: str) -> str:
         """An assertion from the callable, held to what a locally built one satisfies.
@@ -446,6 +456,9 @@ class PrivateKeyJwt(ClientAuth):
         Messages say what is wrong, never the assertion.
         """
         from . import jws
+
+        if isinstance(value, str):
+            _mask.remember(value)
 
         def refuse(problem: str) -> ConfigurationError:
             return ConfigurationError("the client assertion from the assertion callable "
@@ -491,6 +504,19 @@ class PrivateKeyJwt(ClientAuth):
         fields.append(("client_id", self.client_id or ""))
         fields.append(("client_assertion_type", CLIENT_ASSERTION_TYPE_JWT_BEARER))
         fields.append(("client_assertion", self.build_assertion(issuer, token_endpoint)))
+
+
+def _key_texts(private_key: Any) -> List[Any]:
+    """The parts of a private key given as text that a message must never show: the PEM
+    and each of its Base64 lines, or a JWK's private members (RFC 7518 §6)."""
+    if isinstance(private_key, (str, bytes)):
+        text = private_key.decode("latin-1") if isinstance(private_key, bytes) \
+            else private_key
+        return [text.strip()] + [line.strip() for line in text.splitlines()
+                                 if line.strip() and not line.startswith("-----")]
+    if isinstance(private_key, Mapping):
+        return [private_key.get(name) for name in ("d", "p", "q", "dp", "dq", "qi", "k")]
+    return []
 
 
 def _algorithms_of_jwk(jwk: Mapping[str, str]) -> Tuple[str, ...]:
@@ -575,8 +601,48 @@ def _parse_expires_in(value: Any, response: HttpResponse) -> Optional[float]:
     return float(value)
 
 
+_DELAY_SECONDS = re.compile(r"\A[0-9]{1,9}\Z")
+
+
+def retry_after_seconds(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
+    """Seconds a ``Retry-After`` value asks to wait (RFC 9110 §10.2.3), or None.
+
+    ``delay-seconds`` (digits) or an HTTP-date (0 when it is already past); anything
+    else, a negative or fractional number included, is None.
+    """
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    if _DELAY_SECONDS.match(value):
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None:  # Python < 3.10 returns None for some malformed dates
+        return None  # pragma: no cover
+    try:
+        stamp = when.timestamp()
+    except (ValueError, OverflowError, OSError):
+        return None
+    return max(0.0, stamp - (time.time() if now is None else now))
+
+
 def _raise_error_response(response: HttpResponse) -> None:
-    """Turn a non-2xx token endpoint response into OAuthError or TokenResponseError."""
+    """Turn a non-2xx token endpoint response into OAuthError or TokenResponseError.
+
+    On a 429 or 503, the ``Retry-After`` delay (RFC 6585 §4, RFC 9110 §10.2.3) becomes
+    the error's ``retry_after``.
+    """
+    try:
+        _raise_error_body(response)
+    except (OAuthError, TokenResponseError) as exc:
+        if response.status in (429, 503):
+            exc.retry_after = retry_after_seconds(response.header("Retry-After"))
+        raise
+
+
+def _raise_error_body(response: HttpResponse) -> None:
     url = redact_url(response.url)
     if 300 <= response.status < 400:
         raise TokenResponseError(

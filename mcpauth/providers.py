@@ -34,6 +34,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
+from . import _fork, _mask
+from ._holdoff import HoldOff
 from . import discovery as _discovery
 from .cache import (MemoryTokenCache, TokenCache, credential_fingerprint, discovery_key,
                     token_key)
@@ -80,6 +82,8 @@ __all__ = [
     "PrivateKeyJwtProvider",
     "DEFAULT_REFRESH_SKEW",
     "DEFAULT_MAX_STEP_UP",
+    "DEFAULT_HOLD_OFF",
+    "DEFAULT_MAX_RETRY_AFTER",
 ]
 
 logger = logging.getLogger("mcpauth")
@@ -88,6 +92,14 @@ logger = logging.getLogger("mcpauth")
 DEFAULT_REFRESH_SKEW = 60.0
 #: How many times a request may step up its scope after 403 insufficient_scope.
 DEFAULT_MAX_STEP_UP = 2
+#: Seconds a provider sends no token request after a retryable failure without
+#: ``Retry-After`` (connection refused, timeout, 5xx, 429, temporarily_unavailable).
+DEFAULT_HOLD_OFF = 5.0
+#: The longest ``Retry-After`` honoured, in seconds; a longer one is cut to this.
+DEFAULT_MAX_RETRY_AFTER = 300.0
+
+# Retry-After holds an authorization server's token endpoint for the whole process.
+_AUTHORIZATION_SERVERS = HoldOff()
 
 
 class AuthContext(NamedTuple):
@@ -338,6 +350,7 @@ class AuthProvider(requests.auth.AuthBase):
     # -- the requests adapter ------------------------------------------------------------
 
     def __call__(self, r: Any) -> Any:
+        _fork.check()
         server = server_url_of(r.url)
         token = self._token_for(server)
         if token:
@@ -357,6 +370,14 @@ class AuthProvider(requests.auth.AuthBase):
             # A redirected copy of our request (requests drops Authorization across
             # hosts) or someone else's: never attach a token to it.
             return r
+        r = self._answer(r, server, kwargs)
+        if r.is_redirect:
+            # requests copies this request for the redirect and drops only Authorization
+            # (across hosts): the DPoP proof, made for this URL alone, goes nowhere else.
+            request.headers.pop("DPoP", None)
+        return r
+
+    def _answer(self, r: Any, server: str, kwargs: Dict[str, Any]) -> Any:
         r = self._after_send(r, server, kwargs)
         if r.status_code == 401:
             return self._handle_401(r, server, kwargs)
@@ -632,6 +653,7 @@ class BearerTokenProvider(AuthProvider):
                         "use .read().strip()" if problem and problem.startswith(
                             "a line break") else ""))
             value = token
+            _mask.hold(self, token)
             self._source: Callable[[], Optional[str]] = lambda: value
         elif callable(token):
             self._source = token
@@ -657,6 +679,7 @@ class BearerTokenProvider(AuthProvider):
             raise ConfigurationError(
                 "the token source returned something other than a non-empty string of "
                 "printable ASCII characters (RFC 6749 Appendix A.12)")
+        _mask.remember(value)
         return value
 
     def _token_for(self, server_url: str) -> Optional[str]:
@@ -686,10 +709,23 @@ class OAuthProvider(AuthProvider):
     so two of them sharing one cache never exchange tokens; pass a stable ``cache_key``
     (the user's or workload's id) to reuse tokens from a ``FileTokenCache`` across runs.
 
+    Back-off (RFC 9110 §10.2.3, RFC 6585 §4): after a retryable token-request failure
+    no request goes to that token endpoint until the 429/503 ``Retry-After`` has passed
+    (at most ``max_retry_after`` seconds; every provider of the process waits), or,
+    without the header, for ``hold_off`` seconds (this provider only). Calls in between
+    raise the same retryable error at once, its ``retry_after`` the seconds left; a token
+    that is still valid stays in use meanwhile. Discovery that fails the same way is held
+    off the same way. Both are attributes to set on an instance.
+
     Not used directly; see :class:`ClientCredentialsProvider` and
     :class:`PrivateKeyJwtProvider`. Subclasses implement :meth:`_client_auth` and
     :meth:`_grant_fields`.
     """
+
+    #: Seconds without token requests after a retryable failure without Retry-After.
+    hold_off = DEFAULT_HOLD_OFF
+    #: The longest Retry-After honoured, in seconds.
+    max_retry_after = DEFAULT_MAX_RETRY_AFTER
 
     def __init__(self, *, client_id: Optional[str] = None, scope: Optional[str] = None,
                  expected_issuer: Optional[str] = None, issuer: Optional[str] = None,
@@ -770,6 +806,8 @@ class OAuthProvider(AuthProvider):
         self._cache = cache if cache is not None else MemoryTokenCache()
         self._states: Dict[str, _ServerState] = {}
         self._states_lock = threading.Lock()
+        self._holds = HoldOff()
+        _fork.register(self)
         self._init_dpop(dpop_key, dpop_accept_bearer, dpop_reuse_client_key)
 
     def _init_dpop(self, dpop_key: Any, accept_bearer: bool, reuse_client_key: bool) -> None:
@@ -805,6 +843,12 @@ class OAuthProvider(AuthProvider):
         raise TypeError("{} holds credentials and cannot be pickled".format(
             type(self).__name__))
 
+    def _after_fork(self) -> None:
+        """In a forked child: new locks (a parent's thread may have held the old ones)."""
+        self._states_lock = threading.Lock()
+        for state in list(self._states.values()):
+            state.lock = threading.RLock()
+
     # -- subclass interface --------------------------------------------------------------
 
     def _client_auth(self, target: _Target) -> ClientAuth:
@@ -834,6 +878,7 @@ class OAuthProvider(AuthProvider):
             ConfigurationError: no server URL is known.
             MCPAuthError: discovery or the token request failed.
         """
+        _fork.check()
         server = server_url_of(server_url) if server_url else self.server_url
         if server is None:
             raise ConfigurationError("token() needs a server_url (pass one, or configure "
@@ -1059,8 +1104,11 @@ class OAuthProvider(AuthProvider):
                 "{} requires DPoP-bound tokens (dpop_bound_access_tokens_required in its "
                 "protected resource metadata, RFC 9728 §2); pass dpop_key= (for example "
                 "mcpauth.dpop.DPoPKey.generate())".format(redact_url(server)))
+        if self._dpop is not None and self._dpop_algorithm is None:
+            # A cached token too gets proofs in the alg the servers accept (RFC 9449 §5.1).
+            self._dpop_algorithm = self._dpop.algorithm_for(target.dpop_algs)
         key = self._key(target, state)
-        token = self._cache.get_token(key)
+        token = self._usable(self._cache.get_token(key))
         now = self._clock()
         if token is not None and token.access_token != refused:
             self._note_token_type(token)
@@ -1087,17 +1135,27 @@ class OAuthProvider(AuthProvider):
                ) -> TokenResponse:
         # Single-flight: whoever holds state.lock fetches; latecomers find the result.
         with self._cache.lock(key):
-            token = self._cache.get_token(key)
+            token = self._usable(self._cache.get_token(key))
             now = self._clock()
             if (token is not None and token.access_token != refused
                     and not self._needs_refresh(token, now)):
                 self._note_token_type(token)
                 return token
+            endpoint = target.token_endpoint
+            try:
+                # While the authorization server is held off, fail fast (no request).
+                _AUTHORIZATION_SERVERS.check(endpoint)
+                self._holds.check(endpoint)
+            except MCPAuthError:
+                if fallback is not None and self._still_valid(fallback):
+                    return fallback
+                raise
             try:
                 token = self._fetch_token(target, self._effective_scope(state, target))
             except MCPAuthError as exc:
-                if fallback is not None and fallback.expires_at is not None \
-                        and self._clock() < fallback.expires_at and exc.retryable:
+                if exc.retryable:
+                    self._hold_off(endpoint, exc)
+                if fallback is not None and self._still_valid(fallback) and exc.retryable:
                     logger.warning("token renewal for %s failed (%s); the current token "
                                    "stays in use until it expires", redact_url(server), exc)
                     return fallback
@@ -1106,6 +1164,27 @@ class OAuthProvider(AuthProvider):
             state.token_seen = (token.received_at, token.expires_at)
             self._note_token_type(token)
             return token
+
+    def _still_valid(self, token: TokenResponse) -> bool:
+        return token.expires_at is not None and self._clock() < token.expires_at
+
+    def _hold_off(self, key: str, exc: MCPAuthError) -> None:
+        """Send nothing for ``key`` (a token endpoint, or discovery for a server) for a
+        while after a retryable failure.
+
+        A ``Retry-After`` (capped at ``max_retry_after``) holds it for every provider of
+        the process; without one, this provider alone holds off for ``hold_off``
+        seconds. ``exc.retry_after`` says how long.
+        """
+        if exc.retry_after is not None:
+            seconds = min(float(exc.retry_after), self.max_retry_after)
+            _AUTHORIZATION_SERVERS.hold(key, seconds, exc)
+        else:
+            seconds = self.hold_off
+            self._holds.hold(key, seconds, exc)
+        exc.retry_after = seconds
+        what = key if key.startswith("discovery for ") else "token request to " + redact_url(key)
+        logger.info("%s failed; nothing more is sent for %.1f s", what, seconds)
 
     @staticmethod
     def _log_cached_token(server: str, state: _ServerState, token: TokenResponse,
@@ -1116,6 +1195,14 @@ class OAuthProvider(AuthProvider):
         logger.debug("using the cached token for %s (%s)", redact_url(server),
                      "no expiry given" if expires_at is None
                      else "expires in %d s" % max(int(expires_at - now), 0))
+
+    def _usable(self, token: Optional[TokenResponse]) -> Optional[TokenResponse]:
+        """A cached token, unless it is a Bearer token (accepted by an earlier run with
+        ``dpop_accept_bearer``) and this run refuses Bearer answers (RFC 9449 §5)."""
+        if token is not None and self._dpop is not None and not self._dpop_accept_bearer \
+                and token.token_type.lower() != "dpop":
+            return None
+        return token
 
     def _note_token_type(self, token: TokenResponse) -> None:
         """Remember unbound (Bearer) tokens accepted with ``dpop_accept_bearer``."""
@@ -1148,14 +1235,19 @@ class OAuthProvider(AuthProvider):
                              self.expected_issuer, self.token_endpoint, None, None, None,
                              challenge_scope)
         else:
+            held = "discovery for " + server
+            _AUTHORIZATION_SERVERS.check(held)
+            self._holds.check(held)
             try:
                 result = _discovery.discover(
                     self._transport, server, resource_metadata_url=resource_metadata_url,
                     expected_issuer=self._preferred_issuer(), issuer=self.issuer,
                     allow_resource_prefix=self.allow_resource_prefix)
-            except DiscoveryError as exc:
+            except MCPAuthError as exc:
+                if exc.retryable:
+                    self._hold_off(held, exc)
                 hint = missing_path_hint(server)
-                if hint and type(exc) is DiscoveryError:
+                if hint and isinstance(exc, DiscoveryError) and type(exc) is DiscoveryError:
                     hinted = DiscoveryError(exc.message + hint, exc.status_code)
                     hinted.__dict__.update((k, v) for k, v in exc.__dict__.items()
                                            if k != "message")

@@ -45,6 +45,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
+from . import _fork
 from ._compat import require_cryptography
 from .cache import (MemoryTokenCache, TokenCache, _entry_from_token, _is_number,
                     _token_from_entry, _warn)
@@ -271,6 +272,13 @@ class RedisTokenCache(TokenCache):
         self._flushing = False
         self._ignored: Set[str] = set()  # Redis keys already warned about
         self._held = _Held()
+        _fork.register(self)
+
+    def _after_fork(self) -> None:
+        # A forked child: a new lock (a parent's thread may hold the old one), and no
+        # flush of the parent's is running in it.
+        self._state = threading.Lock()
+        self._flushing = False
 
     @classmethod
     def from_url(cls, url: str, keys: Union[str, bytes, Sequence[Union[str, bytes]]], *,
@@ -359,6 +367,7 @@ class RedisTokenCache(TokenCache):
     # -- Redis calls -------------------------------------------------------------------
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        _fork.check()  # Python 3.6 has no fork hook: a new pid resets the lock here
         if time.monotonic() < self._down_until:
             raise _Unavailable()
         try:

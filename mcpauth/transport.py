@@ -45,6 +45,7 @@ import zlib
 from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Type
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
+from . import _fork
 from .errors import (
     ConfigurationError,
     InsecureEndpointError,
@@ -425,6 +426,8 @@ class RequestsTransport(Transport):
         # idle sockets open in it would only leak them, so its connections are closed
         # after each response. A caller's session keeps its own pooling.
         self._owns_session = session is None
+        if self._owns_session:
+            _fork.register(self)
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes
         self.allow_insecure_http = allow_insecure_http
@@ -434,6 +437,10 @@ class RequestsTransport(Transport):
         return ("RequestsTransport(timeout={!r}, max_response_bytes={!r}, "
                 "allow_insecure_http={!r})").format(
             self.timeout, self.max_response_bytes, self.allow_insecure_http)
+
+    def _after_fork(self) -> None:
+        # A forked child must not share the parent's connection pool (and its lock).
+        self._session = None
 
     @property
     def session(self) -> Any:

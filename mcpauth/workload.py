@@ -34,7 +34,7 @@ import re
 import time
 from typing import Any, Callable, List, Optional, Tuple, Union
 
-from . import jws
+from . import _mask, jws
 from .errors import AuthorizationServerMismatchError, ConfigurationError, clean_peer_text
 from .grants import GRANT_TYPE_JWT_BEARER, ClientAuth, NoClientAuth
 from .cache import TokenCache
@@ -172,6 +172,7 @@ class WorkloadIdentityProvider(OAuthProvider):
             value = value.strip()
             if not value:
                 raise ConfigurationError("{} returned an empty string".format(where))
+        _mask.remember(value)
         if not jws.is_compact_jws(value):
             # RFC 7523 §2.1: the assertion "MUST contain a single JWT"; a compact JWS is
             # three base64url parts (RFC 7515 §7.1), so no space, line break or non-ASCII.

@@ -151,6 +151,16 @@ def test_scope_validation():
         grants.validate_scope(["a"])
 
 
+@pytest.mark.parametrize("bad", ["read\n", "read\r\n", "read\nwrite", "\n", "a b\n"])
+def test_scope_with_a_trailing_line_break_is_refused(bad):
+    # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ); a regex `$` also
+    # matches before a final newline, so the whole token must match (\Z / fullmatch).
+    with pytest.raises(ConfigurationError):
+        grants.validate_scope(bad)
+    with pytest.raises(ConfigurationError):
+        grants.normalize_scope([bad])
+
+
 # -- F1, F2, F5: parsing responses --------------------------------------------------------------
 
 def test_parse_rfc6749_4_4_3_response():

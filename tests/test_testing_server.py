@@ -324,6 +324,17 @@ def test_scope_checks(as_):
         assert resp.json()["error"] == "invalid_scope", scope
 
 
+def test_scope_with_a_trailing_line_break_is_invalid_scope(as_):
+    # RFC 6749 §3.3: a client with no scope restriction still cannot be granted "read\n".
+    as_.register_client("open", client_secret="s")
+    auth = {"Authorization": basic("open", "s")}
+    for scope in ("read\n", "read\nwrite", "read write\n"):
+        resp = post_token(as_, {"grant_type": "client_credentials", "scope": scope}, auth)
+        assert resp.status_code == 400 and resp.json()["error"] == "invalid_scope", scope
+    assert post_token(as_, {"grant_type": "client_credentials", "scope": "read"},
+                      auth).json()["scope"] == "read"
+
+
 def test_resource_is_validated_and_bound(as_):
     as_.register_client("c", client_secret="s")
     auth = {"Authorization": basic("c", "s")}

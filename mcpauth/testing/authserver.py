@@ -69,7 +69,7 @@ SIGNING_ALGS = ("RS256", "ES256", "PS256", "ES384", "EdDSA")
 METADATA_VARIANTS = ("oauth", "oidc", "oidc-append")
 
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]+$")
+_SCOPE_TOKEN = re.compile(r"\A[\x21\x23-\x5B\x5D-\x7E]+\Z")  # \Z: `$` allows a final "\n"
 _NO_STORE = [("Cache-Control", "no-store"), ("Pragma", "no-cache")]
 _UNSET = object()
 
@@ -158,6 +158,24 @@ def _number(value: Any) -> Optional[float]:
     return float(value)
 
 
+def _echo(record: RecordedRequest) -> str:
+    """Everything secret a token request carried, in every form it arrived in."""
+    parts = []
+    body = record.body.decode("utf-8", "replace")
+    parts.append(body)
+    authz = record.headers.get("Authorization") or ""
+    if authz:
+        parts.append(authz)
+        try:
+            pair = base64.b64decode(authz.split(" ", 1)[-1]).decode("utf-8")
+            parts.append(pair)
+            parts.append(":".join(unquote_plus(half) for half in pair.split(":", 1)))
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            pass
+    parts.extend(value for _, value in parse_qsl(body, keep_blank_values=True))
+    return " ".join(parts)
+
+
 def parse_scope(value: Optional[str]) -> Optional[Set[str]]:
     """Parse an RFC 6749 §3.3 scope string; None when absent.
 
@@ -204,8 +222,11 @@ class AuthorizationServer(LoopbackServer):
     ``allowed_resources``, ``reject_replayed_id_jag`` (default True: an ID-JAG's ``jti``
     is accepted once, RFC 7523 §3 "MAY ensure that JWTs are not replayed"; False lets a
     client re-submit the original ID-JAG as the ID-JAG draft's "Refresh Token" section
-    allows); failures via :attr:`next_error` / :meth:`fail_next`; any
-    canned response via :meth:`set_route`.
+    allows), ``echo_credentials`` (every error response's ``error_description`` repeats
+    what the request carried: the raw form body, the ``Authorization`` header, the
+    decoded Basic ``id:secret`` and each form value, as a careless or hostile server
+    might); failures via :attr:`next_error` / :meth:`fail_next`; any canned response
+    via :meth:`set_route`.
     """
 
     def __init__(self, issuer_path: str = "", *,
@@ -256,6 +277,7 @@ class AuthorizationServer(LoopbackServer):
         self.require_jti = True
         self.require_resource = False
         self.reject_replayed_id_jag = True
+        self.echo_credentials = False
         self.allowed_resources: Optional[List[str]] = None
         # DPoP (RFC 9449): proofs are checked whenever a DPoP header is sent; with
         # require_dpop, a request without one is refused. Bound tokens get token_type
@@ -558,8 +580,12 @@ class AuthorizationServer(LoopbackServer):
         except _OAuthFailure as failure:
             record.info["error"] = failure.error
             err: Dict[str, Any] = {"error": failure.error}
-            if failure.description:
-                err["error_description"] = failure.description
+            description = failure.description
+            if self.echo_credentials:
+                description = "{} (received: {})".format(description or failure.error,
+                                                        _echo(record))
+            if description:
+                err["error_description"] = description
             return Response.json(failure.status, err, _NO_STORE + failure.headers)
         return Response.json(200, body, _NO_STORE + self.dpop.nonce_headers())
 
