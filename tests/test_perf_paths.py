@@ -134,9 +134,10 @@ def test_malformed_keys_are_still_refused_at_construction(bad):
 
 
 def test_small_rsa_key_refused_at_construction_without_loading():
+    from cryptography.hazmat.backends import default_backend  # cryptography < 3.1 needs it
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    small = rsa.generate_private_key(65537, 1024)
+    small = rsa.generate_private_key(65537, 1024, default_backend())
     from cryptography.hazmat.primitives import serialization
     pem = small.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                               serialization.NoEncryption())
