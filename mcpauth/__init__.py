@@ -5,7 +5,10 @@ discovers the authorization server (RFC 9728, RFC 8414), gets tokens, and retrie
 refused request once with a new token.
 """
 
+import importlib
 import logging
+import sys
+from typing import TYPE_CHECKING, Any, List
 
 from ._version import __version__
 from .errors import (
@@ -29,8 +32,6 @@ from .errors import (
 )
 
 from .cache import FileTokenCache, MemoryTokenCache, TokenCache
-from .dpop import DPoPKey
-from .rediscache import RedisTokenCache
 from .providers import (
     AuthContext,
     AuthProvider,
@@ -38,18 +39,51 @@ from .providers import (
     ClientCredentialsProvider,
     PrivateKeyJwtProvider,
 )
-from .crossapp import (
-    CrossAppAccessContext,
-    CrossAppAccessProvider,
-    JwtAuthGrant,
-    discover_and_request_jwt_auth_grant,
-    exchange_jwt_auth_grant,
-    request_jwt_authorization_grant,
-)
-from .workload import WorkloadIdentityProvider
-from .client import MCPClient
 
 logging.getLogger("mcpauth").addHandler(logging.NullHandler())
+
+# Imported on first use (PEP 562), so that ``import mcpauth`` costs a provider user only
+# what the providers need; Python 3.6 has no module __getattr__ and imports them now.
+_LAZY = {
+    "CrossAppAccessContext": "crossapp",
+    "CrossAppAccessProvider": "crossapp",
+    "JwtAuthGrant": "crossapp",
+    "discover_and_request_jwt_auth_grant": "crossapp",
+    "exchange_jwt_auth_grant": "crossapp",
+    "request_jwt_authorization_grant": "crossapp",
+    "WorkloadIdentityProvider": "workload",
+    "MCPClient": "client",
+    "RedisTokenCache": "rediscache",
+    "DPoPKey": "dpop",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError("module {!r} has no attribute {!r}".format(__name__, name))
+    value = getattr(importlib.import_module("." + module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+if sys.version_info < (3, 7) or TYPE_CHECKING:
+    from .crossapp import (  # noqa: F401
+        CrossAppAccessContext,
+        CrossAppAccessProvider,
+        JwtAuthGrant,
+        discover_and_request_jwt_auth_grant,
+        exchange_jwt_auth_grant,
+        request_jwt_authorization_grant,
+    )
+    from .workload import WorkloadIdentityProvider  # noqa: F401
+    from .client import MCPClient  # noqa: F401
+    from .rediscache import RedisTokenCache  # noqa: F401
+    from .dpop import DPoPKey  # noqa: F401
 
 __all__ = [
     # Providers (requests auth)

@@ -23,7 +23,9 @@ closed stream is always an error.
 (``call_timeout``) that nothing extends: not the bytes of a slow reply, not SSE
 keep-alive comments, not resumed streams; each read waits at most ``timeout`` for the
 next bytes (and never past the deadline); the bytes read for one reply (a JSON body, or
-an SSE stream with the streams that resume it) are capped at ``max_response_bytes``.
+an SSE stream with the streams that resume it) are capped at ``max_response_bytes``,
+counted after a ``Content-Encoding`` of gzip or deflate is undone in bounded steps (RFC
+9110 §8.4), so a small compressed reply cannot inflate past the cap.
 
 Redirects are not followed (a 3xx raises ProtocolError naming the target), so a
 credentialed request is never re-sent somewhere else. JSON-RPC 2.0 §5: an ``error``
@@ -37,6 +39,7 @@ import time
 from typing import Any, Callable, Deque, Dict, List, Mapping, NamedTuple, Optional
 
 import requests
+from urllib3.exceptions import HTTPError as Urllib3Error
 
 from ._sse import SSEParser, iter_lines
 from .discovery import bearer_challenge
@@ -49,7 +52,7 @@ from .errors import (
     UnauthorizedError,
     clean_peer_text,
 )
-from .transport import loads_json, redact_url
+from .transport import iter_decoded, loads_json, redact_url
 
 logger = logging.getLogger("mcpauth")
 
@@ -64,7 +67,9 @@ MAX_RESUMES = 100
 #: Seconds before resuming again after a resumed stream that brought no new event; the
 #: wait doubles with each such stream in a row.
 IDLE_BACKOFF = 0.1
-_CHUNK = 65536
+# What reading a reply may raise: the body is read from urllib3 directly (through the
+# transport's bounded decoder), so its errors and the socket's come as they are.
+_READ_ERRORS = (requests.exceptions.RequestException, Urllib3Error, OSError)
 
 
 class Reply(NamedTuple):
@@ -236,7 +241,7 @@ class WireMixin(object):
             logger.debug("MCP %s %s -> HTTP %d", clean_peer_text(method, 200),
                          redact_url(self.url), response.status_code)
             return self._read_reply(method, response, msg_id, limits)
-        except requests.exceptions.RequestException as exc:
+        except _READ_ERRORS as exc:
             raise limits.read_error(what, exc) from exc
         finally:
             response.close()
@@ -320,7 +325,8 @@ class WireMixin(object):
     def _read_capped(self, response: Any, what: str, status: int, limits: CallLimits,
                      cap: ByteCap) -> str:
         buf = bytearray()
-        for chunk in limits.capped(response.iter_content(_CHUNK), response, what):
+        for chunk in limits.capped(iter_decoded(response, redact_url(self.url)), response,
+                                   what):
             cap.take(len(chunk), what, status)
             buf.extend(chunk)
         try:
@@ -387,14 +393,14 @@ class WireMixin(object):
                                     "resuming it with GET got HTTP {}".format(what, status),
                                     status_code=status)
             return self._read_stream(response, parser, msg_id, what, status, limits, cap)
-        except requests.exceptions.RequestException as exc:
+        except _READ_ERRORS as exc:
             raise limits.read_error(label, exc) from exc
         finally:
             response.close()
 
     def _read_stream(self, response: Any, parser: SSEParser, msg_id: int, what: str,
                      status: int, limits: CallLimits, cap: ByteCap) -> Optional[Message]:
-        chunks = limits.capped(response.iter_content(_CHUNK), response, what)
+        chunks = limits.capped(iter_decoded(response, redact_url(self.url)), response, what)
         lines = iter_lines(_counted(chunks, cap, what, status), cap.limit, what, status)
         for event in parser.events(lines):
             if event.event != "message" or not event.data.strip():

@@ -46,18 +46,13 @@ URL is reported without its text. The module uses only relative imports, so
 """
 
 import argparse
-import difflib
 import hashlib
 import json
 import logging
 import os
 import re
-import shlex
-import shutil
 import stat
-import subprocess
 import sys
-import traceback
 import warnings
 from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, TextIO, Tuple
 from urllib.parse import urlsplit
@@ -126,9 +121,12 @@ credentials (a flag wins over the environment; never pass a secret as a value):
   your own token    --token-file FILE, or MCPAUTH_TOKEN / MCPAUTH_TOKEN_FILE
   workload identity --workload-token-file FILE (re-read for each token request),
                     or MCPAUTH_WORKLOAD_TOKEN_FILE
+  DPoP key          --dpop-key-file FILE, or MCPAUTH_DPOP_KEY_FILE; an encrypted
+                    key: --dpop-key-password-file FILE, or MCPAUTH_DPOP_KEY_PASSWORD
+                    (or _FILE)
   Every other option can also be set as MCPAUTH_<OPTION>, e.g. MCPAUTH_SCOPE,
-  MCPAUTH_EXPECTED_ISSUER, MCPAUTH_CACHE, MCPAUTH_TIMEOUT. A Redis URL with a
-  password belongs in MCPAUTH_CACHE, not on the command line.
+  MCPAUTH_EXPECTED_ISSUER, MCPAUTH_CACHE, MCPAUTH_TIMEOUT, MCPAUTH_CALL_TIMEOUT. A
+  Redis URL with a password belongs in MCPAUTH_CACHE, not on the command line.
 """
 
 _EPILOG = _CREDENTIALS_HELP + """
@@ -188,7 +186,8 @@ _NOT_FROM_ENV = frozenset(["help", "version", "arg", "json_args", "password_file
                            "key_type", "public_file"])
 # Variables read directly (not as MCPAUTH_<OPTION>); the parser's options add the rest.
 _OTHER_ENV = ("MCPAUTH_CLIENT_ID", "MCPAUTH_PRIVATE_KEY_PASSWORD",
-              "MCPAUTH_PRIVATE_KEY_PASSWORD_FILE", "MCPAUTH_IDP_CLIENT_SECRET",
+              "MCPAUTH_PRIVATE_KEY_PASSWORD_FILE", "MCPAUTH_DPOP_KEY_PASSWORD",
+              "MCPAUTH_DPOP_KEY_PASSWORD_FILE", "MCPAUTH_IDP_CLIENT_SECRET",
               "MCPAUTH_IDP_CLIENT_SECRET_FILE", "MCPAUTH_CACHE_KEY")
 # A bare file name shown in messages: a name, a dot and a short extension.
 _BARE_FILE_NAME = re.compile(r"[\w-][\w.-]*\.[A-Za-z0-9]{1,8}\Z")
@@ -286,7 +285,9 @@ _CREDENTIAL_OPTIONS = (
     ("--token-file", "FILE", "file holding a token of your own (no OAuth)"),
     ("--workload-token-file", "FILE", "file holding the platform's workload identity JWT"),
     ("--dpop-key-file", "FILE", "DPoP (RFC 9449): bind tokens to this private key (PEM, "
-     "DER or JWK, unencrypted; not the client key)"),
+     "DER or JWK; not the client key)"),
+    ("--dpop-key-password-file", "FILE",
+     "file holding the password of an encrypted DPoP key"),
 )
 
 def _add_common(parser: argparse.ArgumentParser, credentials: bool = True) -> None:
@@ -330,8 +331,17 @@ def _add_common(parser: argparse.ArgumentParser, credentials: bool = True) -> No
                            nargs="?", const="", default=S, help=S)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``mcpauth`` command."""
+class _Unbuilt(object):
+    """Stands in for a subcommand's parser that this run will not use (its options are
+    not built: argparse's add_argument is most of a warm run's own time)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: self
+
+
+def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+    """The argument parser of the ``mcpauth`` command (with ``only``: of that command's
+    options only; every command is still listed)."""
     parser = _Parser(
         prog="mcpauth", allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -343,11 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="log what mcpauth does (DEBUG) on stderr; never secrets")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def command(name: str, help_text: str, epilog: str = _SUB_EPILOG
-                ) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_text, description=help_text,
-                              allow_abbrev=False, epilog=epilog,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    def command(name: str, help_text: str, epilog: str = _SUB_EPILOG) -> Any:
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           allow_abbrev=False, epilog=epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        return p if only is None or only == name else _Unbuilt()
 
     p = command("token", "print an access token for the MCP server at URL (and nothing else)")
     p.add_argument("url", metavar="URL", help="the MCP server URL")
@@ -406,6 +416,10 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol-version", default=argparse.SUPPRESS, metavar="VERSION",
                         help="pin the MCP protocol version (default: 2026-07-28 if the "
                              "server supports it, else the stateful lifecycle)")
+    parser.add_argument("--call-timeout", type=float, default=argparse.SUPPRESS,
+                        metavar="SECONDS",
+                        help="seconds the whole MCP call may take, however slowly the "
+                             "server replies (default 300)")
 
 
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
@@ -444,15 +458,20 @@ def _option(args: argparse.Namespace, name: str, env: Optional[str] = None) -> A
             return _DEFAULTS.get(name)
         if name == "verbose":
             return value.lower() not in ("0", "false", "no")
-    if name == "timeout":
+    if name in _SECONDS:
         try:
             value = float(value)
         except ValueError:
             value = float("nan")
         if not 0 < value < float("inf"):
-            raise UsageError("{} must be a positive number of seconds (the timeout of each "
-                             "HTTP request)".format(source))
+            raise UsageError("{} must be a positive number of seconds ({})".format(
+                source, _SECONDS[name]))
     return value
+
+
+# Options that are a number of seconds, and what each bounds (for the error message).
+_SECONDS = {"timeout": "the timeout of each HTTP request",
+            "call_timeout": "the deadline of each MCP call"}
 
 
 def _is_http_url(value: Any) -> bool:
@@ -471,7 +490,8 @@ def _check_url_arguments(args: argparse.Namespace) -> None:
     """
     if not hasattr(args, "url"):
         return  # demo, key
-    _option(args, "timeout")  # a bad MCPAUTH_TIMEOUT is refused even where unused
+    for name in _SECONDS:  # a bad MCPAUTH_TIMEOUT is refused even where unused
+        _option(args, name)
     if not _is_http_url(args.url):
         raise UsageError("the URL argument is not an http(s) URL")
     for name in ("expected_issuer", "issuer", "token_endpoint", "idp_url"):
@@ -627,6 +647,8 @@ def _unknown_env_hint() -> str:
     unknown = sorted(n for n in os.environ if n.startswith(_ENV_PREFIX) and n not in known)
     if not unknown:
         return ""
+    import difflib
+
     shown = []
     for name in unknown[:3]:
         close = difflib.get_close_matches(name, known, 1, 0.75)
@@ -635,17 +657,18 @@ def _unknown_env_hint() -> str:
         ", ".join(shown), "is" if len(shown) == 1 else "are")
 
 
-def _key_password(args: argparse.Namespace, flag_name: str, flag: str) -> Optional[str]:
+def _key_password(args: argparse.Namespace, flag_name: str, flag: str,
+                  env: str = "MCPAUTH_PRIVATE_KEY_PASSWORD") -> Optional[str]:
+    """The password of --FLAG FILE, else of ``env`` or ``env``_FILE, else None."""
     if hasattr(args, flag_name):
         return str(_read_file(getattr(args, flag_name), flag))
-    if os.environ.get("MCPAUTH_PRIVATE_KEY_PASSWORD") or os.environ.get(
-            "MCPAUTH_PRIVATE_KEY_PASSWORD_FILE"):
-        return str(_secret_from(args, False, flag_name, flag, "MCPAUTH_PRIVATE_KEY_PASSWORD",
-                                "MCPAUTH_PRIVATE_KEY_PASSWORD_FILE"))
+    if os.environ.get(env) or os.environ.get(env + "_FILE"):
+        return str(_secret_from(args, False, flag_name, flag, env, env + "_FILE"))
     return None
 
 
-def _load_key(data: bytes, password: Optional[str], where: str, password_flag: str) -> Any:
+def _load_key(data: bytes, password: Optional[str], where: str, password_flag: str,
+              password_env: str = "MCPAUTH_PRIVATE_KEY_PASSWORD") -> Any:
     """The SigningKey in ``data``; errors say which key and how to give its password."""
     from . import jws
     from .errors import InvalidKeyError
@@ -657,8 +680,8 @@ def _load_key(data: bytes, password: Optional[str], where: str, password_flag: s
     except InvalidKeyError as exc:
         hint = ""
         if password is None and "encrypted" in str(exc):
-            hint = "; give its password with {} FILE or MCPAUTH_PRIVATE_KEY_PASSWORD " \
-                   "(or _FILE)".format(password_flag)
+            hint = "; give its password with {} FILE or {} (or _FILE)".format(
+                password_flag, password_env)
         raise InvalidKeyError("the key given by {}: {}{}".format(where, exc, hint)) from None
 
 
@@ -670,6 +693,15 @@ def _private_key(args: argparse.Namespace, from_flags: bool) -> Any:
         "MCPAUTH_PRIVATE_KEY" if os.environ.get("MCPAUTH_PRIVATE_KEY")
         else "MCPAUTH_PRIVATE_KEY_FILE")
     password = _key_password(args, "private_key_password_file", "--private-key-password-file")
+    if password is None:
+        from . import jws
+        from .errors import InvalidKeyError
+
+        try:
+            if jws.key_algorithms(data) is not None:
+                return data  # well-formed: loaded only if this run signs (not when cached)
+        except InvalidKeyError:
+            pass  # _load_key says which key
     return _load_key(data, password, where, "--private-key-password-file")
 
 
@@ -683,8 +715,12 @@ def _dpop_key(args: argparse.Namespace) -> Any:
     from .errors import InvalidKeyError
 
     data = _read_file(str(path), where, binary=True)
+    password = _key_password(args, "dpop_key_password_file", "--dpop-key-password-file",
+                             "MCPAUTH_DPOP_KEY_PASSWORD")
+    key = _load_key(data, password, where, "--dpop-key-password-file",
+                    "MCPAUTH_DPOP_KEY_PASSWORD")
     try:
-        return DPoPKey(data)
+        return DPoPKey(key)
     except InvalidKeyError as exc:
         raise InvalidKeyError("the key given by {}: {}".format(where, exc)) from None
 
@@ -701,6 +737,10 @@ def assertion_command(command: str, timeout: float, where: str) -> Callable[[str
     variables that carry mcpauth's own credentials (secrets, tokens, key passwords, the
     Redis cache key and URL).
     """
+    import shlex
+    import shutil
+    import subprocess
+
     from .errors import ConfigurationError, TransportError
 
     try:
@@ -900,6 +940,9 @@ def _with_client(args: argparse.Namespace, use: Callable[[Any], Any]) -> Any:
 
     provider = build_provider(args, args.url, _cache(args))
     kwargs = {"timeout": _option(args, "timeout")}  # type: Dict[str, Any]
+    call_timeout = _option(args, "call_timeout")
+    if call_timeout is not None:
+        kwargs["call_timeout"] = call_timeout
     pinned = _option(args, "protocol_version")
     if pinned:
         kwargs["protocol_version"] = pinned
@@ -1229,7 +1272,9 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
     """
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
-    parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    # The command is the first word unless options come first (then build them all).
+    parser = build_parser(words[0] if words and words[0] in _COMMANDS else None)
     verbose = False
     url = None  # type: Optional[str]
     handler = None  # type: Optional[logging.Handler]
@@ -1239,7 +1284,7 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
             warnings.simplefilter("default", MCPAuthWarning)
             warnings.showwarning = _StderrWarnings(err)
             try:
-                args = _parse(parser, sys.argv[1:] if argv is None else argv)
+                args = _parse(parser, words)
             except SystemExit as exc:  # --help, --version
                 return int(exc.code or 0)
             verbose = bool(_option(args, "verbose"))
@@ -1255,6 +1300,8 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
         if verbose and code == EXIT_INTERNAL:
             # Only for a bug. Other errors say all there is in their one line; their
             # chained causes (urllib3, requests) would print URLs with their queries.
+            import traceback
+
             err.write(_mask.mask(traceback.format_exc()))
         message = _error_message(exc, url)
         if code == EXIT_PROTOCOL:

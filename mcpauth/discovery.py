@@ -914,7 +914,8 @@ def fetch_challenge(transport: Transport, server_url: str,
 def discover(transport: Transport, server_url: str, *,
              resource_metadata_url: Optional[str] = None,
              expected_issuer: Optional[str] = None, issuer: Optional[str] = None,
-             allow_resource_prefix: bool = False) -> DiscoveryResult:
+             allow_resource_prefix: bool = False,
+             known_metadata: Optional[AuthorizationServerMetadata] = None) -> DiscoveryResult:
     """Find the authorization server for ``server_url`` and its token endpoint.
 
     1. Protected resource metadata (:func:`fetch_protected_resource_metadata`; RFC 9728,
@@ -937,6 +938,10 @@ def discover(transport: Transport, server_url: str, *,
         issuer: an explicitly configured authorization server ("the authorization
             server is configuration, not discovery").
         allow_resource_prefix: see :func:`validate_resource`.
+        known_metadata: metadata fetched and validated earlier; used instead of a fetch
+            when the authorization server chosen now is its issuer (a re-discovery after a
+            refused token re-reads the protected resource metadata to notice a moved
+            authorization server, and needs the AS metadata again only if it moved).
 
     Returns:
         The resource to request tokens for, the issuer, and both documents.
@@ -998,7 +1003,11 @@ def discover(transport: Transport, server_url: str, *,
         validate_resource_metadata_url(chosen, server_url)
     logger.debug("discovery: authorization server %s", redact_url(chosen))
 
-    metadata = fetch_authorization_server_metadata(transport, chosen)
+    if known_metadata is not None and known_metadata.issuer == chosen:
+        logger.debug("discovery: authorization server unchanged; metadata not re-fetched")
+        metadata = known_metadata
+    else:
+        metadata = fetch_authorization_server_metadata(transport, chosen)
     if expected_issuer is not None and metadata.issuer != expected_issuer:
         # Unreachable after the §3.3 echo check, kept as the last line of the pin.
         raise AuthorizationServerMismatchError(

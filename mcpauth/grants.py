@@ -19,6 +19,7 @@ import email.utils
 import logging
 import re
 import secrets
+import threading
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 from urllib.parse import quote_plus
@@ -349,6 +350,10 @@ class PrivateKeyJwt(ClientAuth):
             raise ConfigurationError("public_jwk goes with signer or assertion; a "
                                      "private_key has its own public key")
         self._key = None  # type: Optional[jws.SigningKey]
+        # A key in a form whose structure was checked, loaded (and fully validated) before
+        # it first signs: a run that finds its token cached never imports cryptography.
+        self._key_data = None  # type: Any
+        self._key_lock = threading.Lock()
         self._signer = signer
         self._assertion = assertion
         self._public_jwk = None  # type: Optional[Dict[str, str]]
@@ -360,9 +365,14 @@ class PrivateKeyJwt(ClientAuth):
                 raise InvalidKeyError("public_jwk holds a private key ('d'); give the "
                                       "public JWK only")
             self._public_jwk = jws.public_jwk(dict(public_jwk))
-        if private_key is not None:
+        deferred = jws.key_algorithms(private_key) if private_key is not None else None
+        if deferred is not None:
+            self._key_data = private_key
+            algorithms = deferred  # type: Sequence[str]
+            kind = jws._ALGS[deferred[0]][0]
+        elif private_key is not None:
             self._key = jws.load_private_key(private_key)
-            algorithms = self._key.algorithms  # type: Sequence[str]
+            algorithms = self._key.algorithms
             kind = self._key.kty
         elif self._public_jwk is not None:
             algorithms = _algorithms_of_jwk(self._public_jwk)
@@ -400,7 +410,8 @@ class PrivateKeyJwt(ClientAuth):
 
     def __repr__(self) -> str:
         key = self._key if self._key is not None else (
-            "signer" if self._signer is not None else "assertion callable")
+            "signer" if self._signer is not None else "assertion callable"
+            if self._key_data is None else "not loaded yet")
         return "PrivateKeyJwt(client_id={!r}, algorithm={!r}, key={})".format(
             self.client_id, self.algorithm, key if isinstance(key, str) else repr(key))
 
@@ -442,6 +453,8 @@ class PrivateKeyJwt(ClientAuth):
         if self.key_id:
             headers["kid"] = self.key_id
         assert self.algorithm is not None
+        if self._key is None and self._key_data is not None:
+            self._load_key()
         if self._key is None:
             assertion = jws.sign_with(claims, self._signer, self.algorithm, headers=headers,
                                       public_key=self._public_jwk)
@@ -449,6 +462,18 @@ class PrivateKeyJwt(ClientAuth):
             assertion = jws.sign(claims, self._key, self.algorithm, headers=headers)
         _mask.remember(assertion)
         return assertion
+
+    def _load_key(self) -> None:
+        from . import jws
+
+        with self._key_lock:
+            if self._key is None:
+                key = jws.load_private_key(self._key_data)
+                if self.algorithm not in key.algorithms:  # the structure check misread it
+                    raise InvalidKeyError("the private key cannot sign {}".format(
+                        self.algorithm))
+                self._key = key
+                self._key_data = None
 
     def _checked_assertion(self, value: Any, audience: str) -> str:
         """An assertion from the callable, held to what a locally built one satisfies.

@@ -183,8 +183,11 @@ def _uint_to_b64(value: int, length: Optional[int] = None) -> str:
 
 def _dumps(obj: Any) -> bytes:
     # Python 3.6 dicts have no guaranteed order: sort keys, no whitespace (PyJWT).
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"),
-                      allow_nan=False).encode("utf-8")
+    return _ENCODER.encode(obj).encode("utf-8")
+
+
+# What json.dumps(sort_keys=True, separators=(",", ":"), allow_nan=False) builds per call.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 # ---------------------------------------------------------------------------
@@ -210,7 +213,7 @@ class SigningKey(object):
     """
 
     __slots__ = ("_key", "_public_key", "_kty", "_curve", "_key_size", "_algorithms",
-                 "_public_jwk", "_thumbprint")
+                 "_public_jwk", "_thumbprint", "_params")
 
     def __init__(self, key: Any) -> None:
         """Wrap a ``cryptography`` private key object.
@@ -253,6 +256,8 @@ class SigningKey(object):
         self._algorithms = algorithms
         self._public_jwk = _public_jwk_of(self._public_key)
         self._thumbprint = _thumbprint_of_jwk(self._public_jwk)
+        # Per algorithm, the cryptography objects a signature needs (built once).
+        self._params: Dict[str, Tuple[Any, int]] = {}
 
     @property
     def kty(self) -> str:
@@ -318,22 +323,34 @@ class SigningKey(object):
                 "alg {} cannot be used with this {} key; it signs {}".format(
                     algorithm, self._describe_type(), ", ".join(self._algorithms)))
         data = bytes(signing_input)
-        kty, hash_name, param = _ALGS[algorithm]
-        if kty == "OKP":
+        params = self._params.get(algorithm) or self._sign_params(algorithm)
+        if self._kty == "OKP":
             return bytes(self._key.sign(data))
-        from cryptography.hazmat.primitives import hashes
-
-        hash_alg = getattr(hashes, hash_name)()
-        if kty == "RSA":
-            return bytes(self._key.sign(data, _rsa_padding(param, hash_alg), hash_alg))
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-
+        if self._kty == "RSA":
+            padding_, hash_alg = params[0]
+            return bytes(self._key.sign(data, padding_, hash_alg))
         # cryptography returns DER; JOSE wants R||S, each left-padded to the curve
         # size: "MUST NOT be shortened to omit any leading zero octets" (RFC 7518 §3.4).
-        r, s = decode_dss_signature(self._key.sign(data, ec.ECDSA(hash_alg)))
-        size = _EC_CURVES[param][1]
+        r, s = _decode_dss_signature(self._key.sign(data, params[0]))
+        size = params[1]
         return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+    def _sign_params(self, algorithm: str) -> Tuple[Any, int]:
+        """The padding and hash (RSA) or ECDSA object and R/S size (EC) for ``algorithm``."""
+        kty, hash_name, param = _ALGS[algorithm]
+        params: Tuple[Any, int] = (None, 0)
+        if kty != "OKP":
+            from cryptography.hazmat.primitives import hashes
+
+            hash_alg = getattr(hashes, hash_name)()
+            if kty == "RSA":
+                params = ((_rsa_padding(param, hash_alg), hash_alg), 0)
+            else:
+                from cryptography.hazmat.primitives.asymmetric import ec
+
+                params = (ec.ECDSA(hash_alg), _EC_CURVES[param][1])
+        self._params[algorithm] = params
+        return params
 
     def _describe_type(self) -> str:
         return self._kty if self._curve is None else "{} {}".format(self._kty, self._curve)
@@ -387,6 +404,13 @@ def _curve_object(crv: str) -> Any:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     return getattr(ec, _EC_CURVES[crv][0])()
+
+
+def _decode_dss_signature(der: bytes) -> Tuple[int, int]:
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    r, s = decode_dss_signature(der)
+    return r, s
 
 
 def _rsa_padding(kind: str, hash_alg: Any) -> Any:
@@ -965,11 +989,11 @@ def sign(payload: Union[Mapping[str, Any], bytes], key: Any,
 
 
 def _payload_bytes(payload: Any, headers: Any) -> bytes:
-    if headers is not None and not isinstance(headers, Mapping):
+    if headers is not None and type(headers) is not dict and not isinstance(headers, Mapping):
         raise TypeError("headers must be a mapping, not {}".format(type(headers).__name__))
     if isinstance(payload, (bytes, bytearray, memoryview)):
         return bytes(payload)
-    if isinstance(payload, Mapping):
+    if type(payload) is dict or isinstance(payload, Mapping):
         try:
             return _dumps(dict(payload))
         except (TypeError, ValueError) as exc:
@@ -982,6 +1006,14 @@ def _payload_bytes(payload: Any, headers: Any) -> bytes:
 def _signing_input(payload_bytes: bytes, algorithm: str,
                    headers: Optional[Mapping[str, Any]]) -> str:
     """``BASE64URL(header) '.' BASE64URL(payload)`` with ``alg`` set (RFC 7515 §5.1)."""
+    memo_key = None
+    if headers is None or (type(headers) is dict and len(headers) <= 4 and all(
+            type(v) is str for v in headers.values())):
+        # The encoded header of an assertion repeats: build it once per alg + string values.
+        memo_key = (algorithm, tuple(sorted(headers.items())) if headers else ())
+        encoded = _HEADER_MEMO.get(memo_key)
+        if encoded is not None:
+            return encoded + "." + b64url_encode(payload_bytes)
     header: Dict[str, Any] = {}
     if headers is not None:
         header.update(headers)  # a copy: the caller's mapping is never touched
@@ -993,7 +1025,15 @@ def _signing_input(payload_bytes: bytes, algorithm: str,
         header_bytes = _dumps(header)
     except (TypeError, ValueError):
         raise ConfigurationError("JWS header values are not JSON-serialisable") from None
-    return b64url_encode(header_bytes) + "." + b64url_encode(payload_bytes)
+    encoded = b64url_encode(header_bytes)
+    if memo_key is not None:
+        if len(_HEADER_MEMO) >= 64:
+            _HEADER_MEMO.clear()
+        _HEADER_MEMO[memo_key] = encoded
+    return encoded + "." + b64url_encode(payload_bytes)
+
+
+_HEADER_MEMO: Dict[Tuple[str, Tuple[Tuple[str, str], ...]], str] = {}
 
 
 def sign_with(payload: Union[Mapping[str, Any], bytes], signer: Any, algorithm: str,
@@ -1281,3 +1321,194 @@ def verify(token: str, key: Any, algorithms: Sequence[str]) -> bytes:
             raise
         raise JWSVerificationError("JWS signature is malformed") from None
     return payload
+
+
+# ---------------------------------------------------------------------------
+# Key shape without loading (no cryptography import)
+
+_OID_RSA = bytes.fromhex("2a864886f70d010101")      # rsaEncryption (RFC 8017 A.1)
+_OID_EC = bytes.fromhex("2a8648ce3d0201")           # id-ecPublicKey (RFC 5480 §2.1.1)
+_OID_ED25519 = bytes.fromhex("2b6570")              # id-Ed25519 (RFC 8410 §3)
+_OID_CURVES = {bytes.fromhex("2a8648ce3d030107"): "P-256",   # RFC 5480 §2.1.1.1
+               bytes.fromhex("2b81040022"): "P-384",
+               bytes.fromhex("2b81040023"): "P-521"}
+_PEM_KINDS = {b"PRIVATE KEY": "pkcs8", b"RSA PRIVATE KEY": "pkcs1",
+              b"EC PRIVATE KEY": "sec1"}
+
+
+def _der(data: bytes, pos: int, tag: int) -> Tuple[int, int]:
+    """The (start, end) of the contents of the DER element of ``tag`` at ``pos``."""
+    if pos + 2 > len(data) or data[pos] != tag:
+        raise ValueError("unexpected DER element")
+    length, pos = data[pos + 1], pos + 2
+    if length & 0x80:
+        count = length & 0x7F
+        if not 0 < count <= 4 or pos + count > len(data):
+            raise ValueError("bad DER length")
+        length, pos = int.from_bytes(data[pos:pos + count], "big"), pos + count
+    if pos + length > len(data):
+        raise ValueError("truncated DER")
+    return pos, pos + length
+
+
+def _rsa_bits_pkcs1(data: bytes, pos: int = 0) -> int:
+    start, _ = _der(data, pos, 0x30)               # RSAPrivateKey ::= SEQUENCE {
+    v_start, v_end = _der(data, start, 0x02)       #   version, modulus, ...
+    n_start, n_end = _der(data, v_end, 0x02)
+    modulus = data[n_start:n_end].lstrip(b"\0")
+    return len(modulus) * 8 - (8 - modulus[0].bit_length()) if modulus else 0
+
+
+def _shape_of_der(der: bytes, kind: Optional[str]) -> Optional[Tuple[str, Optional[str], int]]:
+    """(kty, curve, RSA bits) of an unencrypted PKCS#8, PKCS#1 or SEC1 key, or None."""
+    for form in ((kind,) if kind else ("pkcs8", "pkcs1", "sec1")):
+        try:
+            if form == "pkcs1":
+                return ("RSA", None, _rsa_bits_pkcs1(der))
+            start, end = _der(der, 0, 0x30)
+            if end != len(der):
+                continue
+            _, pos = _der(der, start, 0x02)                     # version
+            if form == "sec1":
+                _, pos = _der(der, pos, 0x04)                   # privateKey
+                c_start, _ = _der(der, pos, 0xA0)               # [0] parameters
+                o_start, o_end = _der(der, c_start, 0x06)
+                curve = _OID_CURVES.get(der[o_start:o_end])
+                return ("EC", curve, 0) if curve else None
+            a_start, a_end = _der(der, pos, 0x30)               # AlgorithmIdentifier
+            o_start, o_end = _der(der, a_start, 0x06)
+            oid = der[o_start:o_end]
+            k_start, _ = _der(der, a_end, 0x04)                 # privateKey
+            if oid == _OID_RSA:
+                return ("RSA", None, _rsa_bits_pkcs1(der, k_start))
+            if oid == _OID_ED25519:
+                return ("OKP", "Ed25519", 0)
+            if oid == _OID_EC:
+                c_start, c_end = _der(der, o_end, 0x06)
+                curve = _OID_CURVES.get(der[c_start:c_end])
+                return ("EC", curve, 0) if curve else None
+            return None
+        except (ValueError, IndexError):
+            continue
+    return None
+
+
+def _shape_of_jwk(jwk: Mapping[str, Any]) -> Optional[Tuple[str, Optional[str], int]]:
+    def member(name: str) -> bytes:
+        value = jwk.get(name)
+        if not isinstance(value, str):
+            raise ValueError(name)
+        return b64url_decode(value)
+
+    try:
+        kty, crv = jwk.get("kty"), jwk.get("crv")
+        member("d")
+        if kty == "RSA":
+            member("e")
+            modulus = member("n").lstrip(b"\0")
+            return ("RSA", None, len(modulus) * 8 - (8 - modulus[0].bit_length())
+                    if modulus else 0)
+        if kty == "EC" and crv in _EC_CURVES:
+            member("x")
+            member("y")
+            return ("EC", crv, 0)
+        if kty == "OKP" and crv == "Ed25519":
+            member("x")
+            return ("OKP", "Ed25519", 0)
+    except Exception:  # anything odd: can't tell, so the caller loads (and checks) it now
+        return None
+    return None
+
+
+def key_algorithms(data: Any) -> Optional[Tuple[str, ...]]:
+    """The ``alg`` values a private key can sign, read from its structure without loading it.
+
+    A cheap check for keys that may never be used (a cached token means nothing is
+    signed): PEM armour, DER structure, the algorithm and curve identifiers (RFC 5208,
+    RFC 5915, RFC 8017, RFC 8410) or the JWK members (RFC 7518 §6), and the RSA modulus
+    size (RFC 7518 §3.3). Returns None when it cannot tell (encrypted, OpenSSH, key
+    objects, anything unusual): load such a key with :func:`load_private_key` now, which
+    validates it fully. A key this accepts is still fully loaded and validated before it
+    signs anything.
+
+    Raises:
+        InvalidKeyError: an RSA modulus under 2048 bits.
+    """
+    shape: Optional[Tuple[str, Optional[str], int]] = None
+    if isinstance(data, Mapping):
+        shape = _shape_of_jwk(data)
+    elif isinstance(data, (str, bytes)):
+        raw = data.encode("latin-1", "replace") if isinstance(data, str) else bytes(data)
+        text = raw.strip()
+        if text.startswith(b"{"):
+            try:
+                parsed = loads_json(text.decode("utf-8"))
+            except Exception:
+                return None
+            shape = _shape_of_jwk(parsed) if isinstance(parsed, dict) else None
+        elif text.startswith(b"-----BEGIN "):
+            label = text[11:text.find(b"-----", 11)]
+            kind = _PEM_KINDS.get(label)
+            lines = text.splitlines()
+            if (kind is None or len(lines) < 3 or lines[-1].strip() != b"-----END " + label
+                    + b"-----" or any(b":" in line for line in lines[1:-1])):
+                return None  # encrypted (Proc-Type headers), other labels: load it now
+            try:
+                der = binascii.a2b_base64(b"".join(line.strip() for line in lines[1:-1]))
+            except (binascii.Error, ValueError):
+                return None
+            shape = _shape_of_der(der, kind)
+        elif isinstance(data, bytes) and raw[:1] == b"\x30":
+            shape = _shape_of_der(raw, None)
+    if shape is None:
+        return None
+    kty, curve, bits = shape
+    if kty == "RSA":
+        _check_rsa_size(bits)
+        return _RSA_ALGORITHMS
+    if kty == "OKP":
+        return ("EdDSA",)
+    return tuple(a for a in ALGORITHMS if _ALGS[a][2] == curve)
+
+
+def unloaded_thumbprint(data: Any) -> Optional[str]:
+    """The RFC 7638 thumbprint of an unencrypted RSA private key (PKCS#8 or PKCS#1 PEM/DER,
+    or a JWK), read from its structure without loading it; None for anything else.
+
+    The same value :meth:`SigningKey.thumbprint` gives once the key is loaded: the public
+    members ``n`` and ``e`` as minimal octets (RFC 7518 §6.3.1).
+    """
+    if key_algorithms(data) != _RSA_ALGORITHMS:
+        return None
+    try:
+        if isinstance(data, Mapping):
+            n, e = b64url_decode(data["n"]), b64url_decode(data["e"])
+        else:
+            raw = data.encode("latin-1") if isinstance(data, str) else bytes(data)
+            text = raw.strip()
+            if text.startswith(b"{"):
+                return None
+            if text.startswith(b"-----BEGIN "):
+                lines = text.splitlines()
+                raw = binascii.a2b_base64(b"".join(line.strip() for line in lines[1:-1]))
+                pkcs1 = b"RSA PRIVATE KEY" in lines[0]
+            else:
+                pkcs1 = False
+            pos = 0
+            if not pkcs1:
+                try:
+                    start, _ = _der(raw, 0, 0x30)
+                    _, pos = _der(raw, start, 0x02)          # version
+                    _, pos = _der(raw, pos, 0x30)            # AlgorithmIdentifier
+                    pos, _ = _der(raw, pos, 0x04)            # privateKey: RSAPrivateKey
+                except ValueError:
+                    pos = 0                                   # a bare PKCS#1 DER key
+            start, _ = _der(raw, pos, 0x30)
+            _, v_end = _der(raw, start, 0x02)
+            n_start, n_end = _der(raw, v_end, 0x02)
+            e_start, e_end = _der(raw, n_end, 0x02)
+            n, e = raw[n_start:n_end], raw[e_start:e_end]
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        return None
+    return _thumbprint_of_jwk({"kty": "RSA", "n": b64url_encode(n.lstrip(b"\0")),
+                               "e": b64url_encode(e.lstrip(b"\0"))})

@@ -128,24 +128,44 @@ def server_url_of(url: str) -> str:
     Raises:
         ConfigurationError: ``url`` cannot be parsed (a malformed IPv6 literal or port).
     """
-    try:
-        parts = urlsplit(url)
-        _ = parts.port  # ValueError for a port that is not a number in range
-        check_ip_literal(parts)
-    except (TypeError, ValueError, AttributeError):
-        raise ConfigurationError("server URL {} is not a valid URL".format(
-            redact_url(url) if isinstance(url, str) else type(url).__name__)) from None
-    netloc = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    server = _SERVER_OF.get(url) if type(url) is str else None
+    if server is None:
+        try:
+            parts = urlsplit(url)
+            _ = parts.port  # ValueError for a port that is not a number in range
+            check_ip_literal(parts)
+        except (TypeError, ValueError, AttributeError):
+            raise ConfigurationError("server URL {} is not a valid URL".format(
+                redact_url(url) if isinstance(url, str) else type(url).__name__)) from None
+        netloc = parts.netloc.rpartition("@")[2]
+        server = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        _memo_put(_SERVER_OF, url, server)
+    return server
 
 
 def _covers(base: str, server: str) -> bool:
     """True if ``server`` is ``base`` or below it (same origin, path-segment prefix)."""
-    b, s = urlsplit(base), urlsplit(server)
-    if (b.scheme.lower(), b.netloc.lower()) != (s.scheme.lower(), s.netloc.lower()):
-        return False
-    base_path = b.path.rstrip("/")
-    return s.path == b.path or s.path.startswith(base_path + "/") or base_path == ""
+    covered = _COVERS.get((base, server))
+    if covered is None:
+        b, s = urlsplit(base), urlsplit(server)
+        covered = ((b.scheme.lower(), b.netloc.lower()) == (s.scheme.lower(), s.netloc.lower())
+                   and (s.path == b.path or s.path.startswith(b.path.rstrip("/") + "/")
+                        or b.path.rstrip("/") == ""))
+        _memo_put(_COVERS, (base, server), covered)
+    return covered
+
+
+# Memos of the two pure URL functions above, so that the per-request path parses no URL
+# (a process talks to a handful of servers; the bound only stops unbounded growth).
+_SERVER_OF: Dict[str, str] = {}
+_COVERS: Dict[Tuple[str, str], bool] = {}
+_MEMO_MAX = 512
+
+
+def _memo_put(memo: Dict[Any, Any], key: Any, value: Any) -> None:
+    if len(memo) >= _MEMO_MAX:
+        memo.clear()
+    memo[key] = value
 
 
 def _credential_of(auth: Optional[ClientAuth]) -> Optional[Tuple[str, str]]:
@@ -159,6 +179,15 @@ def _credential_of(auth: Optional[ClientAuth]) -> Optional[Tuple[str, str]]:
     if isinstance(auth, ClientSecretPost):
         return "client_secret", auth._client_secret
     if isinstance(auth, PrivateKeyJwt):
+        if auth._key is None and auth._key_data is not None:
+            # A key not loaded yet (nothing signed so far): its thumbprint from its
+            # structure (RSA), else load it now.
+            from . import jws
+
+            thumbprint = jws.unloaded_thumbprint(auth._key_data)
+            if thumbprint is not None:
+                return "jwk_thumbprint", thumbprint
+            auth._load_key()
         if auth._key is not None:
             return "jwk_thumbprint", auth._key.thumbprint()
         if auth._public_jwk is not None:
@@ -249,6 +278,22 @@ def _unauthorized(message: str, challenge: Optional[_discovery.Challenge],
         resource_metadata=params.get("resource_metadata"))
 
 
+def _no_position() -> None:
+    return None
+
+
+def _drop_header(headers: Any, name: str) -> None:
+    """``headers.pop(name, None)`` without the KeyError that a missing name raises inside
+    requests' CaseInsensitiveDict (which costs more than the rest of attaching a token)."""
+    if type(headers) is _CaseInsensitiveDict:
+        headers._store.pop(name.lower(), None)
+    else:
+        headers.pop(name, None)
+
+
+_CaseInsensitiveDict: Any = requests.structures.CaseInsensitiveDict
+
+
 class AuthProvider(requests.auth.AuthBase):
     """Base class of every provider; subclass it to bring your own token.
 
@@ -311,7 +356,7 @@ class AuthProvider(requests.auth.AuthBase):
         dpop = self._dpop
         if dpop is None or token in self._unbound_tokens:
             request.headers["Authorization"] = "Bearer " + token
-            request.headers.pop("DPoP", None)
+            _drop_header(request.headers, "DPoP")
             return
         # Made now, from the request as prepared: htm/htu match what is sent, and a
         # replay (401, step-up, nonce) gets its own proof with a new jti (RFC 9449 §4.2).
@@ -351,16 +396,16 @@ class AuthProvider(requests.auth.AuthBase):
 
     def __call__(self, r: Any) -> Any:
         _fork.check()
-        server = server_url_of(r.url)
+        # The per-request path: no URL parsing, no lock, no exception (see server_url_of).
+        server = _SERVER_OF.get(r.url) or server_url_of(r.url)
         token = self._token_for(server)
         if token:
             self._apply(r, token)
         r._mcpauth_server = server
-        try:
-            r._mcpauth_body_pos = r.body.tell()
-        except AttributeError:
-            r._mcpauth_body_pos = None
-        r.register_hook("response", self._handle_response)
+        body = r.body
+        r._mcpauth_body_pos = (None if body is None or isinstance(body, (bytes, str))
+                               else getattr(body, "tell", _no_position)())
+        r.hooks["response"].append(self._handle_response)
         return r
 
     def _handle_response(self, r: Any, **kwargs: Any) -> Any:
@@ -586,7 +631,7 @@ class _Target(NamedTuple):
 class _ServerState(object):
     """Per-MCP-server state: discovery result and scope bookkeeping."""
 
-    __slots__ = ("lock", "target", "challenge_scope", "step_up_scope", "token_seen")
+    __slots__ = ("lock", "target", "challenge_scope", "step_up_scope", "token_seen", "fast")
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -596,6 +641,10 @@ class _ServerState(object):
         # (received_at, expires_at) of the last token this provider used or fetched, so
         # that a token found in the cache is logged once, not on every request.
         self.token_seen: Optional[Tuple[float, Optional[float]]] = None
+        #: The per-request fast path: an immutable record (access token, renew-at time,
+        #: and the target and scopes whose cache key it was read under), replaced whole,
+        #: read without a lock; valid only while those three are still the current ones.
+        self.fast: Optional[Tuple[str, float, _Target, Optional[str], Optional[str]]] = None
 
 
 TokenSource = Union[str, Callable[[], Optional[str]]]
@@ -663,6 +712,7 @@ class BearerTokenProvider(AuthProvider):
             raise ConfigurationError("on_unauthorized must be callable")
         self._hook = on_unauthorized
         self._session = session
+        self._checked: Optional[str] = None
 
     def __repr__(self) -> str:
         return "BearerTokenProvider(token=[secure], on_unauthorized={})".format(
@@ -673,13 +723,14 @@ class BearerTokenProvider(AuthProvider):
 
     def token(self) -> Optional[str]:
         value = self._source()
-        if value is None:
-            return None
+        if value is None or value is self._checked:
+            return value  # str is immutable: a value that passed the check still passes
         if not _is_access_token(value):
             raise ConfigurationError(
                 "the token source returned something other than a non-empty string of "
                 "printable ASCII characters (RFC 6749 Appendix A.12)")
         _mask.remember(value)
+        self._checked = value
         return value
 
     def _token_for(self, server_url: str) -> Optional[str]:
@@ -903,9 +954,10 @@ class OAuthProvider(AuthProvider):
         params = challenge.params if challenge is not None else {}
         refused = _bearer_of(ctx.response.request)
         with state.lock:
+            state.fast = None
             if params.get("scope"):
                 state.challenge_scope = _peer_scope(params["scope"], "scope in the 401 challenge")
-            target = state.target
+            target = previous = state.target
             if refused is not None and target is not None:
                 key = self._key(target, state)
                 current = self._cache.get_token(key)
@@ -916,7 +968,8 @@ class OAuthProvider(AuthProvider):
                 state.target = None
             if state.target is None:
                 state.target = self._discover(
-                    ctx.server_url, params.get("resource_metadata"), state.challenge_scope)
+                    ctx.server_url, params.get("resource_metadata"), state.challenge_scope,
+                    previous=previous)
             self._ensure_token(ctx.server_url, state, state.target, refused=refused)
 
     # -- internals -------------------------------------------------------------------------
@@ -925,6 +978,9 @@ class OAuthProvider(AuthProvider):
         return self._session
 
     def _state(self, server: str) -> _ServerState:
+        state = self._states.get(server)  # states are never removed: no lock to read one
+        if state is not None:
+            return state
         with self._states_lock:
             state = self._states.get(server)
             if state is None:
@@ -1041,7 +1097,11 @@ class OAuthProvider(AuthProvider):
             raise ConfigurationError(
                 "this provider is configured for resource {}; refusing to send its token "
                 "to {}".format(redact_url(self.resource), redact_url(server)))
-        state = self._state(server)
+        state = self._states.get(server) or self._state(server)
+        fast = state.fast
+        if (fast is not None and fast[2] is state.target and fast[3] is state.challenge_scope
+                and fast[4] is state.step_up_scope and self._clock() < fast[1]):
+            return fast[0]
         target = self._target(server, state)
         if target is None and self.token_endpoint is not None:
             with state.lock:
@@ -1088,14 +1148,16 @@ class OAuthProvider(AuthProvider):
                          self._effective_scope(state, target), fingerprint)
 
     def _needs_refresh(self, token: TokenResponse, now: float) -> bool:
+        return now >= self._refresh_at(token)
+
+    def _refresh_at(self, token: TokenResponse) -> float:
         expires_at = token.expires_at
         if expires_at is None:
-            return False
+            return float("inf")
         lifetime = max(expires_at - token.received_at, 0.0)
         # Renew `refresh_skew` seconds early, but never before half the lifetime has
         # passed: short-lived tokens must not be renewed on every call (msal does that).
-        refresh_at = max(token.received_at + lifetime / 2.0, expires_at - self.refresh_skew)
-        return now >= refresh_at
+        return max(token.received_at + lifetime / 2.0, expires_at - self.refresh_skew)
 
     def _ensure_token(self, server: str, state: _ServerState, target: _Target,
                       refused: Optional[str] = None) -> str:
@@ -1107,14 +1169,20 @@ class OAuthProvider(AuthProvider):
         if self._dpop is not None and self._dpop_algorithm is None:
             # A cached token too gets proofs in the alg the servers accept (RFC 9449 §5.1).
             self._dpop_algorithm = self._dpop.algorithm_for(target.dpop_algs)
+        challenge_scope, step_up_scope = state.challenge_scope, state.step_up_scope
         key = self._key(target, state)
         token = self._usable(self._cache.get_token(key))
         now = self._clock()
         if token is not None and token.access_token != refused:
             self._note_token_type(token)
-            if not self._needs_refresh(token, now):
+            refresh_at = self._refresh_at(token)
+            if now < refresh_at:
                 if state.token_seen != (token.received_at, token.expires_at):
                     self._log_cached_token(server, state, token, now)
+                if refused is None and self._dpop is None:
+                    # (A DPoP provider signs a proof per request anyway: no fast record.)
+                    state.fast = (token.access_token, refresh_at, target, challenge_scope,
+                                  step_up_scope)
                 return token.access_token
             expires_at = token.expires_at
             if expires_at is not None and now < expires_at:
@@ -1229,7 +1297,8 @@ class OAuthProvider(AuthProvider):
                              **self._dpop_options(target))
 
     def _discover(self, server: str, resource_metadata_url: Optional[str],
-                  challenge_scope: Optional[str] = None) -> _Target:
+                  challenge_scope: Optional[str] = None,
+                  previous: Optional[_Target] = None) -> _Target:
         if self.token_endpoint is not None:
             target = _Target(server, self.resource or server, self.issuer or
                              self.expected_issuer, self.token_endpoint, None, None, None,
@@ -1242,7 +1311,8 @@ class OAuthProvider(AuthProvider):
                 result = _discovery.discover(
                     self._transport, server, resource_metadata_url=resource_metadata_url,
                     expected_issuer=self._preferred_issuer(), issuer=self.issuer,
-                    allow_resource_prefix=self.allow_resource_prefix)
+                    allow_resource_prefix=self.allow_resource_prefix,
+                    known_metadata=_metadata_of(previous))
             except MCPAuthError as exc:
                 if exc.retryable:
                     self._hold_off(held, exc)
@@ -1302,6 +1372,7 @@ class OAuthProvider(AuthProvider):
             # SEP-2350: ask for the union of what we had and what is required.
             union = normalize_scope((current or "").split() + challenged.split())
             previous = state.step_up_scope
+            state.fast = None
             state.step_up_scope = normalize_scope((previous or "").split() + challenged.split())
             try:
                 self._ensure_token(ctx.server_url, state, target,
@@ -1312,6 +1383,15 @@ class OAuthProvider(AuthProvider):
                 raise
             logger.debug("stepped-up scope for %s: %s", redact_url(ctx.server_url), union)
         return True
+
+
+def _metadata_of(target: Optional[_Target]) -> Optional[_discovery.AuthorizationServerMetadata]:
+    """The AS metadata a discovered target was built from (what the provider uses of it)."""
+    if target is None or target.issuer is None:
+        return None
+    return _discovery.AuthorizationServerMetadata(
+        target.issuer, target.token_endpoint, target.auth_methods, target.signing_algs, None,
+        None, "", {})
 
 
 def _bearer_of(request: Any) -> Optional[str]:

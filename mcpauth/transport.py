@@ -42,7 +42,7 @@ import socket
 import threading
 import time
 import zlib
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Type
+from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Type
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from . import _fork
@@ -626,17 +626,18 @@ def iter_decoded(resp: Any, where: str) -> Iterator[bytes]:
         urllib3 and socket errors from reading, as they are.
     """
     decoder = _Decoder(resp.headers.get("Content-Encoding"), where, resp.status_code)
-    read: Any = resp.raw.read
-    from_urllib3 = isinstance(resp.raw, _urllib3_response_types())
+    raw: Any = resp.raw
+    reads: Iterable[bytes]
+    from_urllib3 = isinstance(raw, _urllib3_response_types())
     if from_urllib3:
-        read = functools.partial(read, decode_content=False)
-    # (Another raw stream, from a caller's own adapter, gives the bytes as sent.)
-    while True:
-        data = read(_READ_SIZE)
+        # stream() yields each chunk of a chunked body as it arrives (an SSE stream's
+        # events are read as they come), at most _READ_SIZE bytes of it at a time.
+        reads = raw.stream(_READ_SIZE, decode_content=False)
+    else:  # another raw stream, from a caller's own adapter, gives the bytes as sent
+        reads = iter(functools.partial(raw.read, _READ_SIZE), b"")
+    for data in reads:
         for piece in decoder.feed(data):
             yield piece
-        if not data:
-            return
 
 
 def _urllib3_response_types() -> Tuple[type, ...]:

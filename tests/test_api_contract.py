@@ -115,9 +115,7 @@ def test_wrong_private_key_jwt_option_types_are_type_errors(kwargs, fragment):
     assert fragment in str(info.value)
 
 
-def test_a_duck_typed_cache_and_a_real_session_are_accepted(stack, tmp_path):
-    import requests
-
+def test_a_duck_typed_cache_and_a_real_session_are_accepted(stack, tmp_path, new_session):
     class Wrapped(object):  # not a TokenCache subclass, but has its methods
         def __init__(self, inner):
             self._inner = inner
@@ -127,7 +125,7 @@ def test_a_duck_typed_cache_and_a_real_session_are_accepted(stack, tmp_path):
 
     provider = ClientCredentialsProvider(
         stack.client_id, stack.client_secret, server_url=stack.mcp_url,
-        cache=Wrapped(FileTokenCache(str(tmp_path / "t.json"))), session=requests.Session(),
+        cache=Wrapped(FileTokenCache(str(tmp_path / "t.json"))), session=new_session(),
         timeout=5, refresh_skew=30, max_step_up=1)
     assert provider.token()
 

@@ -84,7 +84,9 @@ def test_callable_returning_none_sends_no_header_then_unauthorized(server, sessi
     session.auth = BearerTokenProvider(lambda: None)
     with pytest.raises(UnauthorizedError) as info:
         call(session, server.url)
-    assert info.value.error == "invalid_token"
+    # RFC 6750 §3.1: a request without credentials gets a challenge with no error code
+    assert info.value.error is None and info.value.error_description is None
+    assert info.value.resource_metadata == server.prm_url
     assert "Authorization" not in server.mcp_requests()[0].headers
     assert len(server.mcp_requests()) == 1
 

@@ -101,15 +101,21 @@ def test_key_generate_never_overwrites(tmp_path):
     assert code == 2 and not (tmp_path / "b.pem").exists()
 
 
-@needs_cryptography
-def test_an_encrypted_key_from_a_password_file_or_variable(stack, tmp_path):
+def _encrypted_key(tmp_path, password):
+    """``mcpauth key generate`` of a key encrypted with ``password``: its path, the
+    password's file and what the command printed."""
     password_file = tmp_path / "password"
-    password_file.write_text("correct horse\n")
+    password_file.write_text(password + "\n")
     private = tmp_path / "enc.pem"
     code, out, err = run(["key", "generate", str(private), "--password-file",
                           str(password_file)])
     assert code == 0, err
-    info = json.loads(out)
+    return private, password_file, json.loads(out)
+
+
+@needs_cryptography
+def test_an_encrypted_key_from_a_password_file_or_variable(stack, tmp_path):
+    private, password_file, info = _encrypted_key(tmp_path, "correct horse")
     assert info["encrypted"] is True and b"ENCRYPTED" in private.read_bytes()
     stack.as_.register_client("enc-client", public_jwk=info["public_jwk"],
                               auth_method="private_key_jwt")
@@ -216,16 +222,23 @@ def test_a_url_without_its_path_gets_a_hint(stack, command):
     assert code != 0 and "has no path" not in err
 
 
-def test_a_bad_timeout_names_the_variable_or_flag():
-    env = {"MCPAUTH_TOKEN": "t", "MCPAUTH_TIMEOUT": "abc"}
+@pytest.mark.parametrize("name, what", [("timeout", "the timeout of each HTTP request"),
+                                        ("call_timeout", "the deadline of each MCP call")])
+def test_a_bad_timeout_names_the_variable_or_flag(name, what):
+    variable, flag = "MCPAUTH_" + name.upper(), "--" + name.replace("_", "-")
+    env = {"MCPAUTH_TOKEN": "t", variable: "abc"}
     code, out, err = run(["tools", "https://mcp.example.com/mcp"], env)
     assert code == 2
-    assert one_error_line(err) == ("mcpauth: error: MCPAUTH_TIMEOUT must be a positive "
-                                   "number of seconds (the timeout of each HTTP request)")
+    assert one_error_line(err) == ("mcpauth: error: {} must be a positive number of seconds "
+                                   "({})".format(variable, what))
+    # refused even by a command that makes no MCP call
     code, out, err = run(["token", "https://mcp.example.com/mcp"], env)
-    assert code == 2 and "MCPAUTH_TIMEOUT must be" in one_error_line(err)
-    code, out, err = run(["tools", "https://mcp.example.com/mcp", "--timeout", "-1"], env)
-    assert one_error_line(err).startswith("mcpauth: error: --timeout must be a positive")
+    assert code == 2 and variable + " must be" in one_error_line(err)
+    for value in ("-1", "0", "inf"):
+        code, out, err = run(["tools", "https://mcp.example.com/mcp", flag, value], env)
+        assert code == 2
+        assert one_error_line(err).startswith(
+            "mcpauth: error: {} must be a positive".format(flag)), err
 
 
 @pytest.mark.parametrize("name", ["secret.txt", "missing-dir/secret"])
@@ -291,7 +304,9 @@ def test_every_documented_variable_is_known():
     for name in ("MCPAUTH_SCOPE", "MCPAUTH_CACHE", "MCPAUTH_TIMEOUT", "MCPAUTH_VERBOSE",
                  "MCPAUTH_EXPECTED_ISSUER", "MCPAUTH_CLIENT_ID", "MCPAUTH_CLIENT_SECRET_FILE",
                  "MCPAUTH_PRIVATE_KEY_PASSWORD", "MCPAUTH_ASSERTION_COMMAND",
-                 "MCPAUTH_ID_TOKEN_FILE", "MCPAUTH_IDP_URL", "MCPAUTH_PROTOCOL_VERSION"):
+                 "MCPAUTH_ID_TOKEN_FILE", "MCPAUTH_IDP_URL", "MCPAUTH_PROTOCOL_VERSION",
+                 "MCPAUTH_CALL_TIMEOUT", "MCPAUTH_DPOP_KEY_PASSWORD",
+                 "MCPAUTH_DPOP_KEY_PASSWORD_FILE"):
         assert name in known
         assert name in cli._EPILOG or name.replace("_FILE", "") in cli._EPILOG or \
             name in ("MCPAUTH_VERBOSE", "MCPAUTH_PROTOCOL_VERSION")
@@ -303,7 +318,10 @@ def test_every_documented_variable_is_known():
 SIGNER = """\
 #!{python}
 # Plays a KMS-backed signing helper: prints a client assertion for argv[1].
-import json, os, sys, time, uuid
+import json, os, sys, time, uuid, warnings
+# A real helper's stderr reaches the job's log; this one's must stay quiet even where
+# cryptography warns about an old Python on import (3.6, 3.7).
+warnings.simplefilter("ignore")
 sys.path.insert(0, {root!r})
 from mcpauth import jws
 mode = os.environ.get("HELPER_MODE", "ok")
@@ -491,3 +509,65 @@ def test_help_text_mentions_what_the_readme_documents():
     for needle in ("--assertion-command", "--id-token-file", "MCPAUTH_PRIVATE_KEY_PASSWORD",
                    "exit status 75"):
         assert needle in text
+
+
+# ---------------------------------------------------------------- MCP call deadline
+
+def test_call_timeout_option_and_variable(stack):
+    import time
+
+    def silence():
+        while not stack.mcp._stopping:
+            time.sleep(0.05)
+            yield b""
+
+    argv = ["tools", stack.mcp_url, "--protocol-version", "2026-07-28"]
+    for extra, env in ((["--call-timeout", "1"], {}), ([], {"MCPAUTH_CALL_TIMEOUT": "1"})):
+        # A stream that sends its headers, then nothing: only the call's deadline ends it.
+        stack.mcp.set_route(stack.mcp.path, 200, None, {"Content-Type": "text/event-stream"},
+                            method="POST")
+        stack.mcp._routes[stack.mcp.path][0].response.stream = silence()
+        started = time.monotonic()
+        code, out, err = run(argv + extra, dict(creds(stack), **env))
+        assert code == 4, err
+        assert "did not complete within the 1 s call timeout" in err
+        assert time.monotonic() - started < 15
+
+
+# ---------------------------------------------------------------- encrypted DPoP key
+
+@needs_cryptography
+def test_an_encrypted_dpop_key_from_a_password_file_or_variable(stack, tmp_path):
+    dpop, password_file, info = _encrypted_key(tmp_path, "dpop horse")
+    assert info["encrypted"] is True
+    argv = ["token", stack.mcp_url, "--dpop-key-file", str(dpop)]
+
+    code, out, err = run(argv, creds(stack))
+    assert code == 2
+    assert one_error_line(err) == (
+        "mcpauth: error: the key given by --dpop-key-file: the PEM key is encrypted and "
+        "no password was given; give its password with --dpop-key-password-file FILE "
+        "or MCPAUTH_DPOP_KEY_PASSWORD (or _FILE)")
+
+    def bound(out):  # RFC 9449 §6: the token is bound to the DPoP key's thumbprint
+        return stack.as_.introspect(out.strip())["cnf"] == {"jkt": info["kid"]}
+
+    code, out, err = run(argv + ["--dpop-key-password-file", str(password_file)],
+                         creds(stack))
+    assert code == 0 and bound(out), err
+    code, out, err = run(argv, dict(creds(stack), MCPAUTH_DPOP_KEY_PASSWORD="dpop horse"))
+    assert code == 0 and bound(out), err
+    code, out, err = run(argv, dict(creds(stack),
+                                    MCPAUTH_DPOP_KEY_PASSWORD_FILE=str(password_file)))
+    assert code == 0 and bound(out), err
+    code, out, err = run(["token", stack.mcp_url],
+                         dict(creds(stack), MCPAUTH_DPOP_KEY_FILE=str(dpop),
+                              MCPAUTH_DPOP_KEY_PASSWORD="dpop horse"))
+    assert code == 0 and bound(out), err
+    code, out, err = run(argv, dict(creds(stack), MCPAUTH_DPOP_KEY_PASSWORD="wrong horse"))
+    assert code == 2
+    assert "malformed data or wrong password" in one_error_line(err)
+    assert "wrong horse" not in err and "dpop horse" not in err
+    # The client key's password is not the DPoP key's.
+    code, out, err = run(argv, dict(creds(stack), MCPAUTH_PRIVATE_KEY_PASSWORD="dpop horse"))
+    assert code == 2 and "--dpop-key-password-file" in one_error_line(err)

@@ -771,7 +771,7 @@ def test_401_without_a_provider_raises_unauthorized(make_server):
         with pytest.raises(UnauthorizedError) as info:
             client.list_tools()
     assert info.value.status_code == 401
-    assert info.value.error == "invalid_token"
+    assert info.value.error is None  # RFC 6750 §3.1: no credentials, no error code
     assert info.value.resource_metadata == server.prm_url
     assert "no auth provider" in str(info.value)
 

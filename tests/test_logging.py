@@ -12,7 +12,6 @@ import sys
 import warnings
 
 import pytest
-import requests
 
 from mcpauth import ClientCredentialsProvider, FileTokenCache, MCPAuthWarning, MCPClient, cli
 from mcpauth.testing import LoopbackStack
@@ -57,8 +56,8 @@ def test_the_first_401_without_a_token_is_debug_not_info(stack, caplog):
 
 
 @e2e
-def test_a_refused_token_is_info(stack, caplog):
-    session = requests.Session()
+def test_a_refused_token_is_info(stack, caplog, new_session):
+    session = new_session()
     session.auth = _provider(stack)
     body = {"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {}}
     session.post(stack.mcp_url, json=body)  # a token
@@ -117,10 +116,10 @@ def test_a_freshly_fetched_token_is_not_announced_as_cached(stack, caplog):
 
 
 @e2e
-def test_a_warning_points_at_the_callers_line(stack, tmp_path):
+def test_a_warning_points_at_the_callers_line(stack, tmp_path, new_session):
     path = tmp_path / "tokens.json"
     path.write_bytes(b"{not json")
-    session = requests.Session()
+    session = new_session()
     session.auth = _provider(stack, FileTokenCache(str(path)))
     body = {"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {}}
     with warnings.catch_warnings(record=True) as caught:

@@ -402,3 +402,14 @@ def test_nothing_shipped_cites_files_outside_the_repository():
     assert bad == []
     assert _OUTSIDE_CITATION.search("see STYLE §5") and _OUTSIDE_CITATION.search(
         "(REQUIREMENTS G7)")
+
+
+def test_tox_bench_runs_every_benchmark():
+    parser = configparser.ConfigParser(interpolation=None)
+    with open(str(ROOT / "tox.ini"), encoding="utf-8") as f:
+        parser.read_file(f)
+    commands = _lines(parser.get("testenv:bench", "commands"))
+    # The env runs from tests/bench (changedir), so each script is named bare.
+    assert parser.get("testenv:bench", "changedir").strip() == "{toxinidir}/tests/bench"
+    for bench in sorted((ROOT / "tests" / "bench").glob("bench_*.py")):
+        assert "python " + bench.name in commands, bench.name

@@ -506,7 +506,13 @@ def test_mcp_401_challenge_format(stack):
     resp = mcp_post(stack.mcp_url, {"jsonrpc": "2.0", "id": 1, "method": "initialize"})
     assert resp.status_code == 401
     prm = stack.mcp.base_url + "/.well-known/oauth-protected-resource/mcp"
-    assert resp.headers["WWW-Authenticate"] == (
+    # RFC 6750 §3.1: "If the request lacks any authentication information ..., the
+    # resource server SHOULD NOT include an error code or other error information."
+    assert resp.headers["WWW-Authenticate"] == 'Bearer resource_metadata="%s"' % prm
+    assert "error" not in resp.json()
+    stack.mcp.bare_challenge_when_missing = False  # as servers that send one anyway
+    assert mcp_post(stack.mcp_url, {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+                    ).headers["WWW-Authenticate"] == (
         'Bearer error="invalid_token", error_description="Missing Authorization header", '
         'resource_metadata="%s"' % prm)
     bad = mcp_post(stack.mcp_url, {"jsonrpc": "2.0", "id": 1, "method": "ping"}, "nope")
@@ -523,7 +529,7 @@ def test_mcp_401_challenge_format(stack):
     ).headers["WWW-Authenticate"]
     for method in ("GET", "DELETE"):
         assert requests.request(method, stack.mcp_url, timeout=5).status_code == 401
-    assert len(stack.mcp.mcp_requests()) == 6
+    assert len(stack.mcp.mcp_requests()) == 7
 
 
 def test_prm_document_and_locations(stack):

@@ -260,6 +260,17 @@ _MEASURE = textwrap.dedent("""
 """)
 
 
+def _measured(script, url):
+    """Run ``script URL`` in a fresh interpreter; what it prints: the growth of its peak
+    RSS and the peak of traced allocations, in KiB."""
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(mcpauth.__file__)))
+    env = dict(os.environ, PYTHONPATH=package_root)
+    out = subprocess.run([sys.executable, "-c", script, url], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    assert out.returncode == 0, out.stderr.decode("utf-8", "replace")[-2000:]
+    return [int(v) for v in out.stdout.decode().split()]
+
+
 @e2e
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss in KiB: Linux")
 @pytest.mark.parametrize("encoding", [b"gzip", b"deflate"])
@@ -275,13 +286,7 @@ def test_a_decompression_bomb_under_the_cap_costs_little_memory(raw_server, enco
         conn.sendall(JSON_HEAD + b"Content-Encoding: " + encoding + b"\r\nContent-Length: %d"
                      b"\r\nConnection: close\r\n\r\n" % len(payload) + payload)
 
-    server = raw_server(serve)
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(mcpauth.__file__)))
-    env = dict(os.environ, PYTHONPATH=package_root)
-    out = subprocess.run([sys.executable, "-c", _MEASURE, server.url], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
-    assert out.returncode == 0, out.stderr.decode("utf-8", "replace")[-2000:]
-    grew_kib, traced_kib = [int(v) for v in out.stdout.decode().split()]
+    grew_kib, traced_kib = _measured(_MEASURE, raw_server(serve).url)
     # The capped body (1 MiB, twice while it is joined) plus a few 64 KiB steps; with
     # urllib3 1.24 the process grew by about 130 MB.
     assert grew_kib < 16 * 1024, grew_kib
@@ -307,3 +312,78 @@ def test_an_odd_content_length_is_a_typed_error(raw_server, length):
     else:
         # A length that is 2 in the end, or no number at all (then ignored), is usable.
         assert length in (b"0" * 60000 + b"2", b"\xc2\xb2") and response.body == b"{}"
+
+
+# MCPClient reads its replies (a JSON body or an SSE stream) through the same bounded
+# decoder: the reply's byte cap counts inflated bytes, and no read inflates a whole
+# compressed read at once.
+_MEASURE_MCP = textwrap.dedent("""
+    import resource, sys, tracemalloc
+    from mcpauth import MCPClient
+    from mcpauth.errors import ProtocolError
+
+    def peak_kib():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+    def call(path):
+        client = MCPClient(sys.argv[1] + path, protocol_version="2026-07-28",
+                           allow_insecure_http=True, max_response_bytes=1024 * 1024)
+        try:
+            client.request("tools/list")
+        except ProtocolError as exc:
+            return str(exc)
+        finally:
+            client.close()
+        raise SystemExit("the reply was not refused")
+
+    call("/warm")  # imports, a compressed reply that is no JSON-RPC response
+    before = peak_kib()
+    tracemalloc.start()
+    message = call("/bomb")
+    traced = tracemalloc.get_traced_memory()[1] // 1024
+    assert "byte limit" in message, message
+    print(peak_kib() - before, traced)
+""")
+
+
+@e2e
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss in KiB: Linux")
+@pytest.mark.parametrize("media", [b"application/json", b"text/event-stream"])
+def test_an_mcp_reply_bomb_under_the_cap_costs_little_memory(raw_server, media):
+    bomb = _bomb(b"gzip", 1000 * 1024 * 1024)  # 1000 MiB inflated, under 1 MiB on the wire
+    if media == b"text/event-stream":
+        warm = b'event: message\ndata: {"jsonrpc": "2.0"}\n\n'
+    else:
+        warm = b"{}"
+
+    def serve(server, conn, head):
+        payload = bomb if head.startswith(b"POST /bomb ") else gzip.compress(warm)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: " + media + b"\r\nContent-Encoding: "
+                     b"gzip\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(payload)
+                     + payload)
+
+    grew_kib, traced_kib = _measured(_MEASURE_MCP, raw_server(serve).url)
+    # The 1 MiB cap plus a few 64 KiB steps; reading with iter_content on urllib3 1.24
+    # inflated each 64 KiB read whole (64 MiB and more).
+    assert grew_kib < 16 * 1024, grew_kib
+    assert traced_kib < 4 * 1024, traced_kib
+
+
+@e2e
+@pytest.mark.parametrize("media", [b"application/json", b"text/event-stream"])
+def test_a_compressed_mcp_reply_is_decoded(raw_server, media):
+    message = b'{"jsonrpc": "2.0", "id": 1, "result": {"tools": [], "n": "' + b"x" * 200000 \
+        + b'"}}'
+    body = b"event: message\ndata: " + message + b"\n\n" if media == b"text/event-stream" \
+        else message
+
+    def serve(server, conn, head):
+        payload = gzip.compress(body)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: " + media + b"\r\nContent-Encoding: "
+                     b"gzip\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(payload)
+                     + payload)
+
+    server = raw_server(serve)
+    with mcpauth.MCPClient(server.url + "/mcp", protocol_version="2026-07-28",
+                           allow_insecure_http=True) as client:
+        assert len(client.request("tools/list")["n"]) == 200000

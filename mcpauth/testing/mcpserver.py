@@ -4,9 +4,12 @@ It is an OAuth resource server in front of a small MCP server over Streamable HT
 
 * RFC 9728 §3 Protected Resource Metadata at the path-based, root or a custom location.
 * RFC 6750 §2.1 / §3: every request to the MCP endpoint needs ``Authorization: Bearer``;
-  a missing, unknown, expired or wrong-resource token (MCP "Token Audience Binding",
-  RFC 8707) gets 401 with ``WWW-Authenticate: Bearer error="invalid_token",
-  error_description="...", resource_metadata="<PRM URL>"`` (RFC 9728 §5.1), and a token
+  an unknown, expired or wrong-resource token (MCP "Token Audience Binding", RFC 8707)
+  gets 401 with ``WWW-Authenticate: Bearer error="invalid_token",
+  error_description="...", resource_metadata="<PRM URL>"`` (RFC 9728 §5.1); a request
+  with no ``Authorization`` gets ``Bearer resource_metadata="<PRM URL>"`` without an
+  error code (RFC 6750 §3.1: "If the request lacks any authentication information
+  ..., the resource server SHOULD NOT include an error code"), and a token
   without the required scope gets 403 ``error="insufficient_scope"`` (RFC 6750 §3.1,
   MCP "Scope Challenge Handling").
 * JSON-RPC 2.0 in both MCP lifecycles:
@@ -202,8 +205,9 @@ class MCPServer(LoopbackServer):
 
     Knobs (attributes): ``prm_override`` (None value removes a member),
     ``challenge_resource_metadata`` (URL advertised instead of the PRM URL),
-    ``bare_challenge_when_missing`` (RFC 6750 §3.1 style: no ``error`` when there was no
-    token), ``strict_protocol_version_header``, ``sse_priming_event``; failures via
+    ``bare_challenge_when_missing`` (default True, RFC 6750 §3.1: no ``error`` when there
+    was no token; False answers ``error="invalid_token"`` as some servers do anyway),
+    ``strict_protocol_version_header``, ``sse_priming_event``; failures via
     :meth:`fail_next`; any canned response via :meth:`set_route`.
     """
 
@@ -266,7 +270,7 @@ class MCPServer(LoopbackServer):
         # knobs
         self.prm_override: Dict[str, Any] = {}
         self.challenge_resource_metadata: Optional[str] = None
-        self.bare_challenge_when_missing = False
+        self.bare_challenge_when_missing = True
         self.strict_protocol_version_header = True
         self.sse_priming_event = False
         self.sse_close_early = 0
@@ -434,7 +438,9 @@ class MCPServer(LoopbackServer):
         error = None if (missing and self.bare_challenge_when_missing) else "invalid_token"
         header = self.challenge(error, None if error is None else description,
                                 self.challenge_scope)
-        body = {"error": "invalid_token", "error_description": description}
+        body = {"error_description": description}
+        if error is not None:
+            body["error"] = error
         return Response.json(401, body, [("WWW-Authenticate", header)])
 
     def _forbidden(self, scope: Optional[str], error: str = "insufficient_scope") -> Response:
