@@ -23,6 +23,7 @@ from mcpauth import (
     TransportError,
     providers,
 )
+from mcpauth._holdoff import HoldOff
 from mcpauth.grants import retry_after_seconds
 from mcpauth.testing import LoopbackStack
 
@@ -228,3 +229,15 @@ def test_discovery_during_an_outage_is_held_off_too(stack):
     stack.as_.clear_route()
     time.sleep(0.55)
     assert provider.token()
+
+
+def test_a_shorter_hold_does_not_cut_short_a_longer_one():
+    # Two requests sent before either failed (two threads): the later, shorter hold
+    # (a hold_off) must not end the wait a server's Retry-After asked for.
+    holds = HoldOff()
+    holds.hold("https://as.example/token", 60, OAuthError("temporarily_unavailable"))
+    holds.hold("https://as.example/token", 0.01, OAuthError("temporarily_unavailable"))
+    time.sleep(0.05)
+    with pytest.raises(OAuthError) as info:
+        holds.check("https://as.example/token")
+    assert info.value.retry_after > 50

@@ -31,6 +31,10 @@ T_ERRORS = "tests/test_errors.py"
 T_CACHE_TRUST = "tests/test_cache_trust.py"
 T_REDIS = "tests/test_rediscache.py"
 T_DPOP = "tests/test_dpop.py"
+T_MASK = "tests/test_mask.py"
+T_MASK_KILLERS = "tests/test_mask_killers.py"
+T_FORK = "tests/test_fork.py"
+T_BACKOFF = "tests/test_backoff.py"
 
 MUTANTS = []
 
@@ -123,9 +127,11 @@ mutant("peer-text-c1", "errors.py",
        "control characters (DEL, C1 such as NEL) from a peer reach messages and logs",
        [T_ERRORS])
 mutant("peer-text-limit", "errors.py",
-       ("if len(out) > limit:", "    if len(value) > limit:\n        return clean_text("),
+       ("if len(out) > limit:", "    if len(value) > limit:\n        return clean_text(",
+        "if len(out) > limit or len(value) > window:"),
        ("if len(out) > 100 * limit:",
-        "    if len(value) > 100 * limit:\n        return clean_text("),
+        "    if len(value) > 100 * limit:\n        return clean_text(",
+        "if False:"),
        "peer text is not truncated",
        [T_ERRORS])
 
@@ -623,3 +629,129 @@ mutant("trust-regular-file", "cache.py",
        "        if False:\n",
        "a FIFO or device at the cache path is used",
        [T_CACHE_TRUST, T_CACHE])
+
+# -- secret masking (credentials echoed by a peer) ---------------------------------------
+mutant("mask-form-encoded", "_mask.py",
+       'for encoded in (quote_plus(value, safe=""), quote(value, safe="")):',
+       'for encoded in (quote(value, safe=""),):',
+       "a secret echoed form-encoded (spaces as '+') is shown",
+       [T_MASK_KILLERS, T_MASK, T_ERRORS, T_GRANTS, T_CLI])
+mutant("mask-percent-lowercase", "_mask.py",
+       "out.add(_PERCENT.sub(lambda m: m.group(0).lower(), encoded))",
+       "out.add(encoded)",
+       "a secret echoed with lowercase percent-escapes is shown",
+       [T_MASK_KILLERS, T_MASK, T_ERRORS, T_GRANTS, T_CLI])
+mutant("mask-json-escaped", "_mask.py",
+       "out = {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}",
+       "out = {value}",
+       "a secret echoed JSON-escaped (a quote or backslash in it) is shown",
+       [T_MASK_KILLERS, T_MASK, T_ERRORS, T_GRANTS, T_CLI])
+mutant("mask-basic-base64", "_mask.py",
+       ('encoded = {base64.b64encode(p.encode("utf-8")).decode("ascii").rstrip("=") '
+        'for p in pairs}'),
+       "encoded = set()",
+       "the Base64 of id:secret (the Basic header value) echoed by a peer is shown",
+       [T_MASK_KILLERS, T_MASK, T_ERRORS, T_GRANTS, T_CLI])
+mutant("mask-min-length", "_mask.py",
+       "MIN_LENGTH = 8\n",
+       "MIN_LENGTH = 40\n",
+       "secrets shorter than 40 characters are never masked",
+       [T_MASK_KILLERS, T_MASK, T_ERRORS, T_GRANTS, T_CLI])
+mutant("mask-longest-first", "_mask.py",
+       "_forms = tuple(sorted(every, key=len, reverse=True))",
+       "_forms = tuple(sorted(every, key=len))",
+       "a shorter form masked first leaves the rest of a longer one shown",
+       [T_MASK_KILLERS, T_MASK, T_ERRORS, T_GRANTS, T_CLI])
+mutant("mask-one-pass", "_mask.py",
+       "_PASSES = 4\n",
+       "_PASSES = 1\n",
+       "a credential split around another one's mask survives",
+       [T_MASK_KILLERS, T_MASK, T_ERRORS, T_GRANTS, T_CLI])
+mutant("mask-log-filter", "_mask.py",
+       "                record.msg = masked\n",
+       "                record.msg = message\n",
+       "log records keep the credential",
+       [T_MASK_KILLERS, T_MASK, T_ERRORS, T_E2E, T_GRANTS])
+mutant("mask-before-truncate", "errors.py",
+       ('out = mask("".join(" " if _is_unsafe_char(ch) else ch for ch in mask(value)))',
+        "out = mask(clean_text(mask(value[:window])))"),
+       ('out = "".join(" " if _is_unsafe_char(ch) else ch for ch in value)',
+        "out = mask(clean_text(mask(value[:limit])))"),
+       "peer text is cut before masking, so a prefix of a secret survives",
+       [T_MASK_KILLERS, T_MASK, T_ERRORS, T_GRANTS])
+mutant("mask-exception-message", "errors.py",
+       "            message = mask(message)\n",
+       "            message = message\n",
+       "exception messages built from peer text keep the credential",
+       [T_MASK_KILLERS, T_MASK, T_ERRORS, T_GRANTS])
+mutant("mask-held-secret", "grants.py",
+       "_mask.hold(self, secret, *_mask.basic_forms(client_id, secret))",
+       "_mask.hold(self, *_mask.basic_forms(client_id, secret))",
+       "the raw client secret (Basic) is not registered for masking",
+       [T_MASK_KILLERS, T_MASK, T_GRANTS, T_ERRORS, T_CLI])
+mutant("mask-access-token", "grants.py",
+       "_mask.remember(access_token, refresh_token)",
+       "_mask.remember(refresh_token)",
+       "an access token echoed by a peer is shown",
+       [T_MASK, T_GRANTS, T_ERRORS, T_E2E])
+mutant("mask-assertion", "grants.py",
+       "_mask.remember(assertion)",
+       "pass",
+       "a client assertion echoed by a peer is shown",
+       [T_MASK, T_GRANTS, T_ERRORS])
+mutant("mask-workload-jwt", "workload.py",
+       "_mask.remember(value)",
+       "pass",
+       "a workload JWT echoed by the AS is shown",
+       [T_MASK, T_WORKLOAD])
+
+# -- scope syntax (RFC 6749 §3.3) --------------------------------------------------------------
+mutant("scope-anchor", "grants.py",
+       'r"\\A[\\x21\\x23-\\x5b\\x5d-\\x7e]+\\Z")',
+       'r"\\A[\\x21\\x23-\\x5b\\x5d-\\x7e]+$")',
+       "a scope token with a final line break is accepted (`$` matches before it)",
+       [T_GRANTS])
+
+# -- fork safety (a child never inherits a lock nobody in it will release) --------------------
+mutant("fork-pid-check", "_fork.py",
+       "    if os.getpid() != _pid:\n",
+       "    if False:\n",
+       "a fork the hook did not see (Python 3.6, a fork from C) keeps the parent's held locks",
+       [T_FORK])
+mutant("fork-reset-objects", "_fork.py",
+       "        obj._after_fork()\n",
+       "        pass\n",
+       "a forked child blocks for good on a lock a thread of its parent held",
+       [T_FORK])
+
+# -- back-off and Retry-After (RFC 9110 §10.2.3, RFC 6585 §4) -----------------------------------
+mutant("retry-after-429", "grants.py",
+       "if response.status in (429, 503):",
+       "if response.status == 503:",
+       "a 429's Retry-After is ignored",
+       [T_BACKOFF])
+mutant("retry-after-negative", "grants.py",
+       'r"\\A[0-9]{1,9}\\Z")',
+       'r"\\A-?[0-9]{1,9}\\Z")',
+       "a negative Retry-After is taken as a delay",
+       [T_BACKOFF])
+mutant("retry-after-cap", "providers.py",
+       "seconds = min(float(exc.retry_after), self.max_retry_after)",
+       "seconds = float(exc.retry_after)",
+       "a server's Retry-After of days stops every token request for days",
+       [T_BACKOFF])
+mutant("retry-after-shared", "providers.py",
+       "_AUTHORIZATION_SERVERS.hold(key, seconds, exc)",
+       "self._holds.hold(key, seconds, exc)",
+       "other providers of the process keep sending to a server that asked for a pause",
+       [T_BACKOFF])
+mutant("holdoff-later-deadline-wins", "_holdoff.py",
+       "if current is None or current[0] < deadline:",
+       "if True:",
+       "a shorter hold (another provider's hold_off) cuts short a server's Retry-After",
+       [T_BACKOFF])
+mutant("holdoff-expiry", "_holdoff.py",
+       "        if left <= 0:\n",
+       "        if left <= -1:\n",
+       "a hold lasts a second longer than asked (an expired deadline still raises)",
+       [T_BACKOFF])
