@@ -142,11 +142,12 @@ def test_a_dripping_token_endpoint_cannot_hold_a_call_past_its_timeout(raw_serve
     assert error.retryable is True
     if serve is _drip_body:
         # The socket was shut down at the deadline: the server sees the client leave
-        # within a drip or two, not after the whole body.
+        # within two drips (its first write after the shutdown draws the RST, the second
+        # fails), so about 4 s after it started, not after the whole 140 s body.
         deadline = time.monotonic() + 5
         while not server.hung_up and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert server.hung_up and server.hung_up[0] < 4.0, server.hung_up
+        assert server.hung_up and server.hung_up[0] < 5.0, server.hung_up
 
 
 @e2e
