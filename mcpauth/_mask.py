@@ -31,7 +31,7 @@ import logging
 import re
 import threading
 import weakref
-from typing import Any, Dict, FrozenSet, Iterable, Optional, Set, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 from urllib.parse import quote, quote_plus
 
 from . import _fork
@@ -101,10 +101,30 @@ def _rebuild() -> None:
     _forms = tuple(sorted(every, key=len, reverse=True))
 
 
+_pending: List[int] = []  # handles whose owners are gone, not yet dropped
+
+
+def _drain() -> None:
+    """Drop the forms of owners that are gone (caller holds _lock)."""
+    changed = False
+    while _pending:
+        if _held.pop(_pending.pop(), None) is not None:
+            changed = True
+    if changed:
+        _rebuild()
+
+
 def _release(handle: int) -> None:
-    with _lock:
-        if _held.pop(handle, None) is not None:
-            _rebuild()
+    # A finalizer, run by the garbage collector at any allocation: possibly in this very
+    # thread while it holds _lock (inside hold or remember). Never block on the lock
+    # here; when it is busy, the next hold or remember drops the forms (masking a value a
+    # little longer is harmless).
+    _pending.append(handle)
+    if _lock.acquire(False):
+        try:
+            _drain()
+        finally:
+            _lock.release()
 
 
 def hold(owner: Any, *values: Any) -> None:
@@ -116,6 +136,7 @@ def hold(owner: Any, *values: Any) -> None:
     handle = next(_handles)
     with _lock:
         _held[handle] = forms
+        _drain()
         _rebuild()
     if owner is not None:
         weakref.finalize(owner, _release, handle)
@@ -136,6 +157,7 @@ def remember(*values: Optional[str]) -> None:
             _remembered[value] = _forms_of([value])
         while len(_remembered) > MAX_REMEMBERED:
             _remembered.popitem(last=False)
+        _drain()
         _rebuild()
 
 

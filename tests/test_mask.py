@@ -308,3 +308,35 @@ def test_cli_key_password_and_key_text_are_masked_for_the_run():
     assert cli._load_key(pem, password, "MCPAUTH_PRIVATE_KEY", "--password-file")
     line = pem.decode().splitlines()[1]
     assert mask("told: %s / %s" % (password, line)) == "told: %s / %s" % (MASK, MASK)
+
+
+def test_an_owner_collected_while_the_mask_lock_is_held_does_not_deadlock():
+    """The garbage collector may run an owner's finalizer in a thread that holds the
+    masking lock (inside hold or remember): the release must not wait for that lock."""
+    import gc
+    import threading
+
+    from mcpauth import _mask
+
+    class Owner(object):
+        pass
+
+    owner = Owner()
+    value = "collected-owner-secret-0123456789"
+    _mask.hold(owner, value)
+    assert value not in _mask.mask("echo " + value)
+    finished = []
+
+    def collect_inside_the_lock():
+        nonlocal owner
+        with _mask._lock:
+            owner = None
+            gc.collect()  # the finalizer runs here, in the thread that holds the lock
+        finished.append(True)
+
+    worker = threading.Thread(target=collect_inside_the_lock, daemon=True)
+    worker.start()
+    worker.join(5)
+    assert finished, "the finalizer blocked on the masking lock"
+    _mask.remember("another-value-to-make-the-registry-drain")
+    assert value in _mask.mask("echo " + value)  # released once the lock was free
