@@ -17,6 +17,19 @@ BINARY = shutil.which("redis-server") or (
 
 
 def _free_port():
+    # Below Linux's ephemeral range (32768-60999): a port the kernel hands out to
+    # outgoing connections could be taken while the test has Redis stopped, and the
+    # restart on the same port would then fail.
+    import random
+
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
