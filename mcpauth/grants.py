@@ -420,6 +420,13 @@ class PrivateKeyJwt(ClientAuth):
         callable without ``public_jwk``)."""
         from . import jws
 
+        if self._key is None and self._key_data is not None:
+            # A key not loaded yet (nothing signed so far): its thumbprint from its
+            # structure (RSA), else load it now.
+            thumbprint = jws.unloaded_thumbprint(self._key_data)
+            if thumbprint is not None:
+                return thumbprint
+            self._load_key()
         if self._key is not None:
             return self._key.thumbprint()
         if self._public_jwk is not None:

@@ -179,21 +179,9 @@ def _credential_of(auth: Optional[ClientAuth]) -> Optional[Tuple[str, str]]:
     if isinstance(auth, ClientSecretPost):
         return "client_secret", auth._client_secret
     if isinstance(auth, PrivateKeyJwt):
-        if auth._key is None and auth._key_data is not None:
-            # A key not loaded yet (nothing signed so far): its thumbprint from its
-            # structure (RSA), else load it now.
-            from . import jws
-
-            thumbprint = jws.unloaded_thumbprint(auth._key_data)
-            if thumbprint is not None:
-                return "jwk_thumbprint", thumbprint
-            auth._load_key()
-        if auth._key is not None:
-            return "jwk_thumbprint", auth._key.thumbprint()
-        if auth._public_jwk is not None:
-            from . import jws
-
-            return "jwk_thumbprint", jws.jwk_thumbprint(auth._public_jwk)
+        thumbprint = auth.key_thumbprint()
+        if thumbprint is not None:
+            return "jwk_thumbprint", thumbprint
         return "instance", secrets.token_hex(16)
     return None
 

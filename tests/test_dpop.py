@@ -634,3 +634,20 @@ def test_a_server_that_always_wants_a_new_nonce_gets_bounded_retries(stack, sess
         rpc(session, stack.mcp_url, msg_id=2)
     # one nonce retry, the single 401 replay with a new token, its one nonce retry: 4
     assert len(stack.mcp.mcp_requests()) - before == 4
+
+
+@pytest.mark.parametrize("kind", ["EC", "RSA"])
+def test_client_key_given_as_pem_is_not_the_dpop_key_unless_asked(kind):
+    # A PEM key is loaded only before its first signature; the RFC 9449 §11.5 check must
+    # still recognise it as the client key at construction.
+    from cryptography.hazmat.primitives import serialization
+
+    key = jws.generate_private_key(kind)
+    pem = key._key.private_bytes(serialization.Encoding.PEM,
+                                 serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+    with pytest.raises(ConfigurationError, match="client authentication key"):
+        PrivateKeyJwtProvider("jwt-client", pem, dpop_key=pem)
+    same = PrivateKeyJwtProvider("jwt-client", pem, dpop_key=pem,
+                                 dpop_reuse_client_key=True)
+    assert same.dpop_key.thumbprint == key.thumbprint()
