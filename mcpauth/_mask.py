@@ -104,14 +104,13 @@ def _rebuild() -> None:
 _pending: List[int] = []  # handles whose owners are gone, not yet dropped
 
 
-def _drain() -> None:
-    """Drop the forms of owners that are gone (caller holds _lock)."""
+def _drain() -> bool:
+    """Drop the forms of owners that are gone (caller holds _lock); True if any were."""
     changed = False
     while _pending:
         if _held.pop(_pending.pop(), None) is not None:
             changed = True
-    if changed:
-        _rebuild()
+    return changed
 
 
 def _release(handle: int) -> None:
@@ -122,7 +121,8 @@ def _release(handle: int) -> None:
     _pending.append(handle)
     if _lock.acquire(False):
         try:
-            _drain()
+            if _drain():
+                _rebuild()
         finally:
             _lock.release()
 
