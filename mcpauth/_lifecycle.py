@@ -37,7 +37,7 @@ from typing import Any, Dict, Optional, Tuple
 import requests
 
 from ._headers import Bindings, encode_header_value, param_headers
-from ._wire import Message, Reply, WireMixin, mcp_error
+from ._wire import METHOD_NOT_FOUND, Message, Reply, WireMixin, mcp_error
 from .errors import MCPAuthError, MCPError, ProtocolError
 from .transport import redact_url
 
@@ -58,7 +58,6 @@ META_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
 META_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
 
 # JSON-RPC 2.0 §5.1 and MCP 2026-07-28 error codes.
-METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 HEADER_MISMATCH = -32020
 MISSING_REQUIRED_CLIENT_CAPABILITY = -32021

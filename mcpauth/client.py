@@ -48,7 +48,7 @@ from ._lifecycle import (
     LifecycleMixin,
 )
 from ._version import __version__
-from ._wire import CallLimits, Message
+from ._wire import Message
 from .errors import ConfigurationError, MCPAuthError, MCPError, ProtocolError, clean_peer_text
 from .transport import check_url, redact_url
 
@@ -284,8 +284,7 @@ class MCPClient(LifecycleMixin):
         if getattr(self._local, "limits", None) is not None:
             yield
             return
-        self._local.limits = CallLimits(self.call_timeout, self.timeout,
-                                        self.max_response_bytes)
+        self._local.limits = self._limits()  # none set yet: a new one
         try:
             yield
         finally:
