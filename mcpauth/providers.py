@@ -270,16 +270,22 @@ def _no_position() -> None:
     return None
 
 
-def _drop_header(headers: Any, name: str) -> None:
-    """``headers.pop(name, None)`` without the KeyError that a missing name raises inside
-    requests' CaseInsensitiveDict (which costs more than the rest of attaching a token)."""
-    if type(headers) is _CaseInsensitiveDict:
-        headers._store.pop(name.lower(), None)
-    else:
-        headers.pop(name, None)
-
-
 _CaseInsensitiveDict: Any = requests.structures.CaseInsensitiveDict
+
+
+def _set_bearer(headers: Any, field: Tuple[str, str]) -> None:
+    """Set the ``Authorization`` ``field`` (name, "Bearer <token>") and drop any ``DPoP``
+    header (RFC 9449 §7.1: a Bearer request carries no proof)."""
+    if type(headers) is _CaseInsensitiveDict:
+        # What headers[...] = and pop() do, without their per-call overhead and the
+        # KeyError pop() raises inside for a missing name (most of attaching a token).
+        store = headers._store
+        store["authorization"] = field
+        store.pop("dpop", None)
+    else:
+        headers[field[0]] = field[1]
+        headers.pop("DPoP", None)
+_CHALLENGE_STATUSES = frozenset([401, 403])
 
 
 class AuthProvider(requests.auth.AuthBase):
@@ -343,8 +349,7 @@ class AuthProvider(requests.auth.AuthBase):
         exactly this method and URL when the token is DPoP-bound (RFC 9449 §7.1)."""
         dpop = self._dpop
         if dpop is None or token in self._unbound_tokens:
-            request.headers["Authorization"] = "Bearer " + token
-            _drop_header(request.headers, "DPoP")
+            _set_bearer(request.headers, ("Authorization", "Bearer " + token))
             return
         # Made now, from the request as prepared: htm/htu match what is sent, and a
         # replay (401, step-up, nonce) gets its own proof with a new jti (RFC 9449 §4.2).
@@ -383,15 +388,22 @@ class AuthProvider(requests.auth.AuthBase):
     # -- the requests adapter ------------------------------------------------------------
 
     def __call__(self, r: Any) -> Any:
-        _fork.check()
-        # The per-request path: no URL parsing, no lock, no exception (see server_url_of).
-        server = _SERVER_OF.get(r.url) or server_url_of(r.url)
+        # The per-request path: no URL parsing, no lock, no exception (see server_url_of),
+        # and so no fork check (a system call): the paths that take a lock make it.
+        url = r.url
+        server = _SERVER_OF.get(url) or server_url_of(url)
         token = self._token_for(server)
         if token:
             self._apply(r, token)
+        return self._track(r, server)
+
+    def _track(self, r: Any, server: str) -> Any:
+        """Mark ``r`` as a request of ours to ``server``, with where its body starts, and
+        hook its response (the 401 replay and step-up need both)."""
         r._mcpauth_server = server
         body = r.body
-        r._mcpauth_body_pos = (None if body is None or isinstance(body, (bytes, str))
+        r._mcpauth_body_pos = (None if body is None or type(body) is bytes or
+                               isinstance(body, (bytes, str))
                                else getattr(body, "tell", _no_position)())
         r.hooks["response"].append(self._handle_response)
         return r
@@ -411,6 +423,8 @@ class AuthProvider(requests.auth.AuthBase):
         return r
 
     def _answer(self, r: Any, server: str, kwargs: Dict[str, Any]) -> Any:
+        if r.status_code in _CHALLENGE_STATUSES:
+            _fork.check()  # what follows takes locks (Python 3.6 has no fork hook)
         r = self._after_send(r, server, kwargs)
         if r.status_code == 401:
             return self._handle_401(r, server, kwargs)
@@ -616,13 +630,20 @@ class _Target(NamedTuple):
             return None
 
 
+_UNCHECKED = object()
+
+
 class _ServerState(object):
     """Per-MCP-server state: discovery result and scope bookkeeping."""
 
-    __slots__ = ("lock", "target", "challenge_scope", "step_up_scope", "token_seen", "fast")
+    __slots__ = ("lock", "target", "challenge_scope", "step_up_scope", "token_seen", "fast",
+                 "covered")
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
+        #: The ``resource`` setting this server was checked to be covered by (the
+        #: provider's binding, MCP "Token Handling"); _UNCHECKED before any check.
+        self.covered: Any = _UNCHECKED
         self.target: Optional[_Target] = None
         self.challenge_scope: Optional[str] = None
         self.step_up_scope: Optional[str] = None
@@ -630,9 +651,11 @@ class _ServerState(object):
         # that a token found in the cache is logged once, not on every request.
         self.token_seen: Optional[Tuple[float, Optional[float]]] = None
         #: The per-request fast path: an immutable record (access token, renew-at time,
-        #: and the target and scopes whose cache key it was read under), replaced whole,
-        #: read without a lock; valid only while those three are still the current ones.
-        self.fast: Optional[Tuple[str, float, _Target, Optional[str], Optional[str]]] = None
+        #: the target and scopes whose cache key it was read under, and the Bearer
+        #: Authorization field, None for a DPoP-bound token), replaced whole, read
+        #: without a lock; valid only while those three are still the current ones.
+        self.fast: Optional[Tuple[str, float, _Target, Optional[str], Optional[str],
+                                  Optional[Tuple[str, str]]]] = None
 
 
 TokenSource = Union[str, Callable[[], Optional[str]]]
@@ -700,7 +723,11 @@ class BearerTokenProvider(AuthProvider):
             raise ConfigurationError("on_unauthorized must be callable")
         self._hook = on_unauthorized
         self._session = session
-        self._checked: Optional[str] = None
+        #: The last token that passed the check, and its Authorization field.
+        self._field: Tuple[Any, Tuple[str, str]] = (_UNCHECKED, ("", ""))
+        #: The last server found within ``server_url``, with that ``server_url`` (the
+        #: binding check's result).
+        self._covered: Tuple[Any, Optional[str]] = (_UNCHECKED, None)
 
     def __repr__(self) -> str:
         return "BearerTokenProvider(token=[secure], on_unauthorized={})".format(
@@ -710,23 +737,50 @@ class BearerTokenProvider(AuthProvider):
         raise TypeError("BearerTokenProvider holds a token and cannot be pickled")
 
     def token(self) -> Optional[str]:
-        value = self._source()
-        if value is None or value is self._checked:
+        return self._checked(self._source())
+
+    def _checked(self, value: Any) -> Optional[str]:
+        """``value`` from the token source, refused unless it is None or a token."""
+        if value is None or value is self._field[0]:
             return value  # str is immutable: a value that passed the check still passes
         if not _is_access_token(value):
             raise ConfigurationError(
                 "the token source returned something other than a non-empty string of "
                 "printable ASCII characters (RFC 6749 Appendix A.12)")
+        _fork.check()  # the masking registry's lock (Python 3.6 has no fork hook)
         _mask.remember(value)
-        self._checked = value
+        self._field = (value, ("Authorization", "Bearer " + value))
         return value
 
+    def __call__(self, r: Any) -> Any:
+        # The per-request path (as in AuthProvider.__call__, no fork check): a server
+        # already found within the binding, the source consulted once, and a token that
+        # already passed the check sent as it is.
+        server = _SERVER_OF.get(r.url) or server_url_of(r.url)
+        covered = self._covered
+        if self.server_url is not None and not (
+                server is covered[1] and self.server_url is covered[0]):
+            self._check_binding(server)
+        token = self._source()
+        field = self._field
+        if token is field[0] and self._dpop is None:
+            _set_bearer(r.headers, field[1])
+        else:
+            token = self._checked(token)
+            if token:
+                self._apply(r, token)
+        return self._track(r, server)
+
     def _token_for(self, server_url: str) -> Optional[str]:
+        self._check_binding(server_url)
+        return self.token()
+
+    def _check_binding(self, server_url: str) -> None:
         if self.server_url is not None and not _covers(self.server_url, server_url):
             raise ConfigurationError(
                 "this BearerTokenProvider is bound to {}; refusing to send its token to "
                 "{}".format(redact_url(self.server_url), redact_url(server_url)))
-        return self.token()
+        self._covered = (self.server_url, server_url)
 
     def on_unauthorized(self, ctx: AuthContext) -> None:
         if self._hook is None:
@@ -1080,16 +1134,38 @@ class OAuthProvider(AuthProvider):
                 redact_url(server), redact_url(issuer), redact_url(bound)),
             expected_issuer=bound, issuer=issuer)
 
-    def _token_for(self, server: str) -> Optional[str]:
-        if self.resource is not None and not _covers(self.resource, server):
-            raise ConfigurationError(
-                "this provider is configured for resource {}; refusing to send its token "
-                "to {}".format(redact_url(self.resource), redact_url(server)))
-        state = self._states.get(server) or self._state(server)
-        fast = state.fast
-        if (fast is not None and fast[2] is state.target and fast[3] is state.challenge_scope
+    def __call__(self, r: Any) -> Any:
+        # The per-request path with a valid cached token: immutable records read without
+        # a lock, no URL parsing, no method call but the clock (a fork check is a system
+        # call: only the paths that take a lock make it).
+        server = _SERVER_OF.get(r.url)
+        state = self._states.get(server) if server is not None else None
+        fast = state.fast if state is not None else None
+        # The record is valid while this server was checked against the current
+        # `resource`, it was read under the current target and scopes, and before its
+        # renewal time.
+        if (fast is not None and state.covered is self.resource
+                and fast[2] is state.target and fast[3] is state.challenge_scope
                 and fast[4] is state.step_up_scope and self._clock() < fast[1]):
-            return fast[0]
+            if fast[5] is not None:
+                _set_bearer(r.headers, fast[5])
+            else:
+                self._apply(r, fast[0])  # DPoP-bound: a proof for this very request
+            return self._track(r, server)
+        return AuthProvider.__call__(self, r)
+
+    def _token_for(self, server: str) -> Optional[str]:
+        _fork.check()  # what follows takes locks (Python 3.6 has no fork hook)
+        state = self._states.get(server)
+        resource = self.resource
+        if state is None or state.covered is not resource:
+            # Once per server (and per resource setting): the check's result is kept.
+            if resource is not None and not _covers(resource, server):
+                raise ConfigurationError(
+                    "this provider is configured for resource {}; refusing to send its "
+                    "token to {}".format(redact_url(resource), redact_url(server)))
+            state = state or self._state(server)
+            state.covered = resource
         target = self._target(server, state)
         if target is None and self.token_endpoint is not None:
             with state.lock:
@@ -1167,10 +1243,12 @@ class OAuthProvider(AuthProvider):
             if now < refresh_at:
                 if state.token_seen != (token.received_at, token.expires_at):
                     self._log_cached_token(server, state, token, now)
-                if refused is None and self._dpop is None:
-                    # (A DPoP provider signs a proof per request anyway: no fast record.)
-                    state.fast = (token.access_token, refresh_at, target, challenge_scope,
-                                  step_up_scope)
+                if refused is None:
+                    access = token.access_token
+                    state.fast = (access, refresh_at, target, challenge_scope, step_up_scope,
+                                  None if self._dpop is not None and
+                                  access not in self._unbound_tokens
+                                  else ("Authorization", "Bearer " + access))
                 return token.access_token
             expires_at = token.expires_at
             if expires_at is not None and now < expires_at:

@@ -15,6 +15,7 @@ import time
 import warnings
 
 import pytest
+import requests
 
 from mcpauth import ClientCredentialsProvider, FileTokenCache, _fork
 from mcpauth.testing import LoopbackStack
@@ -70,6 +71,20 @@ def _child_gets_a_token(provider, url):
         return 3
 
 
+def _child_sends_a_request(provider, url):
+    """Child body through the per-request path (``session.auth = provider``)."""
+    try:
+        with requests.Session() as session:
+            session.auth = provider
+            response = session.post(url, json={"jsonrpc": "2.0", "id": 1,
+                                               "method": "tools/list", "params": {}},
+                                    headers={"Accept": "application/json, text/event-stream",
+                                             "MCP-Protocol-Version": "2025-11-25"})
+        return 0 if response.status_code == 200 else 2
+    except BaseException:
+        return 3
+
+
 def _renewal_in_flight(stack, provider):
     """Start a thread inside a slow token request (holding the provider's locks)."""
     stack.as_.delay = 1.5
@@ -109,7 +124,9 @@ def test_os_fork_while_a_token_request_holds_the_lock(cache, tmp_path):
         assert status == 0
 
 
-def test_a_fork_the_hook_did_not_see_is_detected_by_its_pid():
+@pytest.mark.parametrize("child", [_child_gets_a_token, _child_sends_a_request],
+                         ids=["token()", "per-request"])
+def test_a_fork_the_hook_did_not_see_is_detected_by_its_pid(child):
     # Python 3.6 has no os.register_at_fork, and a fork made from C may bypass it: then
     # only the pid comparison notices. In the child, undo what the hook did (the
     # recorded pid is the parent's again, the lock is held by a thread that is gone)
@@ -119,19 +136,40 @@ def test_a_fork_the_hook_did_not_see_is_detected_by_its_pid():
         thread = _renewal_in_flight(stack, provider)
 
         def body():
-            _fork._pid = os.getppid()
+            _fork.pid = os.getppid()
             held = threading.RLock()
             owner = threading.Thread(target=held.acquire)
             owner.start()
             owner.join()
             provider._states[provider.server_url].lock = held
-            return _child_gets_a_token(provider, stack.mcp_url)
+            return child(provider, stack.mcp_url)
 
         try:
             status = _fork_and_wait(body)
         finally:
             thread.join()
         assert status == 0
+
+
+def test_a_401_in_a_fork_the_hook_did_not_see_does_not_block():
+    # The per-request path with a cached token makes no fork check (it takes no lock);
+    # the 401 that follows a revoked token does take the provider's lock, so its path
+    # must make the check. The child sees the parent's pid and a lock nobody releases.
+    with LoopbackStack() as stack:
+        provider = ClientCredentialsProvider(stack.client_id, stack.client_secret)
+        assert _child_sends_a_request(provider, stack.mcp_url) == 0  # warm: cached token
+        stack.as_.revoke()
+
+        def body():
+            _fork.pid = os.getppid()
+            held = threading.RLock()
+            owner = threading.Thread(target=held.acquire)
+            owner.start()
+            owner.join()
+            provider._states[provider.server_url].lock = held
+            return _child_sends_a_request(provider, stack.mcp_url)
+
+        assert _fork_and_wait(body) == 0
 
 
 def _mp_child(provider, url, queue):

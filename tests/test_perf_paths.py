@@ -92,6 +92,15 @@ def test_bearer_token_source_is_checked_whenever_it_changes():
         provider.token()
 
 
+def test_bearer_request_path_checks_a_changed_token_too():
+    values = ["good-token"]
+    provider = BearerTokenProvider(lambda: values[0])
+    provider(_prepared("https://mcp.example.com/mcp"))
+    values[0] = "bad\r\nX-Injected: 1"
+    with pytest.raises(ConfigurationError):
+        provider(_prepared("https://mcp.example.com/mcp"))
+
+
 def _pem(key):
     from cryptography.hazmat.primitives import serialization
 
@@ -213,3 +222,116 @@ def test_a_second_run_with_the_same_pem_key_reuses_the_cached_token(tmp_path):
         assert second.token() == token
         assert len(stack.as_.token_requests()) == requests_before
         assert second._jwt._key is None  # nothing signed, nothing loaded
+
+
+def _prepared(url):
+    return requests.Request("POST", url, data=b"{}").prepare()
+
+
+def test_bound_bearer_fast_path_still_refuses_another_server_after_a_good_one():
+    # The per-request path remembers the last server that passed the binding check; a
+    # request elsewhere (another path, a look-alike that extends the string) is checked.
+    provider = BearerTokenProvider("tok", server_url="https://mcp.example.com/mcp")
+    for _ in range(2):
+        assert provider(_prepared("https://mcp.example.com/mcp")).headers[
+            "Authorization"] == "Bearer tok"
+    for other in ("https://mcp.example.com/mcp-admin", "https://mcp.example.com.evil/mcp"):
+        with pytest.raises(ConfigurationError):
+            provider(_prepared(other))
+        assert provider(_prepared("https://mcp.example.com/mcp")).headers[
+            "Authorization"] == "Bearer tok"
+
+
+def test_bearer_fast_path_follows_a_changed_binding():
+    provider = BearerTokenProvider("tok", server_url="https://mcp.example.com/mcp")
+    provider(_prepared("https://mcp.example.com/mcp"))
+    provider.server_url = "https://other.example.com/mcp"
+    with pytest.raises(ConfigurationError):
+        provider(_prepared("https://mcp.example.com/mcp"))
+
+
+def test_bearer_fast_path_sends_what_the_source_returns_now():
+    values = ["tok-1"]
+    provider = BearerTokenProvider(lambda: values[0])
+    assert provider(_prepared("https://mcp.example.com/mcp")).headers[
+        "Authorization"] == "Bearer tok-1"
+    values[0] = "tok-2"
+    assert provider(_prepared("https://mcp.example.com/mcp")).headers[
+        "Authorization"] == "Bearer tok-2"
+    values[0] = None
+    assert "Authorization" not in provider(_prepared("https://mcp.example.com/mcp")).headers
+
+
+def test_bearer_with_a_dpop_key_proves_every_request_not_only_the_first():
+    from mcpauth.dpop import DPoPKey
+
+    provider = BearerTokenProvider("tok", dpop_key=DPoPKey.generate())
+    proofs = set()
+    for _ in range(3):
+        r = provider(_prepared("https://mcp.example.com/mcp"))
+        assert r.headers["Authorization"] == "DPoP tok"
+        proofs.add(r.headers["DPoP"])
+    assert len(proofs) == 3
+
+
+def test_oauth_fast_path_follows_a_changed_resource_setting(new_session):
+    # The record says which `resource` the server was checked against; set another one
+    # and the next request is checked again (and refused), not served from the record.
+    with LoopbackStack() as stack:
+        provider = ClientCredentialsProvider(stack.client_id, stack.client_secret,
+                                             server_url=stack.mcp_url)
+        session = new_session()
+        session.auth = provider
+        _requests_to_200(stack, session)
+        _requests_to_200(stack, session)
+        provider.resource = stack.mcp_url + "-admin"
+        with pytest.raises(ConfigurationError):
+            provider(_prepared(stack.mcp_url))
+
+
+def test_oauth_fast_path_checks_a_server_that_only_token_was_asked_for(new_session):
+    # token(url) fills the record for a server without the binding check (nothing is
+    # sent there); a request to that server must still be checked.
+    with LoopbackStack() as stack:
+        provider = ClientCredentialsProvider(stack.client_id, stack.client_secret,
+                                             server_url=stack.mcp_url,
+                                             token_endpoint=stack.as_.token_endpoint,
+                                             resource=stack.mcp_url)
+        other = stack.mcp_url + "-admin"
+        provider.token(other)
+        provider.token(other)  # the second one is read from the cache: the record
+        assert provider._states[other].fast is not None
+        with pytest.raises(ConfigurationError):
+            provider(_prepared(other))
+
+
+@pytest.mark.parametrize("field", ["target", "challenge_scope", "step_up_scope"])
+def test_oauth_fast_record_is_not_used_under_a_changed_target_or_scope(new_session, field):
+    # A thread may write the record just after another one changed the server's target
+    # or scopes (a 401 re-discovery, a 403 step-up): the record carries what it was read
+    # under, and a change sends the next request through the slow path (a new cache key).
+    with LoopbackStack() as stack:
+        provider = ClientCredentialsProvider(stack.client_id, stack.client_secret,
+                                             server_url=stack.mcp_url)
+        session = new_session()
+        session.auth = provider
+        _requests_to_200(stack, session)
+        _requests_to_200(stack, session)
+        state = provider._states[provider.server_url]
+        assert state.fast is not None
+        slow = []
+        real = provider._ensure_token
+
+        def spy(*args, **kwargs):
+            slow.append(args)
+            return real(*args, **kwargs)
+
+        provider._ensure_token = spy
+        provider(_prepared(stack.mcp_url))
+        assert slow == []  # the record serves an unchanged server
+        if field == "target":
+            state.target = state.target._replace()  # equal, but not the one read under
+        else:
+            setattr(state, field, "extra")
+        provider(_prepared(stack.mcp_url))
+        assert len(slow) == 1

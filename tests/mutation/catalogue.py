@@ -724,8 +724,8 @@ mutant("scope-anchor", "grants.py",
 
 # -- fork safety (a child never inherits a lock nobody in it will release) --------------------
 mutant("fork-pid-check", "_fork.py",
-       "    if os.getpid() != _pid:\n",
-       "    if False:\n",
+       ("    if os.getpid() != pid:\n", "    if os.getpid() != _pid:\n"),
+       ("    if False:\n", "    if False:\n"),
        "a fork the hook did not see (Python 3.6, a fork from C) keeps the parent's held locks",
        [T_FORK])
 mutant("fork-reset-objects", "_fork.py",
@@ -733,6 +733,79 @@ mutant("fork-reset-objects", "_fork.py",
        "        pass\n",
        "a forked child blocks for good on a lock a thread of its parent held",
        [T_FORK])
+
+mutant("fork-check-slow-path", "providers.py",
+       "        _fork.check()  # what follows takes locks (Python 3.6 has no fork hook)\n"
+       "        state = self._states.get(server)\n",
+       "        state = self._states.get(server)\n",
+       "the per-request path makes no fork check, and its slow path (locks) forgets it too",
+       [T_FORK])
+mutant("fork-check-401", "providers.py",
+       "        if r.status_code in _CHALLENGE_STATUSES:\n            _fork.check()",
+       "        if False:\n            _fork.check()",
+       "a child answering a 401 takes the provider's lock a thread of its parent held",
+       [T_FORK])
+
+# -- the per-request fast path keeps every check of the slow one -----------------------------
+T_PERF = "tests/test_perf_paths.py"
+mutant("fast-covered", "providers.py",
+       "if (fast is not None and state.covered is self.resource\n",
+       "if (fast is not None\n",
+       "a record filled by token(url) sends the token to a server outside `resource`",
+       [T_PERF])
+mutant("fast-target", "providers.py",
+       "                and fast[2] is state.target and fast[3] is state.challenge_scope\n"
+       "                and fast[4] is state.step_up_scope and self._clock() < fast[1]):\n"
+       "            if fast[5]",
+       "                and fast[3] is state.challenge_scope\n"
+       "                and fast[4] is state.step_up_scope and self._clock() < fast[1]):\n"
+       "            if fast[5]",
+       "a token read under an old discovery result outlives a moved authorization server",
+       [T_PERF, T_E2E])
+mutant("fast-clock", "providers.py",
+       "                and fast[4] is state.step_up_scope and self._clock() < fast[1]):\n"
+       "            if fast[5]",
+       "                and fast[4] is state.step_up_scope):\n"
+       "            if fast[5]",
+       "a cached token is sent past its renewal time (and past its expiry)",
+       [T_PERF, T_E2E])
+mutant("fast-challenge-scope", "providers.py",
+       "                and fast[2] is state.target and fast[3] is state.challenge_scope\n",
+       "                and fast[2] is state.target\n",
+       "a token read before a 401 named a new scope is sent under the new one",
+       [T_PERF])
+mutant("fast-step-up", "providers.py",
+       "                and fast[4] is state.step_up_scope and self._clock() < fast[1]):\n"
+       "            if fast[5]",
+       "                and self._clock() < fast[1]):\n"
+       "            if fast[5]",
+       "after a 403 step-up, the token without the new scope is sent again",
+       [T_PERF, T_E2E])
+mutant("bearer-fast-server", "providers.py",
+       "                server is covered[1] and self.server_url is covered[0]):",
+       "                self.server_url is covered[0]):",
+       "a bound BearerTokenProvider sends its token anywhere after one good request",
+       [T_PERF])
+mutant("bearer-fast-binding", "providers.py",
+       "                server is covered[1] and self.server_url is covered[0]):",
+       "                server is covered[1]):",
+       "a changed server_url binding is not checked again",
+       [T_PERF])
+mutant("bearer-fast-dpop", "providers.py",
+       "        if token is field[0] and self._dpop is None:",
+       "        if token is field[0]:",
+       "a DPoP-bound bearer token goes out as Bearer, without a proof, after the first request",
+       [T_PERF, T_DPOP])
+mutant("bearer-fast-unchecked", "providers.py",
+       "        if token is field[0] and self._dpop is None:",
+       "        if token is not None and self._dpop is None:",
+       "a new token from the source is sent without the RFC 6749 A.12 check (header injection)",
+       [T_PERF, T_BEARER])
+mutant("fast-record-dpop", "providers.py",
+       "                                  None if self._dpop is not None and\n",
+       "                                  None if False and\n",
+       "a DPoP-bound token is sent as Bearer, without a proof, from the second request on",
+       [T_DPOP, T_PERF])
 
 # -- back-off and Retry-After (RFC 9110 §10.2.3, RFC 6585 §4) -----------------------------------
 mutant("retry-after-429", "grants.py",
