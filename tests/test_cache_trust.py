@@ -535,6 +535,29 @@ def test_credential_fingerprint_is_labelled_keyed_and_reveals_nothing():
         credential_fingerprint("client_secret", "", "c")
 
 
+def test_only_secrets_are_stretched(monkeypatch):
+    # PBKDF2 makes a guess at a weak client secret cost FINGERPRINT_ITERATIONS rounds; a
+    # public key's thumbprint or a random label has nothing to guess (one SHA-256).
+    import mcpauth.cache as cache_module
+
+    calls = []
+    real = hashlib.pbkdf2_hmac
+
+    def counting(name, password, salt, iterations, dklen=None):
+        calls.append(iterations)
+        return real(name, password, salt, iterations, dklen)
+
+    monkeypatch.setattr(cache_module.hashlib, "pbkdf2_hmac", counting)
+    secret = credential_fingerprint("client_secret", "s3cret", "client-1")
+    assert calls == [cache_module.FINGERPRINT_ITERATIONS]
+    public = credential_fingerprint("jwk_thumbprint", "s3cret", "client-1")
+    label = credential_fingerprint("instance", "s3cret", "client-1")
+    assert calls == [cache_module.FINGERPRINT_ITERATIONS]
+    assert len({secret, public, label}) == 3
+    for fp in (public, label):
+        assert "s3cret" not in fp and len(fp) == len(secret)
+
+
 def test_token_key_separates_every_part_including_the_credential():
     base = ("https://as.example", "https://mcp.example/mcp", "client-1", "b a", "fp-1")
     key = token_key(*base)

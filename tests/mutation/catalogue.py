@@ -746,6 +746,12 @@ mutant("fork-check-401", "providers.py",
        "a child answering a 401 takes the provider's lock a thread of its parent held",
        [T_FORK])
 
+mutant("fingerprint-secret-unstretched", "cache.py",
+       '_PUBLIC_PURPOSES = frozenset(["jwk_thumbprint", "instance"])',
+       '_PUBLIC_PURPOSES = frozenset(["jwk_thumbprint", "instance", "client_secret"])',
+       "a weak client secret is one SHA-256 away from the fingerprint in a cache or Redis key",
+       [T_CACHE_TRUST])
+
 # -- the per-request fast path keeps every check of the slow one -----------------------------
 T_PERF = "tests/test_perf_paths.py"
 mutant("fast-covered", "providers.py",
