@@ -354,10 +354,11 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name: str, help_text: str, epilog: str = _SUB_EPILOG) -> Any:
-        p = sub.add_parser(name, help=help_text, description=help_text,
-                           allow_abbrev=False, epilog=epilog,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-        return p if only is None or only == name else _Unbuilt()
+        if only is not None and only != name:
+            return _Unbuilt()  # the run is that other command: its parser is never shown
+        return sub.add_parser(name, help=help_text, description=help_text,
+                              allow_abbrev=False, epilog=epilog,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
 
     p = command("token", "print an access token for the MCP server at URL (and nothing else)")
     p.add_argument("url", metavar="URL", help="the MCP server URL")
