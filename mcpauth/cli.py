@@ -595,6 +595,17 @@ def _secret_from(args: argparse.Namespace, from_flags: bool, flag_name: str, fla
     return _read_file(os.environ[file_env], file_env, binary)
 
 
+def _optional_secret(args: argparse.Namespace, flag_name: str, flag: str, value_env: str,
+                     binary: bool = False) -> Any:
+    """As :func:`_secret_from` (--FLAG FILE, else ``value_env``, else ``value_env``_FILE),
+    or None when none of the three is given."""
+    from_flags = hasattr(args, flag_name)
+    if from_flags or os.environ.get(value_env) or os.environ.get(value_env + "_FILE"):
+        return _secret_from(args, from_flags, flag_name, flag, value_env, value_env + "_FILE",
+                            binary)
+    return None
+
+
 def _cache(args: argparse.Namespace) -> Any:
     """The FileTokenCache or RedisTokenCache named by --cache / MCPAUTH_CACHE, or None."""
     path = _option(args, "cache")
@@ -610,14 +621,9 @@ def _cache(args: argparse.Namespace) -> Any:
 def _redis_cache(args: argparse.Namespace, url: str) -> Any:
     """A RedisTokenCache for ``url``, sealed with the keys from --cache-key-file,
     MCPAUTH_CACHE_KEY or MCPAUTH_CACHE_KEY_FILE (one key or more, the newest first)."""
-    if hasattr(args, "cache_key_file"):
-        keys = _read_file(args.cache_key_file, "--cache-key-file", binary=True)
-    elif os.environ.get("MCPAUTH_CACHE_KEY"):
-        keys = os.environ["MCPAUTH_CACHE_KEY"].encode("utf-8")
-    elif os.environ.get("MCPAUTH_CACHE_KEY_FILE"):
-        keys = _read_file(os.environ["MCPAUTH_CACHE_KEY_FILE"], "MCPAUTH_CACHE_KEY_FILE",
-                          binary=True)
-    else:
+    keys = _optional_secret(args, "cache_key_file", "--cache-key-file", "MCPAUTH_CACHE_KEY",
+                            binary=True)
+    if keys is None:
         raise UsageError("a Redis cache needs its key: --cache-key-file FILE, "
                          "MCPAUTH_CACHE_KEY or MCPAUTH_CACHE_KEY_FILE")
     from .rediscache import RedisTokenCache
@@ -661,11 +667,8 @@ def _unknown_env_hint() -> str:
 def _key_password(args: argparse.Namespace, flag_name: str, flag: str,
                   env: str = "MCPAUTH_PRIVATE_KEY_PASSWORD") -> Optional[str]:
     """The password of --FLAG FILE, else of ``env`` or ``env``_FILE, else None."""
-    if hasattr(args, flag_name):
-        return str(_read_file(getattr(args, flag_name), flag))
-    if os.environ.get(env) or os.environ.get(env + "_FILE"):
-        return str(_secret_from(args, False, flag_name, flag, env, env + "_FILE"))
-    return None
+    password = _optional_secret(args, flag_name, flag, env)
+    return None if password is None else str(password)
 
 
 def _load_key(data: bytes, password: Optional[str], where: str, password_flag: str,
@@ -791,24 +794,18 @@ def _cross_app_provider(args: argparse.Namespace, from_flags: bool, client_id: s
     if not idp_url or not idp_client_id:
         raise UsageError("cross-app access needs the IdP: pass --idp-url and "
                          "--idp-client-id (or set MCPAUTH_IDP_URL and MCPAUTH_IDP_CLIENT_ID)")
-    idp_secret = None  # type: Optional[str]
-    if hasattr(args, "idp_client_secret_file") or os.environ.get(
-            "MCPAUTH_IDP_CLIENT_SECRET") or os.environ.get("MCPAUTH_IDP_CLIENT_SECRET_FILE"):
-        idp_secret = _secret_from(args, hasattr(args, "idp_client_secret_file"),
-                                  "idp_client_secret_file", "--idp-client-secret-file",
-                                  "MCPAUTH_IDP_CLIENT_SECRET", "MCPAUTH_IDP_CLIENT_SECRET_FILE")
+    idp_secret = _optional_secret(args, "idp_client_secret_file", "--idp-client-secret-file",
+                                  "MCPAUTH_IDP_CLIENT_SECRET")  # type: Optional[str]
     secret = key = None
     if hasattr(args, "private_key_file") or (
             not hasattr(args, "client_secret_file") and (
                 os.environ.get("MCPAUTH_PRIVATE_KEY")
                 or os.environ.get("MCPAUTH_PRIVATE_KEY_FILE"))):
         key = _private_key(args, hasattr(args, "private_key_file"))
-    elif hasattr(args, "client_secret_file") or os.environ.get(
-            "MCPAUTH_CLIENT_SECRET") or os.environ.get("MCPAUTH_CLIENT_SECRET_FILE"):
-        secret = _secret_from(args, hasattr(args, "client_secret_file"),
-                              "client_secret_file", "--client-secret-file",
-                              "MCPAUTH_CLIENT_SECRET", "MCPAUTH_CLIENT_SECRET_FILE")
     else:
+        secret = _optional_secret(args, "client_secret_file", "--client-secret-file",
+                                  "MCPAUTH_CLIENT_SECRET")
+    if key is None and secret is None:
         raise UsageError("cross-app access also needs the client's credentials at the MCP "
                          "server's authorization server: --client-secret-file or "
                          "--private-key-file (or MCPAUTH_CLIENT_SECRET / "
