@@ -322,15 +322,17 @@ class WireMixin(object):
                 message = value
         return Reply(status, message, headers)
 
+    def _body(self, response: Any, what: str, status: int, limits: CallLimits,
+              cap: ByteCap) -> Any:
+        """The decoded body's chunks, read within the call's deadline and counted against
+        the reply's byte cap (compressed bodies are inflated a bounded step at a time)."""
+        chunks = limits.capped(iter_decoded(response, redact_url(self.url)), response, what)
+        return _counted(chunks, cap, what, status)
+
     def _read_capped(self, response: Any, what: str, status: int, limits: CallLimits,
                      cap: ByteCap) -> str:
-        buf = bytearray()
-        for chunk in limits.capped(iter_decoded(response, redact_url(self.url)), response,
-                                   what):
-            cap.take(len(chunk), what, status)
-            buf.extend(chunk)
         try:
-            return buf.decode("utf-8")
+            return b"".join(self._body(response, what, status, limits, cap)).decode("utf-8")
         except UnicodeDecodeError:
             raise ValueError("not UTF-8") from None
 
@@ -400,8 +402,8 @@ class WireMixin(object):
 
     def _read_stream(self, response: Any, parser: SSEParser, msg_id: int, what: str,
                      status: int, limits: CallLimits, cap: ByteCap) -> Optional[Message]:
-        chunks = limits.capped(iter_decoded(response, redact_url(self.url)), response, what)
-        lines = iter_lines(_counted(chunks, cap, what, status), cap.limit, what, status)
+        lines = iter_lines(self._body(response, what, status, limits, cap), cap.limit, what,
+                           status)
         for event in parser.events(lines):
             if event.event != "message" or not event.data.strip():
                 continue  # another event type, or a priming event without data
