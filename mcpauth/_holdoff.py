@@ -7,7 +7,6 @@ when nothing is held; while a hold lasts it raises a copy of that error whose
 neither ends nor extends a wait).
 """
 
-import copy
 import threading
 import time
 from typing import Dict, Tuple
@@ -61,8 +60,7 @@ class HoldOff(object):
 
 def held_copy(error: MCPAuthError, left: float) -> MCPAuthError:
     """The same error again, saying no request was sent, ``retry_after`` = ``left``."""
-    exc = copy.copy(error)  # MCPAuthError pickles (and copies) from its __dict__
+    exc = error._reworded("{} (no request sent: retry after {:.1f} s)".format(
+        error.message, left))
     exc.retry_after = round(left, 3) or 0.001
-    exc.message = "{} (no request sent: retry after {:.1f} s)".format(error.message, left)
-    exc.args = (exc.message,) + tuple(exc.args[1:])
     return exc

@@ -280,10 +280,7 @@ def _idp_error(exc: OAuthError) -> OAuthError:
     else:
         # exc.message names the IdP's token endpoint, the client id and the method.
         message = "token exchange at the IdP failed: {}".format(exc.message)
-    error = OAuthError(exc.error, exc.error_description, exc.error_uri,
-                       status_code=exc.status_code, message=message)
-    error.__dict__.update((k, v) for k, v in exc.__dict__.items() if k not in error.__dict__)
-    return error
+    return exc._reworded(message)
 
 
 def _grant_from_response(token: TokenResponse, token_endpoint: str) -> JwtAuthGrant:

@@ -38,7 +38,7 @@ import re
 import sys
 import unicodedata
 import warnings
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, TypeVar, cast
 
 from ._mask import longest_form, mask
 
@@ -117,6 +117,9 @@ def _restore(cls: type, args: Tuple[Any, ...], state: Dict[str, Any]) -> "MCPAut
     return exc
 
 
+_E = TypeVar("_E", bound="MCPAuthError")
+
+
 class MCPAuthError(Exception):
     """Root of every mcpauth exception.
 
@@ -146,6 +149,13 @@ class MCPAuthError(Exception):
     def __reduce__(self) -> Any:
         # Subclasses take keyword arguments; rebuild from state, not from __init__.
         return (_restore, (type(self), self.args, dict(self.__dict__)))
+
+    def _reworded(self: "_E", message: str) -> "_E":
+        """The same error (its type and every attribute) saying ``message`` instead."""
+        exc = cast("_E", _restore(type(self), self.args, dict(self.__dict__)))
+        exc.message = mask(message)
+        exc.args = (exc.message,) + tuple(self.args[1:])
+        return exc
 
 
 class ConfigurationError(MCPAuthError, ValueError):

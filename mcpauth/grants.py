@@ -795,10 +795,7 @@ def _located(exc: OAuthError, token_endpoint: str, client_auth: ClientAuth) -> O
         exc.error, redact_url(token_endpoint),
         "{!r}".format(client_auth.client_id) if client_auth.client_id else "not sent",
         client_auth.method, ": " + detail if detail else "")
-    located = OAuthError(exc.error, exc.error_description, exc.error_uri,
-                         status_code=exc.status_code, message=message)
-    located.__dict__.update((k, v) for k, v in exc.__dict__.items()
-                            if k not in located.__dict__)
+    located = exc._reworded(message)
     located.token_endpoint = token_endpoint
     located.client_id = client_auth.client_id
     located.auth_method = client_auth.method

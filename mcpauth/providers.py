@@ -29,7 +29,8 @@ import os
 import secrets
 import threading
 import time
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import (Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union,
+                    cast)
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -747,10 +748,11 @@ class BearerTokenProvider(AuthProvider):
             raise ConfigurationError(
                 "the token source returned something other than a non-empty string of "
                 "printable ASCII characters (RFC 6749 Appendix A.12)")
+        token = cast(str, value)  # checked: a str of VSCHARs
         _fork.check()  # the masking registry's lock (Python 3.6 has no fork hook)
-        _mask.remember(value)
-        self._field = (value, ("Authorization", "Bearer " + value))
-        return value
+        _mask.remember(token)
+        self._field = (token, ("Authorization", "Bearer " + token))
+        return token
 
     def __call__(self, r: Any) -> Any:
         # The per-request path (as in AuthProvider.__call__, no fork check): a server
@@ -1138,20 +1140,21 @@ class OAuthProvider(AuthProvider):
         # The per-request path with a valid cached token: immutable records read without
         # a lock, no URL parsing, no method call but the clock (a fork check is a system
         # call: only the paths that take a lock make it).
-        server = _SERVER_OF.get(r.url)
-        state = self._states.get(server) if server is not None else None
-        fast = state.fast if state is not None else None
-        # The record is valid while this server was checked against the current
-        # `resource`, it was read under the current target and scopes, and before its
-        # renewal time.
-        if (fast is not None and state.covered is self.resource
-                and fast[2] is state.target and fast[3] is state.challenge_scope
-                and fast[4] is state.step_up_scope and self._clock() < fast[1]):
-            if fast[5] is not None:
-                _set_bearer(r.headers, fast[5])
-            else:
-                self._apply(r, fast[0])  # DPoP-bound: a proof for this very request
-            return self._track(r, server)
+        server = _SERVER_OF.get(r.url, "")  # "" (not memoised yet) names no state
+        state = self._states.get(server)
+        if state is not None:
+            fast = state.fast
+            # The record is valid while this server was checked against the current
+            # `resource`, it was read under the current target and scopes, and before
+            # its renewal time.
+            if (fast is not None and state.covered is self.resource
+                    and fast[2] is state.target and fast[3] is state.challenge_scope
+                    and fast[4] is state.step_up_scope and self._clock() < fast[1]):
+                if fast[5] is not None:
+                    _set_bearer(r.headers, fast[5])
+                else:
+                    self._apply(r, fast[0])  # DPoP-bound: a proof for this very request
+                return self._track(r, server)
         return AuthProvider.__call__(self, r)
 
     def _token_for(self, server: str) -> Optional[str]:
@@ -1384,10 +1387,7 @@ class OAuthProvider(AuthProvider):
                     self._hold_off(held, exc)
                 hint = missing_path_hint(server)
                 if hint and isinstance(exc, DiscoveryError) and type(exc) is DiscoveryError:
-                    hinted = DiscoveryError(exc.message + hint, exc.status_code)
-                    hinted.__dict__.update((k, v) for k, v in exc.__dict__.items()
-                                           if k != "message")
-                    raise hinted from exc
+                    raise exc._reworded(exc.message + hint) from exc
                 raise
             md = result.metadata
             scopes = result.prm.scopes_supported if result.prm is not None else None

@@ -760,31 +760,31 @@ mutant("fast-covered", "providers.py",
        "a record filled by token(url) sends the token to a server outside `resource`",
        [T_PERF])
 mutant("fast-target", "providers.py",
-       "                and fast[2] is state.target and fast[3] is state.challenge_scope\n"
-       "                and fast[4] is state.step_up_scope and self._clock() < fast[1]):\n"
-       "            if fast[5]",
-       "                and fast[3] is state.challenge_scope\n"
-       "                and fast[4] is state.step_up_scope and self._clock() < fast[1]):\n"
-       "            if fast[5]",
+       "                    and fast[2] is state.target and fast[3] is state.challenge_scope\n"
+       "                    and fast[4] is state.step_up_scope and self._clock() < fast[1]):\n"
+       "                if fast[5]",
+       "                    and fast[3] is state.challenge_scope\n"
+       "                    and fast[4] is state.step_up_scope and self._clock() < fast[1]):\n"
+       "                if fast[5]",
        "a token read under an old discovery result outlives a moved authorization server",
        [T_PERF, T_E2E])
 mutant("fast-clock", "providers.py",
-       "                and fast[4] is state.step_up_scope and self._clock() < fast[1]):\n"
-       "            if fast[5]",
-       "                and fast[4] is state.step_up_scope):\n"
-       "            if fast[5]",
+       "                    and fast[4] is state.step_up_scope and self._clock() < fast[1]):\n"
+       "                if fast[5]",
+       "                    and fast[4] is state.step_up_scope):\n"
+       "                if fast[5]",
        "a cached token is sent past its renewal time (and past its expiry)",
        [T_PERF, T_E2E])
 mutant("fast-challenge-scope", "providers.py",
-       "                and fast[2] is state.target and fast[3] is state.challenge_scope\n",
-       "                and fast[2] is state.target\n",
+       "                    and fast[2] is state.target and fast[3] is state.challenge_scope\n",
+       "                    and fast[2] is state.target\n",
        "a token read before a 401 named a new scope is sent under the new one",
        [T_PERF])
 mutant("fast-step-up", "providers.py",
-       "                and fast[4] is state.step_up_scope and self._clock() < fast[1]):\n"
-       "            if fast[5]",
-       "                and self._clock() < fast[1]):\n"
-       "            if fast[5]",
+       "                    and fast[4] is state.step_up_scope and self._clock() < fast[1]):\n"
+       "                if fast[5]",
+       "                    and self._clock() < fast[1]):\n"
+       "                if fast[5]",
        "after a 403 step-up, the token without the new scope is sent again",
        [T_PERF, T_E2E])
 mutant("bearer-fast-server", "providers.py",
