@@ -124,6 +124,17 @@ def test_os_fork_while_a_token_request_holds_the_lock(cache, tmp_path):
         assert status == 0
 
 
+def _as_if_the_fork_hook_missed(provider):
+    """In a child: the recorded pid is the parent's again, and the provider's lock is
+    held by a thread that is gone (what a fork made from C, or Python 3.6, leaves)."""
+    _fork.pid = os.getppid()
+    held = threading.RLock()
+    owner = threading.Thread(target=held.acquire)
+    owner.start()
+    owner.join()
+    provider._states[provider.server_url].lock = held
+
+
 @pytest.mark.parametrize("child", [_child_gets_a_token, _child_sends_a_request],
                          ids=["token()", "per-request"])
 def test_a_fork_the_hook_did_not_see_is_detected_by_its_pid(child):
@@ -136,12 +147,7 @@ def test_a_fork_the_hook_did_not_see_is_detected_by_its_pid(child):
         thread = _renewal_in_flight(stack, provider)
 
         def body():
-            _fork.pid = os.getppid()
-            held = threading.RLock()
-            owner = threading.Thread(target=held.acquire)
-            owner.start()
-            owner.join()
-            provider._states[provider.server_url].lock = held
+            _as_if_the_fork_hook_missed(provider)
             return child(provider, stack.mcp_url)
 
         try:
@@ -161,12 +167,7 @@ def test_a_401_in_a_fork_the_hook_did_not_see_does_not_block():
         stack.as_.revoke()
 
         def body():
-            _fork.pid = os.getppid()
-            held = threading.RLock()
-            owner = threading.Thread(target=held.acquire)
-            owner.start()
-            owner.join()
-            provider._states[provider.server_url].lock = held
+            _as_if_the_fork_hook_missed(provider)
             return _child_sends_a_request(provider, stack.mcp_url)
 
         assert _fork_and_wait(body) == 0

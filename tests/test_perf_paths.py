@@ -274,16 +274,21 @@ def test_bearer_with_a_dpop_key_proves_every_request_not_only_the_first():
     assert len(proofs) == 3
 
 
+def _served_twice(stack, session):
+    """A provider that has sent two requests: the second from its cached-token record."""
+    provider = ClientCredentialsProvider(stack.client_id, stack.client_secret,
+                                         server_url=stack.mcp_url)
+    session.auth = provider
+    _requests_to_200(stack, session)
+    _requests_to_200(stack, session)
+    return provider
+
+
 def test_oauth_fast_path_follows_a_changed_resource_setting(new_session):
     # The record says which `resource` the server was checked against; set another one
     # and the next request is checked again (and refused), not served from the record.
     with LoopbackStack() as stack:
-        provider = ClientCredentialsProvider(stack.client_id, stack.client_secret,
-                                             server_url=stack.mcp_url)
-        session = new_session()
-        session.auth = provider
-        _requests_to_200(stack, session)
-        _requests_to_200(stack, session)
+        provider = _served_twice(stack, new_session())
         provider.resource = stack.mcp_url + "-admin"
         with pytest.raises(ConfigurationError):
             provider(_prepared(stack.mcp_url))
@@ -311,12 +316,7 @@ def test_oauth_fast_record_is_not_used_under_a_changed_target_or_scope(new_sessi
     # or scopes (a 401 re-discovery, a 403 step-up): the record carries what it was read
     # under, and a change sends the next request through the slow path (a new cache key).
     with LoopbackStack() as stack:
-        provider = ClientCredentialsProvider(stack.client_id, stack.client_secret,
-                                             server_url=stack.mcp_url)
-        session = new_session()
-        session.auth = provider
-        _requests_to_200(stack, session)
-        _requests_to_200(stack, session)
+        provider = _served_twice(stack, new_session())
         state = provider._states[provider.server_url]
         assert state.fast is not None
         slow = []
