@@ -26,10 +26,10 @@ discovery that leads anywhere else raises before anything at all is sent.
 import functools
 import logging
 import os
-import secrets
 import threading
 import time
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import (TYPE_CHECKING, Any, Callable, Dict, List, Mapping, NamedTuple, Optional,
+                    Tuple, Union)
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -39,7 +39,6 @@ from ._holdoff import HoldOff
 from . import discovery as _discovery
 from .cache import (MemoryTokenCache, TokenCache, credential_fingerprint, discovery_key,
                     token_key)
-from .dpop import DPoPKey, NonceStore
 from .errors import (
     AuthorizationServerMismatchError,
     ConfigurationError,
@@ -72,6 +71,9 @@ from .transport import (
     check_url,
     redact_url,
 )
+
+if TYPE_CHECKING:  # imported when a provider is given dpop_key= (RFC 9449), not before
+    from .dpop import DPoPKey, NonceStore
 
 __all__ = [
     "AuthContext",
@@ -182,6 +184,8 @@ def _credential_of(auth: Optional[ClientAuth]) -> Optional[Tuple[str, str]]:
         thumbprint = auth.key_thumbprint()
         if thumbprint is not None:
             return "jwk_thumbprint", thumbprint
+        import secrets
+
         return "instance", secrets.token_hex(16)
     return None
 
@@ -307,8 +311,8 @@ class AuthProvider(requests.auth.AuthBase):
     mcp_extension: Optional[str] = None
     #: The DPoP key of providers configured with ``dpop_key=`` (RFC 9449); with it,
     #: ``_dpop_nonces``, ``_dpop_algorithm`` and ``_unbound_tokens`` are set too.
-    _dpop: Optional[DPoPKey] = None
-    _dpop_nonces: NonceStore
+    _dpop: "Optional[DPoPKey]" = None
+    _dpop_nonces: "NonceStore"
     _dpop_algorithm: Optional[str] = None
     _unbound_tokens: Dict[str, bool]
 
@@ -673,6 +677,8 @@ class BearerTokenProvider(AuthProvider):
         if dpop_key is not None:
             # A token already bound to this key (RFC 9449): sent with the DPoP scheme
             # and a proof per request, following the server's nonces (§7.1, §9).
+            from .dpop import DPoPKey, NonceStore
+
             self._dpop = DPoPKey(dpop_key)
             self._dpop_nonces = NonceStore()
             self._unbound_tokens = {}
@@ -811,6 +817,8 @@ class OAuthProvider(AuthProvider):
         if cache_key is None and self._tokens_are_per_principal:
             # The token belongs to an end user or a workload that client_id does not
             # name: never share it through a cache unless the caller labels the principal.
+            import secrets
+
             cache_key = "instance:" + secrets.token_hex(12)
         self._cache_identity = cache_key
         self._fingerprint = None  # type: Optional[str]
@@ -852,12 +860,14 @@ class OAuthProvider(AuthProvider):
     def _init_dpop(self, dpop_key: Any, accept_bearer: bool, reuse_client_key: bool) -> None:
         """DPoP (RFC 9449): ``dpop_key`` is a DPoPKey, anything it loads, or True for a
         new in-memory ES256 key; None or False: no DPoP."""
-        self._dpop_nonces = NonceStore()
         self._dpop_accept_bearer = accept_bearer
         self._dpop_algorithm: Optional[str] = None
         self._unbound_tokens: Dict[str, bool] = {}
         if dpop_key is None or dpop_key is False:
             return
+        from .dpop import DPoPKey, NonceStore
+
+        self._dpop_nonces = NonceStore()
         key = DPoPKey.generate() if dpop_key is True else DPoPKey(dpop_key)
         client_jwt = getattr(self, "_jwt", None)
         if isinstance(client_jwt, PrivateKeyJwt) and not reuse_client_key \
@@ -870,7 +880,7 @@ class OAuthProvider(AuthProvider):
         self._dpop = key
 
     @property
-    def dpop_key(self) -> Optional[DPoPKey]:
+    def dpop_key(self) -> "Optional[DPoPKey]":
         """The DPoP key tokens are bound to, or None (its repr shows only the thumbprint)."""
         return self._dpop
 
