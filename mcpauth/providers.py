@@ -36,7 +36,6 @@ import requests
 
 from . import _fork, _mask
 from ._holdoff import HoldOff
-from . import discovery as _discovery
 from .cache import (MemoryTokenCache, TokenCache, credential_fingerprint, discovery_key,
                     token_key)
 from .errors import (
@@ -72,7 +71,10 @@ from .transport import (
     redact_url,
 )
 
-if TYPE_CHECKING:  # imported when a provider is given dpop_key= (RFC 9449), not before
+if TYPE_CHECKING:
+    # Imported where used: discovery (RFC 9728, RFC 8414) when a provider first needs
+    # it, DPoP (RFC 9449) when one is given dpop_key=; ``import mcpauth`` pays for neither.
+    from . import discovery as _discovery
     from .dpop import DPoPKey, NonceStore
 
 __all__ = [
@@ -118,7 +120,7 @@ class AuthContext(NamedTuple):
     response: Any
     server_url: str
     session: Any
-    challenge: Optional[_discovery.Challenge]
+    challenge: "Optional[_discovery.Challenge]"
 
 
 def server_url_of(url: str) -> str:
@@ -244,12 +246,14 @@ def _peer_scope(value: str, what: str) -> Optional[str]:
         raise ProtocolError("the {} is not a valid RFC 6749 §3.3 scope".format(what)) from None
 
 
-def _challenge_of(response: Any) -> Optional[_discovery.Challenge]:
+def _challenge_of(response: Any) -> "Optional[_discovery.Challenge]":
     """The Bearer or DPoP challenge of a response (RFC 6750 §3, RFC 9449 §7.1): the first
     one with an ``error``, else the Bearer one, else the DPoP one."""
     value = response.headers.get("WWW-Authenticate")
     if not value:
         return None
+    from . import discovery as _discovery
+
     found = [c for c in _discovery.parse_www_authenticate(value)
              if c.scheme in ("bearer", "dpop")]
     for challenge in found:
@@ -261,7 +265,7 @@ def _challenge_of(response: Any) -> Optional[_discovery.Challenge]:
     return found[0] if found else None
 
 
-def _unauthorized(message: str, challenge: Optional[_discovery.Challenge],
+def _unauthorized(message: str, challenge: "Optional[_discovery.Challenge]",
                   status: int = 401) -> UnauthorizedError:
     params = challenge.params if challenge is not None else {}
     return UnauthorizedError(
@@ -453,7 +457,7 @@ class AuthProvider(requests.auth.AuthBase):
                 return self._handle_403(retry, server, again, 0, kwargs)
         return retry
 
-    def _handle_403(self, r: Any, server: str, challenge: _discovery.Challenge, steps: int,
+    def _handle_403(self, r: Any, server: str, challenge: "_discovery.Challenge", steps: int,
                     kwargs: Dict[str, Any]) -> Any:
         while True:
             required = challenge.params.get("scope")
@@ -495,7 +499,7 @@ class AuthProvider(requests.auth.AuthBase):
                 return r
             challenge = next_challenge
 
-    def _check_replayable(self, r: Any, challenge: Optional[_discovery.Challenge],
+    def _check_replayable(self, r: Any, challenge: "Optional[_discovery.Challenge]",
                           status: int) -> None:
         body = r.request.body
         if body is None or isinstance(body, (bytes, str)):
@@ -1045,6 +1049,8 @@ class OAuthProvider(AuthProvider):
             if target.resource != self.resource:
                 return "its resource is not the configured one"
         else:
+            from . import discovery as _discovery
+
             try:
                 _discovery.validate_resource(
                     _discovery.ProtectedResourceMetadata(target.resource, (), None,
@@ -1302,6 +1308,8 @@ class OAuthProvider(AuthProvider):
                              self.expected_issuer, self.token_endpoint, None, None, None,
                              challenge_scope)
         else:
+            from . import discovery as _discovery
+
             held = "discovery for " + server
             _AUTHORIZATION_SERVERS.check(held)
             self._holds.check(held)
@@ -1345,6 +1353,8 @@ class OAuthProvider(AuthProvider):
         try:
             return self._discover(server, None)
         except DiscoveryError as first:
+            from . import discovery as _discovery
+
             challenge = _discovery.fetch_challenge(self._transport, server, first)
             if challenge is None:
                 raise first
@@ -1383,10 +1393,12 @@ class OAuthProvider(AuthProvider):
         return True
 
 
-def _metadata_of(target: Optional[_Target]) -> Optional[_discovery.AuthorizationServerMetadata]:
+def _metadata_of(target: Optional[_Target]) -> "Optional[_discovery.AuthorizationServerMetadata]":
     """The AS metadata a discovered target was built from (what the provider uses of it)."""
     if target is None or target.issuer is None:
         return None
+    from . import discovery as _discovery
+
     return _discovery.AuthorizationServerMetadata(
         target.issuer, target.token_endpoint, target.auth_methods, target.signing_algs, None,
         None, "", {})
