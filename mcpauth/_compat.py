@@ -15,7 +15,7 @@
 import os
 import re
 import sys
-from typing import Any, AnyStr, Callable, Dict, Optional, Tuple
+from typing import Any, AnyStr, Callable, Dict
 
 __all__ = ["at_fork_in_child", "backend", "lazy_pattern", "require_cryptography"]
 
@@ -59,17 +59,18 @@ class _LazyPattern(object):
     so later uses cost nothing extra. Two threads using it first at once may both
     compile it, harmlessly (``re`` caches compiled patterns)."""
 
-    __slots__ = ("_args", "_namespace", "_compiled")
+    __slots__ = ("_pattern", "_flags", "_namespace", "_compiled")
 
-    def __init__(self, args: Tuple[Any, int], namespace: Dict[str, Any]) -> None:
-        self._args = args
+    def __init__(self, pattern: Any, flags: int, namespace: Dict[str, Any]) -> None:
+        self._pattern = pattern
+        self._flags = flags
         self._namespace = namespace
-        self._compiled: Optional[Any] = None
+        self._compiled: Any = None
 
     def __getattr__(self, name: str) -> Any:
         compiled = self._compiled
         if compiled is None:
-            compiled = self._compiled = re.compile(*self._args)
+            compiled = self._compiled = re.compile(self._pattern, self._flags)
             for key, value in list(self._namespace.items()):
                 if value is self:
                     self._namespace[key] = compiled
@@ -80,5 +81,5 @@ def lazy_pattern(pattern: AnyStr, flags: int = 0) -> "re.Pattern[AnyStr]":
     """``re.compile(pattern, flags)``, done when the pattern is first used: for a
     module-level pattern (``_NAME = lazy_pattern(...)``) that ``import mcpauth`` need not
     pay for."""
-    proxy: Any = _LazyPattern((pattern, flags), sys._getframe(1).f_globals)
+    proxy: Any = _LazyPattern(pattern, flags, sys._getframe(1).f_globals)
     return proxy

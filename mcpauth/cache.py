@@ -329,7 +329,7 @@ def _process_lock(path: str) -> _ProcessLock:
         return lock
 
 
-_LOCK_MODULES: Optional[Tuple[Any, Any]] = None
+_LOCK_MODULES = None  # type: Optional[Tuple[Any, Any]]
 
 
 def _lock_modules() -> Tuple[Any, Any]:

@@ -597,7 +597,7 @@ class _Target(NamedTuple):
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self._asdict().items()}
 
     @classmethod
-    def from_dict(cls, value: Dict[str, Any]) -> Optional["_Target"]:
+    def from_dict(cls, value: Dict[str, Any]) -> "Optional[_Target]":
         try:
             def tup(x: Any) -> Optional[Tuple[str, ...]]:
                 if x is None:
