@@ -15,7 +15,7 @@
 import os
 import re
 import sys
-from typing import Any, AnyStr, Callable, Dict
+from typing import Any, AnyStr, Callable, Dict, cast
 
 __all__ = ["at_fork_in_child", "backend", "lazy_pattern", "require_cryptography"]
 
@@ -81,5 +81,4 @@ def lazy_pattern(pattern: AnyStr, flags: int = 0) -> "re.Pattern[AnyStr]":
     """``re.compile(pattern, flags)``, done when the pattern is first used: for a
     module-level pattern (``_NAME = lazy_pattern(...)``) that ``import mcpauth`` need not
     pay for."""
-    proxy: Any = _LazyPattern(pattern, flags, sys._getframe(1).f_globals)
-    return proxy
+    return cast("re.Pattern[AnyStr]", _LazyPattern(pattern, flags, sys._getframe(1).f_globals))

@@ -340,11 +340,11 @@ def _lock_modules() -> Tuple[Any, Any]:
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows
-            fcntl = None
+            fcntl = None  # type: ignore[assignment]
         try:
             import msvcrt
         except ImportError:
-            msvcrt = None
+            msvcrt = None  # type: ignore[assignment]
         _LOCK_MODULES = (fcntl, msvcrt)
     return _LOCK_MODULES
 
