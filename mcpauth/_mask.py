@@ -28,13 +28,13 @@ import collections
 import itertools
 import json
 import logging
-import re
 import threading
 import weakref
 from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 from urllib.parse import quote, quote_plus
 
 from . import _fork
+from ._compat import lazy_pattern
 
 __all__ = ["MASK", "MIN_LENGTH", "MAX_REMEMBERED", "mask", "longest_form", "hold", "remember",
            "basic_forms", "MaskingFilter"]
@@ -46,7 +46,7 @@ MIN_LENGTH = 8
 #: How many obtained values (tokens, assertions) are remembered.
 MAX_REMEMBERED = 256
 
-_PERCENT = re.compile(r"%[0-9A-F]{2}")
+_PERCENT = lazy_pattern(r"%[0-9A-F]{2}")
 _PASSES = 4
 
 _lock = threading.Lock()

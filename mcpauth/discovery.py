@@ -38,6 +38,7 @@ import socket
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 from urllib.parse import SplitResult, urljoin, urlsplit
 
+from ._compat import lazy_pattern
 from .errors import (
     AuthorizationServerMismatchError,
     ConfigurationError,
@@ -127,22 +128,22 @@ class Challenge(NamedTuple):
 
 # tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|"
 #       / "~" / DIGIT / ALPHA                                       (RFC 9110 §5.6.2)
-_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TOKEN_RE = lazy_pattern(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="   (§11.2)
-_TOKEN68_RE = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_TOKEN68_RE = lazy_pattern(r"[A-Za-z0-9\-._~+/]+=*")
 # OWS / BWS = *( SP / HTAB ); CR and LF are tolerated too (obs-fold survivors).
-_OWS_RE = re.compile(r"[ \t\r\n]*")
+_OWS_RE = lazy_pattern(r"[ \t\r\n]*")
 # #rule list: empty elements and OWS around commas are allowed (§5.6.1.2).
-_SEPARATORS_RE = re.compile(r"[ \t\r\n,]*")
+_SEPARATORS_RE = lazy_pattern(r"[ \t\r\n,]*")
 # quoted-string = DQUOTE *( qdtext / quoted-pair ) DQUOTE; qdtext excludes CTLs other
 # than HTAB, and quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text ) (§5.6.4).
-_QUOTED_RE = re.compile(
+_QUOTED_RE = lazy_pattern(
     r'"((?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*)"')
-_QUOTED_PAIR_RE = re.compile(r"\\(.)", re.DOTALL)
+_QUOTED_PAIR_RE = lazy_pattern(r"\\(.)", re.DOTALL)
 # An unquoted value should be a token, but deployed servers send e.g. scope=files:read
 # (":" is not a tchar); accept anything up to whitespace, a comma or a quote, as the
 # SDKs' regex does.
-_BARE_VALUE_RE = re.compile(r'[^\x00-\x20",\\\x7f]+')
+_BARE_VALUE_RE = lazy_pattern(r'[^\x00-\x20",\\\x7f]+')
 _WS_OR_COMMA = " \t\r\n,"
 
 

@@ -34,12 +34,12 @@ credential mcpauth holds or obtained is masked (``[masked]``) in messages and in
 attributes, in its raw and encoded forms, even when a peer echoes it back.
 """
 
-import re
 import sys
 import unicodedata
 import warnings
 from typing import Any, Dict, Optional, Tuple, TypeVar, cast
 
+from ._compat import lazy_pattern
 from ._mask import longest_form, mask
 
 __all__ = [
@@ -71,7 +71,7 @@ MAX_PEER_TEXT = 300
 # paragraph separators (Zl U+2028, Zp U+2029) and lone surrogates (Cs), which cannot be
 # encoded to write a log line (Unicode 15 §4.5, UTS #39 §3.1 on spoofing with bidi controls).
 _UNSAFE_CATEGORIES = frozenset(["Cc", "Cf", "Zl", "Zp", "Cs"])
-_PRINTABLE_ASCII = re.compile(r"\A[ -~]*\Z")
+_PRINTABLE_ASCII = lazy_pattern(r"\A[ -~]*\Z")
 
 
 def _is_unsafe_char(ch: str) -> bool:

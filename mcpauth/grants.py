@@ -17,14 +17,13 @@ import abc
 import base64
 import email.utils
 import logging
-import re
-import secrets
 import threading
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 from urllib.parse import quote_plus
 
 from . import _mask
+from ._compat import lazy_pattern
 from .errors import ConfigurationError, InvalidKeyError, OAuthError, TokenResponseError
 from .transport import HttpRequest, HttpResponse, Transport, parse_json_object, redact_url
 
@@ -73,8 +72,8 @@ AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", 
 
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 # RFC 6749 Appendix A.12: access-token = 1*VSCHAR, VSCHAR = %x20-7E.
-_ACCESS_TOKEN = re.compile(r"\A[\x20-\x7e]+\Z")
-_SCOPE_TOKEN = re.compile(r"\A[\x21\x23-\x5b\x5d-\x7e]+\Z")  # \Z: `$` allows a final "\n"
+_ACCESS_TOKEN = lazy_pattern(r"\A[\x20-\x7e]+\Z")
+_SCOPE_TOKEN = lazy_pattern(r"\A[\x21\x23-\x5b\x5d-\x7e]+\Z")  # \Z: `$` allows a final "\n"
 # Claims that private_key_jwt sets itself; `claims=` may add others but not replace these.
 _REGISTERED_CLAIMS = frozenset(["iss", "sub", "aud", "exp", "iat", "jti", "nbf"])
 #: Longest lifetime accepted for a client assertion (RFC 7523 §3: ASes may reject far exp).
@@ -444,6 +443,8 @@ class PrivateKeyJwt(ClientAuth):
             audience = token_endpoint
         if self._assertion is not None:
             return self._checked_assertion(self._assertion(audience), audience)
+        import secrets
+
         now = int(self._clock())
         claims = dict(self._claims)
         claims.update({
@@ -633,7 +634,7 @@ def _parse_expires_in(value: Any, response: HttpResponse) -> Optional[float]:
     return float(value)
 
 
-_DELAY_SECONDS = re.compile(r"\A[0-9]{1,9}\Z")
+_DELAY_SECONDS = lazy_pattern(r"\A[0-9]{1,9}\Z")
 
 
 def retry_after_seconds(value: Optional[str], now: Optional[float] = None) -> Optional[float]:

@@ -26,21 +26,18 @@ discovery that leads anywhere else raises before anything at all is sent.
 import functools
 import logging
 import os
-import secrets
 import threading
 import time
-from typing import (Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union,
-                    cast)
+from typing import (TYPE_CHECKING, Any, Callable, Dict, List, Mapping, NamedTuple, Optional,
+                    Tuple, Union, cast)
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
 from . import _fork, _mask
 from ._holdoff import HoldOff
-from . import discovery as _discovery
 from .cache import (MemoryTokenCache, TokenCache, credential_fingerprint, discovery_key,
                     token_key)
-from .dpop import DPoPKey, NonceStore
 from .errors import (
     AuthorizationServerMismatchError,
     ConfigurationError,
@@ -73,6 +70,12 @@ from .transport import (
     check_url,
     redact_url,
 )
+
+if TYPE_CHECKING:
+    # Imported where used: discovery (RFC 9728, RFC 8414) when a provider first needs
+    # it, DPoP (RFC 9449) when one is given dpop_key=; ``import mcpauth`` pays for neither.
+    from . import discovery as _discovery
+    from .dpop import DPoPKey, NonceStore
 
 __all__ = [
     "AuthContext",
@@ -117,7 +120,7 @@ class AuthContext(NamedTuple):
     response: Any
     server_url: str
     session: Any
-    challenge: Optional[_discovery.Challenge]
+    challenge: "Optional[_discovery.Challenge]"
 
 
 def server_url_of(url: str) -> str:
@@ -183,6 +186,8 @@ def _credential_of(auth: Optional[ClientAuth]) -> Optional[Tuple[str, str]]:
         thumbprint = auth.key_thumbprint()
         if thumbprint is not None:
             return "jwk_thumbprint", thumbprint
+        import secrets
+
         return "instance", secrets.token_hex(16)
     return None
 
@@ -241,12 +246,14 @@ def _peer_scope(value: str, what: str) -> Optional[str]:
         raise ProtocolError("the {} is not a valid RFC 6749 §3.3 scope".format(what)) from None
 
 
-def _challenge_of(response: Any) -> Optional[_discovery.Challenge]:
+def _challenge_of(response: Any) -> "Optional[_discovery.Challenge]":
     """The Bearer or DPoP challenge of a response (RFC 6750 §3, RFC 9449 §7.1): the first
     one with an ``error``, else the Bearer one, else the DPoP one."""
     value = response.headers.get("WWW-Authenticate")
     if not value:
         return None
+    from . import discovery as _discovery
+
     found = [c for c in _discovery.parse_www_authenticate(value)
              if c.scheme in ("bearer", "dpop")]
     for challenge in found:
@@ -258,7 +265,7 @@ def _challenge_of(response: Any) -> Optional[_discovery.Challenge]:
     return found[0] if found else None
 
 
-def _unauthorized(message: str, challenge: Optional[_discovery.Challenge],
+def _unauthorized(message: str, challenge: "Optional[_discovery.Challenge]",
                   status: int = 401) -> UnauthorizedError:
     params = challenge.params if challenge is not None else {}
     return UnauthorizedError(
@@ -314,8 +321,8 @@ class AuthProvider(requests.auth.AuthBase):
     mcp_extension: Optional[str] = None
     #: The DPoP key of providers configured with ``dpop_key=`` (RFC 9449); with it,
     #: ``_dpop_nonces``, ``_dpop_algorithm`` and ``_unbound_tokens`` are set too.
-    _dpop: Optional[DPoPKey] = None
-    _dpop_nonces: NonceStore
+    _dpop: "Optional[DPoPKey]" = None
+    _dpop_nonces: "NonceStore"
     _dpop_algorithm: Optional[str] = None
     _unbound_tokens: Dict[str, bool]
 
@@ -464,7 +471,7 @@ class AuthProvider(requests.auth.AuthBase):
                 return self._handle_403(retry, server, again, 0, kwargs)
         return retry
 
-    def _handle_403(self, r: Any, server: str, challenge: _discovery.Challenge, steps: int,
+    def _handle_403(self, r: Any, server: str, challenge: "_discovery.Challenge", steps: int,
                     kwargs: Dict[str, Any]) -> Any:
         while True:
             required = challenge.params.get("scope")
@@ -506,7 +513,7 @@ class AuthProvider(requests.auth.AuthBase):
                 return r
             challenge = next_challenge
 
-    def _check_replayable(self, r: Any, challenge: Optional[_discovery.Challenge],
+    def _check_replayable(self, r: Any, challenge: "Optional[_discovery.Challenge]",
                           status: int) -> None:
         body = r.request.body
         if body is None or isinstance(body, (bytes, str)):
@@ -604,7 +611,7 @@ class _Target(NamedTuple):
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self._asdict().items()}
 
     @classmethod
-    def from_dict(cls, value: Dict[str, Any]) -> Optional["_Target"]:
+    def from_dict(cls, value: Dict[str, Any]) -> "Optional[_Target]":
         try:
             def tup(x: Any) -> Optional[Tuple[str, ...]]:
                 if x is None:
@@ -697,6 +704,8 @@ class BearerTokenProvider(AuthProvider):
         if dpop_key is not None:
             # A token already bound to this key (RFC 9449): sent with the DPoP scheme
             # and a proof per request, following the server's nonces (§7.1, §9).
+            from .dpop import DPoPKey, NonceStore
+
             self._dpop = DPoPKey(dpop_key)
             self._dpop_nonces = NonceStore()
             self._unbound_tokens = {}
@@ -867,6 +876,8 @@ class OAuthProvider(AuthProvider):
         if cache_key is None and self._tokens_are_per_principal:
             # The token belongs to an end user or a workload that client_id does not
             # name: never share it through a cache unless the caller labels the principal.
+            import secrets
+
             cache_key = "instance:" + secrets.token_hex(12)
         self._cache_identity = cache_key
         self._fingerprint = None  # type: Optional[str]
@@ -908,12 +919,14 @@ class OAuthProvider(AuthProvider):
     def _init_dpop(self, dpop_key: Any, accept_bearer: bool, reuse_client_key: bool) -> None:
         """DPoP (RFC 9449): ``dpop_key`` is a DPoPKey, anything it loads, or True for a
         new in-memory ES256 key; None or False: no DPoP."""
-        self._dpop_nonces = NonceStore()
         self._dpop_accept_bearer = accept_bearer
         self._dpop_algorithm: Optional[str] = None
         self._unbound_tokens: Dict[str, bool] = {}
         if dpop_key is None or dpop_key is False:
             return
+        from .dpop import DPoPKey, NonceStore
+
+        self._dpop_nonces = NonceStore()
         key = DPoPKey.generate() if dpop_key is True else DPoPKey(dpop_key)
         client_jwt = getattr(self, "_jwt", None)
         if isinstance(client_jwt, PrivateKeyJwt) and not reuse_client_key \
@@ -926,7 +939,7 @@ class OAuthProvider(AuthProvider):
         self._dpop = key
 
     @property
-    def dpop_key(self) -> Optional[DPoPKey]:
+    def dpop_key(self) -> "Optional[DPoPKey]":
         """The DPoP key tokens are bound to, or None (its repr shows only the thumbprint)."""
         return self._dpop
 
@@ -1091,6 +1104,8 @@ class OAuthProvider(AuthProvider):
             if target.resource != self.resource:
                 return "its resource is not the configured one"
         else:
+            from . import discovery as _discovery
+
             try:
                 _discovery.validate_resource(
                     _discovery.ProtectedResourceMetadata(target.resource, (), None,
@@ -1373,6 +1388,8 @@ class OAuthProvider(AuthProvider):
                              self.expected_issuer, self.token_endpoint, None, None, None,
                              challenge_scope)
         else:
+            from . import discovery as _discovery
+
             held = "discovery for " + server
             _AUTHORIZATION_SERVERS.check(held)
             self._holds.check(held)
@@ -1413,6 +1430,8 @@ class OAuthProvider(AuthProvider):
         try:
             return self._discover(server, None)
         except DiscoveryError as first:
+            from . import discovery as _discovery
+
             challenge = _discovery.fetch_challenge(self._transport, server, first)
             if challenge is None:
                 raise first
@@ -1451,10 +1470,12 @@ class OAuthProvider(AuthProvider):
         return True
 
 
-def _metadata_of(target: Optional[_Target]) -> Optional[_discovery.AuthorizationServerMetadata]:
+def _metadata_of(target: Optional[_Target]) -> "Optional[_discovery.AuthorizationServerMetadata]":
     """The AS metadata a discovered target was built from (what the provider uses of it)."""
     if target is None or target.issuer is None:
         return None
+    from . import discovery as _discovery
+
     return _discovery.AuthorizationServerMetadata(
         target.issuer, target.token_endpoint, target.auth_methods, target.signing_algs, None,
         None, "", {})

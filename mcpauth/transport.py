@@ -46,6 +46,7 @@ from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Se
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from . import _fork
+from ._compat import lazy_pattern
 from .errors import (
     ConfigurationError,
     InsecureEndpointError,
@@ -83,7 +84,7 @@ DEFAULT_MAX_REDIRECTS = 5
 _REDIRECT_STATUSES = frozenset([301, 302, 303, 307, 308])
 
 # Separators of host name labels: "." and the full stops IDNA maps to it (RFC 3490 §3.1).
-_LABEL_SEPARATORS = re.compile("[.\u3002\uff0e\uff61]")
+_LABEL_SEPARATORS = lazy_pattern("[.\u3002\uff0e\uff61]")
 
 # Header and form fields whose values never appear in a repr (RFC 6749, 7523, 8693).
 SENSITIVE_HEADERS = frozenset(["authorization", "proxy-authorization", "cookie", "dpop"])
@@ -313,9 +314,9 @@ MAX_JSON_INT_DIGITS = 4300
 # optional closing quote). Each character is looked at a bounded number of times whatever
 # the input, so removing strings is linear (a pattern that fails on an unterminated string
 # would be retried from each later quote: quadratic).
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
-_DIGITS = re.compile(r"\A[0-9]+\Z")
-_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+_JSON_STRING = lazy_pattern(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
+_DIGITS = lazy_pattern(r"\A[0-9]+\Z")
+_NOT_BRACKETS = lazy_pattern(r"[^\[\]{}]+")
 _BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 

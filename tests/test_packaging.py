@@ -250,6 +250,82 @@ def test_the_blocker_really_blocks():
     assert "blocked by the test" in err
 
 
+# ---------------------------------------------------------------- import cost
+
+# What `import mcpauth` must not load: DPoP (RFC 9449) and JWS are imported when a provider
+# is given dpop_key= or loads a key, discovery (RFC 9728, RFC 8414) when a provider first
+# needs it, and the rest of the package (PEP 562) when its names are first used.
+_NOT_AT_IMPORT = ["mcpauth.dpop", "mcpauth.jws", "mcpauth.discovery", "mcpauth.crossapp",
+                  "mcpauth.workload", "mcpauth.client", "mcpauth.rediscache", "mcpauth.cli",
+                  "mcpauth.testing", "cryptography"]
+
+_LOADED = """
+import json, sys
+def loaded():
+    return sorted(m for m in sys.modules if m.split(".")[0] == "cryptography"
+                  or m.split(".")[0] == "mcpauth" and m.count(".") == 1)
+"""
+
+
+@pytest.mark.skipif(sys.version_info < (3, 7),
+                    reason="Python 3.6 has no module __getattr__: the package imports all")
+@pytest.mark.parametrize("statement", ["import mcpauth",
+                                       "from mcpauth import ClientCredentialsProvider"])
+def test_import_loads_only_what_a_provider_needs(statement):
+    code, out, err = _run(["-c", _LOADED + statement + "\nprint(json.dumps(loaded()))"])
+    assert code == 0, err
+    loaded = json.loads(out)
+    assert "mcpauth.providers" in loaded
+    assert [name for name in _NOT_AT_IMPORT if name in loaded] == []
+
+
+def test_providers_without_dpop_import_neither_dpop_nor_jws_nor_cryptography():
+    code, out, err = _run(["-c", _BLOCK_CRYPTOGRAPHY + _LOADED + """
+import mcpauth
+before = loaded()
+mcpauth.ClientCredentialsProvider("client", "a-client-secret", server_url="https://mcp.example/mcp")
+mcpauth.BearerTokenProvider("a-bearer-token", server_url="https://mcp.example/mcp")
+print(json.dumps([m for m in loaded() if m not in before]))
+"""])
+    assert code == 0, err
+    assert json.loads(out) == []
+
+
+@pytest.mark.parametrize("construct", [
+    'ClientCredentialsProvider("client", "a-client-secret", dpop_key=True, '
+    'server_url="https://mcp.example/mcp")',
+    'BearerTokenProvider("a-bearer-token", dpop_key={"kty": "EC", "crv": "P-256", "x": "AA", '
+    '"y": "AA", "d": "AA"})',
+])
+def test_dpop_key_without_cryptography_fails_at_construction(construct):
+    # The lazy DPoP import must not move the documented error: it is raised by the
+    # constructor, as a MissingDependencyError naming the package.
+    code, out, err = _run(["-c", _BLOCK_CRYPTOGRAPHY + """
+from mcpauth import *
+try:
+    """ + construct + """
+except MissingDependencyError as exc:
+    assert exc.package == "cryptography", exc
+    print("MISSING-OK")
+"""])
+    assert code == 0, err
+    assert out.strip() == "MISSING-OK"
+
+
+def test_lazy_pattern_compiles_on_first_use_and_then_matches_as_the_pattern(monkeypatch):
+    from mcpauth import _compat
+
+    compiled = []
+    real = re.compile
+    monkeypatch.setattr(_compat.re, "compile", lambda *a: compiled.append(a) or real(*a))
+    lazy = _compat.lazy_pattern(r"a+", re.IGNORECASE)
+    assert compiled == []  # nothing compiled yet
+    assert lazy.match("AAb").group() == "AA"
+    assert lazy.fullmatch("aAb") is None and lazy.sub("-", "baab") == "b-b"
+    assert lazy.pattern == "a+" and lazy.flags == real(r"a+", re.IGNORECASE).flags
+    assert compiled == [(r"a+", re.IGNORECASE)]  # once
+
+
 # ---------------------------------------------------------------- setup.py, setup.cfg, MANIFEST.in
 
 

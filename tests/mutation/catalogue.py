@@ -420,8 +420,10 @@ mutant("duplicate-parameter", "grants.py",
 
 # -- token response checks -----------------------------------------------------------------
 mutant("access-token-dollar", "grants.py",
-       '_ACCESS_TOKEN = re.compile(r"\\A[\\x20-\\x7e]+\\Z")',
-       '_ACCESS_TOKEN = re.compile(r"^[\\x20-\\x7e]+$")',
+       ('_ACCESS_TOKEN = lazy_pattern(r"\\A[\\x20-\\x7e]+\\Z")',
+        '_ACCESS_TOKEN = re.compile(r"\\A[\\x20-\\x7e]+\\Z")'),
+       ('_ACCESS_TOKEN = lazy_pattern(r"^[\\x20-\\x7e]+$")',
+        '_ACCESS_TOKEN = re.compile(r"^[\\x20-\\x7e]+$")'),
        "an access token ending in a line feed is accepted (header injection)",
        [T_GRANTS, T_BEARER])
 mutant("token-type-any", "grants.py",
