@@ -10,7 +10,9 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any, List
 
-from ._version import __version__
+#: The release (setup.cfg says the same; tests/test_packaging.py checks it).
+__version__ = "0.1.0"
+
 from .errors import (
     AuthorizationServerMismatchError,
     ConfigurationError,
@@ -31,7 +33,7 @@ from .errors import (
     UnauthorizedError,
 )
 
-from .cache import FileTokenCache, MemoryTokenCache, TokenCache
+from .cache import MemoryTokenCache, TokenCache
 from .providers import (
     AuthContext,
     AuthProvider,
@@ -55,6 +57,7 @@ _LAZY = {
     "MCPClient": "client",
     "RedisTokenCache": "rediscache",
     "DPoPKey": "dpop",
+    "FileTokenCache": "filecache",
 }
 
 
@@ -84,6 +87,7 @@ if sys.version_info < (3, 7) or TYPE_CHECKING:
     from .client import MCPClient  # noqa: F401
     from .rediscache import RedisTokenCache  # noqa: F401
     from .dpop import DPoPKey  # noqa: F401
+    from .filecache import FileTokenCache  # noqa: F401
 
 __all__ = [
     # Providers (requests auth)

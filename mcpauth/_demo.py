@@ -27,7 +27,7 @@ import tempfile
 import time
 from typing import Any, Callable, List, Optional, TextIO, Tuple
 
-from ._version import __version__
+from . import __version__
 
 __all__ = ["run_demo"]
 
@@ -182,7 +182,7 @@ Flow = Callable[[TextIO, _Trace], List[str]]
 def _flows(stack: Any, tmpdir: str, crypto: bool) -> List[Tuple[str, List[str], Flow]]:
     # The public API, imported from its modules (works whatever the package exports).
     from . import jws
-    from .cache import FileTokenCache
+    from .filecache import FileTokenCache
     from .client import LATEST_PROTOCOL_VERSION, MCPClient
     from .crossapp import CrossAppAccessProvider, discover_and_request_jwt_auth_grant
     from .providers import (BearerTokenProvider, ClientCredentialsProvider,

@@ -57,7 +57,7 @@ import warnings
 from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, TextIO, Tuple
 from urllib.parse import urlsplit
 
-from ._version import __version__
+from . import __version__
 from .errors import (
     AuthorizationServerMismatchError,
     ConfigurationError,
@@ -613,7 +613,7 @@ def _cache(args: argparse.Namespace) -> Any:
         return None
     if path.startswith(("redis://", "rediss://", "unix://")):
         return _redis_cache(args, path)
-    from .cache import FileTokenCache
+    from .filecache import FileTokenCache
 
     return FileTokenCache(os.path.expanduser(path))
 

@@ -47,7 +47,7 @@ from ._lifecycle import (
     SUPPORTED_PROTOCOL_VERSIONS,
     LifecycleMixin,
 )
-from ._version import __version__
+from . import __version__
 from ._wire import Message
 from .errors import ConfigurationError, MCPAuthError, MCPError, ProtocolError, clean_peer_text
 from .transport import check_url, redact_url

@@ -132,7 +132,7 @@ class MCPAuthError(Exception):
     """
 
     retryable = False
-    retry_after: Optional[float] = None
+    retry_after = None  # type: Optional[float]
 
     def __init__(self, message: str) -> None:
         if isinstance(message, str):

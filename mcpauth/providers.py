@@ -162,7 +162,7 @@ def _covers(base: str, server: str) -> bool:
 # Memos of the two pure URL functions above, so that the per-request path parses no URL
 # (a process talks to a handful of servers; the bound only stops unbounded growth).
 _SERVER_OF: Dict[str, str] = {}
-_COVERS: Dict[Tuple[str, str], bool] = {}
+_COVERS = {}  # type: Dict[Tuple[str, str], bool]
 _MEMO_MAX = 512
 
 

@@ -318,9 +318,9 @@ def test_a_corrupt_or_foreign_file_is_ignored_with_a_warning_and_rewritten(path,
 
 
 def test_a_huge_file_is_not_read(path, monkeypatch):
-    import mcpauth.cache
+    import mcpauth.filecache
 
-    monkeypatch.setattr(mcpauth.cache, "MAX_FILE_BYTES", 100)
+    monkeypatch.setattr(mcpauth.filecache, "MAX_FILE_BYTES", 100)
     write_private(path, _with(discovery={"https://mcp.example/mcp": {"pad": "x" * 200}}))
     with pytest.warns(MCPAuthWarning, match="larger than 100 bytes"):
         assert FileTokenCache(path).get_token(KEY) is None

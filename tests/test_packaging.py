@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import mcpauth
-from mcpauth import _version, errors
+from mcpauth import errors
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "mcpauth"
@@ -75,16 +75,20 @@ def _run(args, **kwargs):
 def test_setup_cfg_version_is_the_package_version():
     version = _setup_cfg().get("metadata", "version")
     assert not version.startswith(("attr:", "file:")), "a literal, so old setuptools need no import"
-    assert version == _version.__version__ == mcpauth.__version__
+    assert version == _literal_version() == mcpauth.__version__
     assert re.match(r"^\d+\.\d+\.\d+((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?$", version)
 
 
-def test_version_module_holds_only_the_version():
-    tree = ast.parse((PACKAGE / "_version.py").read_text(encoding="utf-8"))
-    body = [node for node in tree.body
-            if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Str))]
-    assert len(body) == 1 and isinstance(body[0], ast.Assign)
-    assert [t.id for t in body[0].targets] == ["__version__"]
+def _literal_version():
+    """The ``__version__ = "..."`` literal of mcpauth/__init__.py, read without importing
+    it (as release tooling reads it); one module less for ``import mcpauth`` to load."""
+    tree = ast.parse((PACKAGE / "__init__.py").read_text(encoding="utf-8"))
+    found = [node.value for node in tree.body if isinstance(node, ast.Assign)
+             and [getattr(t, "id", None) for t in node.targets] == ["__version__"]]
+    assert len(found) == 1
+    version = ast.literal_eval(found[0])
+    assert isinstance(version, str)
+    return version
 
 
 def test_python_m_mcpauth_version():
@@ -98,7 +102,7 @@ def test_setup_py_reads_the_metadata_from_setup_cfg():
     if code != 0 and "No module named 'setuptools'" in err:
         pytest.skip("setuptools is not installed for this interpreter")
     assert code == 0, err
-    assert out.strip().splitlines()[-1] == _version.__version__
+    assert out.strip().splitlines()[-1] == _literal_version()
 
 
 # ---------------------------------------------------------------- public API
@@ -254,8 +258,10 @@ def test_the_blocker_really_blocks():
 
 # What `import mcpauth` must not load: DPoP (RFC 9449) and JWS are imported when a provider
 # is given dpop_key= or loads a key, discovery (RFC 9728, RFC 8414) when a provider first
-# needs it, and the rest of the package (PEP 562) when its names are first used.
-_NOT_AT_IMPORT = ["mcpauth.dpop", "mcpauth.jws", "mcpauth.discovery", "mcpauth.crossapp",
+# needs it, the file store when a FileTokenCache is made, and the rest of the package
+# (PEP 562) when its names are first used.
+_NOT_AT_IMPORT = ["mcpauth.dpop", "mcpauth.jws", "mcpauth.discovery", "mcpauth.filecache",
+                  "mcpauth.crossapp",
                   "mcpauth.workload", "mcpauth.client", "mcpauth.rediscache", "mcpauth.cli",
                   "mcpauth.testing", "cryptography"]
 
@@ -277,6 +283,18 @@ def test_import_loads_only_what_a_provider_needs(statement):
     loaded = json.loads(out)
     assert "mcpauth.providers" in loaded
     assert [name for name in _NOT_AT_IMPORT if name in loaded] == []
+
+
+@pytest.mark.parametrize("where", ["mcpauth", "mcpauth.cache", "mcpauth.filecache"])
+def test_file_token_cache_is_one_class_wherever_it_is_imported_from(where):
+    import importlib
+
+    from mcpauth.filecache import FileTokenCache
+
+    assert importlib.import_module(where).FileTokenCache is FileTokenCache
+    from mcpauth.cache import FILE_FORMAT, MAX_FILE_BYTES  # noqa: F401 - still importable
+    with pytest.raises(AttributeError):
+        importlib.import_module("mcpauth.cache").NoSuchThing
 
 
 def test_providers_without_dpop_import_neither_dpop_nor_jws_nor_cryptography():

@@ -546,22 +546,22 @@ mutant("workload-expired", "workload.py",
        [T_WORKLOAD])
 
 # -- cache file permissions ----------------------------------------------------------------
-mutant("cache-file-mode", "cache.py",
+mutant("cache-file-mode", "filecache.py",
        "os.fchmod(fd, 0o600)  # whatever the umask did",
        "os.fchmod(fd, 0o644)  # whatever the umask did",
        "the token file is readable by every local user",
        [T_CACHE])
-mutant("cache-dir-mode", "cache.py",
+mutant("cache-dir-mode", "filecache.py",
        "os.mkdir(directory, 0o700)",
        "os.mkdir(directory, 0o755)",
        "directories created for the cache are world-readable",
        [T_CACHE])
-mutant("cache-tmp-nofollow", "cache.py",
+mutant("cache-tmp-nofollow", "filecache.py",
        "os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC",
        "os.O_WRONLY | os.O_CREAT | _O_CLOEXEC",
        "the temporary file is opened through a planted symlink",
        [T_EXACT, T_CACHE])
-mutant("cache-lock-mode", "cache.py",
+mutant("cache-lock-mode", "filecache.py",
        ("fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC, 0o600)",
         "fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC, 0o600)"),
        ("fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o666)",
@@ -616,27 +616,27 @@ mutant("dpop-htu-query", "dpop.py",
        [T_DPOP])
 
 # -- cache trust boundary (owner and modes, like OpenSSH StrictModes) -----------------------
-mutant("trust-owner", "cache.py",
+mutant("trust-owner", "filecache.py",
        '    if st.st_uid not in (os.geteuid(), 0):\n        return "{} belongs to another user',
        '    if False:\n        return "{} belongs to another user',
        "a cache file or directory owned by another user is trusted",
        [T_CACHE_TRUST, T_CACHE])
-mutant("trust-group-write", "cache.py",
+mutant("trust-group-write", "filecache.py",
        "    if st.st_mode & 0o022:\n",
        "    if st.st_mode & 0o002:\n",
        "a group-writable cache file or directory is trusted",
        [T_CACHE_TRUST, T_CACHE])
-mutant("trust-sticky", "cache.py",
+mutant("trust-sticky", "filecache.py",
        "if own or not st.st_mode & stat.S_ISVTX:",
        "if own:",
        "a world-writable parent directory without the sticky bit is trusted",
        [T_CACHE_TRUST, T_CACHE])
-mutant("trust-readable-tightened", "cache.py",
+mutant("trust-readable-tightened", "filecache.py",
        'if os.name == "posix" and st.st_mode & 0o077:',
        'if os.name == "posix" and st.st_mode & 0o007:',
        "a group-readable cache file is left readable",
        [T_CACHE_TRUST, T_CACHE])
-mutant("trust-regular-file", "cache.py",
+mutant("trust-regular-file", "filecache.py",
        "        if not stat.S_ISREG(st.st_mode):\n",
        "        if False:\n",
        "a FIFO or device at the cache path is used",
