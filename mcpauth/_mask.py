@@ -51,7 +51,8 @@ _PASSES = 4
 
 _lock = threading.Lock()
 _held: Dict[int, FrozenSet[str]] = {}
-_remembered: "collections.OrderedDict[str, FrozenSet[str]]" = collections.OrderedDict()
+_remembered: "collections.OrderedDict[str, Optional[FrozenSet[str]]]" = (
+    collections.OrderedDict())
 _handles = itertools.count()
 _forms: Tuple[str, ...] = ()
 
@@ -92,52 +93,59 @@ def _forms_of(values: Iterable[Any]) -> FrozenSet[str]:
 
 def _rebuild() -> None:
     """Recompute the tuple :func:`mask` scans (caller holds _lock); longest first."""
-    global _forms
+    global _forms, _dirty
+    _dirty = False
+    _drain()
     every: Set[str] = set()
     for forms in _held.values():
         every |= forms
-    for forms in _remembered.values():
-        every |= forms
+    for value, known in list(_remembered.items()):
+        if known is None:
+            known = _remembered[value] = _forms_of([value])
+        every |= known
     _forms = tuple(sorted(every, key=len, reverse=True))
 
 
+def _current() -> Tuple[str, ...]:
+    """The forms to scan, rebuilt first if anything was registered or released since
+    (registering is then a dict update: a token request pays no rebuild)."""
+    if _dirty:
+        with _lock:
+            if _dirty:
+                _rebuild()
+    return _forms
+
+
 _pending: List[int] = []  # handles whose owners are gone, not yet dropped
+_dirty = False  # _forms is out of date
 
 
-def _drain() -> bool:
-    """Drop the forms of owners that are gone (caller holds _lock); True if any were."""
-    changed = False
+def _drain() -> None:
+    """Drop the forms of owners that are gone (caller holds _lock)."""
     while _pending:
-        if _held.pop(_pending.pop(), None) is not None:
-            changed = True
-    return changed
+        _held.pop(_pending.pop(), None)
 
 
 def _release(handle: int) -> None:
     # A finalizer, run by the garbage collector at any allocation: possibly in this very
-    # thread while it holds _lock (inside hold or remember). Never block on the lock
-    # here; when it is busy, the next hold or remember drops the forms (masking a value a
-    # little longer is harmless).
+    # thread while it holds _lock. It takes no lock: the next rebuild drops the forms
+    # (masking a value a little longer is harmless).
+    global _dirty
     _pending.append(handle)
-    if _lock.acquire(False):
-        try:
-            if _drain():
-                _rebuild()
-        finally:
-            _lock.release()
+    _dirty = True
 
 
 def hold(owner: Any, *values: Any) -> None:
     """Mask ``values`` (str or bytes; others ignored) for as long as ``owner`` lives
     (for the life of the process when ``owner`` is None)."""
+    global _dirty
     forms = _forms_of(values)
     if not forms:
         return
     handle = next(_handles)
     with _lock:
         _held[handle] = forms
-        _drain()
-        _rebuild()
+        _dirty = True
     if owner is not None:
         weakref.finalize(owner, _release, handle)
 
@@ -146,24 +154,25 @@ def remember(*values: Optional[str]) -> None:
     """Mask ``values`` obtained from a peer or made here (tokens, assertions, JWTs).
 
     Cheap when they are known already (a dict lookup each): a token read back from a
-    cache is remembered again on every read.
+    cache is remembered again on every read. A new value's encoded forms are computed
+    when :func:`mask` next runs.
     """
+    global _dirty
     new = [v for v in values if isinstance(v, str) and len(v) >= MIN_LENGTH
            and v not in _remembered]
     if not new:
         return
     with _lock:
         for value in new:
-            _remembered[value] = _forms_of([value])
+            _remembered[value] = None
         while len(_remembered) > MAX_REMEMBERED:
             _remembered.popitem(last=False)
-        _drain()
-        _rebuild()
+        _dirty = True
 
 
 def longest_form() -> int:
     """The length of the longest registered form (0 when none is registered)."""
-    forms = _forms
+    forms = _current()
     return len(forms[0]) if forms else 0
 
 
@@ -173,9 +182,10 @@ def mask(text: str) -> str:
     A few passes, so that a form that a replacement brought together from the text
     around it (``[masked]`` followed by the rest of another credential) goes too.
     """
+    forms = _current()
     for _ in range(_PASSES):
         masked = text
-        for form in _forms:
+        for form in forms:
             if form in masked:
                 masked = masked.replace(form, MASK)
         if masked == text:
@@ -192,7 +202,7 @@ class MaskingFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if _forms:
+        if _current():
             try:
                 message = record.getMessage()
             except Exception:  # a broken format string: let logging report it

@@ -643,6 +643,21 @@ mutant("trust-regular-file", "filecache.py",
        [T_CACHE_TRUST, T_CACHE])
 
 # -- secret masking (credentials echoed by a peer) ---------------------------------------
+mutant("mask-remember-stale", "_mask.py",
+       "            _remembered.popitem(last=False)\n        _dirty = True\n",
+       "            _remembered.popitem(last=False)\n",
+       "a token or assertion obtained after the last rebuild is shown unmasked",
+       [T_MASK, T_MASK_KILLERS])
+mutant("mask-hold-stale", "_mask.py",
+       "        _held[handle] = forms\n        _dirty = True\n",
+       "        _held[handle] = forms\n",
+       "a client secret registered after the last rebuild is shown unmasked",
+       [T_MASK, T_MASK_KILLERS])
+mutant("mask-never-rebuilt", "_mask.py",
+       "    if _dirty:\n        with _lock:",
+       "    if False:\n        with _lock:",
+       "nothing registered since import is ever masked",
+       [T_MASK])
 mutant("mask-form-encoded", "_mask.py",
        'for encoded in (quote_plus(value, safe=""), quote(value, safe="")):',
        'for encoded in (quote(value, safe=""),):',
