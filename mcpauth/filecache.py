@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import stat
 import threading
 import time
@@ -24,6 +25,15 @@ from .cache import (MemoryTokenCache, TokenCache, _entry_from_token, _is_number,
 from .errors import ConfigurationError, clean_peer_text
 from .grants import TokenResponse
 from .transport import loads_json
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+try:
+    import msvcrt
+except ImportError:
+    msvcrt = None  # type: ignore[assignment]
 
 __all__ = ["FileTokenCache", "FILE_FORMAT", "FILE_VERSION", "DEFAULT_LOCK_TIMEOUT",
            "MAX_FILE_BYTES"]
@@ -173,29 +183,8 @@ def _process_lock(path: str) -> _ProcessLock:
         return lock
 
 
-_LOCK_MODULES = None  # type: Optional[Tuple[Any, Any]]
-
-
-def _lock_modules() -> Tuple[Any, Any]:
-    """``(fcntl, msvcrt)``, each None where it is missing (POSIX has the first, Windows the
-    second); imported when a file is first locked rather than by ``import mcpauth``."""
-    global _LOCK_MODULES
-    if _LOCK_MODULES is None:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
-            fcntl = None  # type: ignore[assignment]
-        try:
-            import msvcrt
-        except ImportError:
-            msvcrt = None  # type: ignore[assignment]
-        _LOCK_MODULES = (fcntl, msvcrt)
-    return _LOCK_MODULES
-
-
 def _try_lock(fd: int) -> bool:
     """Try once to take the exclusive lock on ``fd``; False if another process holds it."""
-    fcntl, msvcrt = _lock_modules()
     if fcntl is not None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -213,7 +202,6 @@ def _try_lock(fd: int) -> bool:
 
 
 def _unlock_file(fd: int) -> None:
-    fcntl, msvcrt = _lock_modules()
     try:
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -692,8 +680,6 @@ class FileTokenCache(TokenCache):
 def _atomic_write(path: str, data: bytes) -> None:
     """Write ``data`` to a new 0600 file beside ``path``, fsync it, and rename it over."""
     _make_parent(path)
-    import secrets
-
     directory, name = os.path.split(os.path.abspath(path))
     tmp = os.path.join(directory, ".{}.{}.tmp".format(name, secrets.token_hex(6)))
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC

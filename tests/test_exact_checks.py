@@ -684,7 +684,7 @@ def test_a_planted_link_at_the_temporary_name_is_not_followed(tmp_path, monkeypa
     """The temporary name has 48 random bits; suppose another local user guessed it and
     put a symlink there. The write must fail (O_EXCL, O_NOFOLLOW) rather than write
     tokens into the file the link points to."""
-    import secrets  # mcpauth.filecache imports it when it writes
+    import secrets  # what mcpauth.filecache names its temporary files with
 
     monkeypatch.setattr(secrets, "token_hex", lambda n: "guessed")
     path = tmp_path / "cache.json"
