@@ -281,6 +281,11 @@ def _no_position() -> None:
 _CaseInsensitiveDict: Any = requests.structures.CaseInsensitiveDict
 
 
+def _bearer_field(token: str) -> Tuple[str, str]:
+    """The ``Authorization`` field that sends ``token`` as a Bearer token (RFC 6750 §2.1)."""
+    return ("Authorization", "Bearer " + token)
+
+
 def _set_bearer(headers: Any, field: Tuple[str, str]) -> None:
     """Set the ``Authorization`` ``field`` (name, "Bearer <token>") and drop any ``DPoP``
     header (RFC 9449 §7.1: a Bearer request carries no proof)."""
@@ -293,6 +298,8 @@ def _set_bearer(headers: Any, field: Tuple[str, str]) -> None:
     else:
         headers[field[0]] = field[1]
         headers.pop("DPoP", None)
+
+
 _CHALLENGE_STATUSES = frozenset([401, 403])
 
 
@@ -357,7 +364,7 @@ class AuthProvider(requests.auth.AuthBase):
         exactly this method and URL when the token is DPoP-bound (RFC 9449 §7.1)."""
         dpop = self._dpop
         if dpop is None or token in self._unbound_tokens:
-            _set_bearer(request.headers, ("Authorization", "Bearer " + token))
+            _set_bearer(request.headers, _bearer_field(token))
             return
         # Made now, from the request as prepared: htm/htu match what is sent, and a
         # replay (401, step-up, nonce) gets its own proof with a new jti (RFC 9449 §4.2).
@@ -410,8 +417,7 @@ class AuthProvider(requests.auth.AuthBase):
         hook its response (the 401 replay and step-up need both)."""
         r._mcpauth_server = server
         body = r.body
-        r._mcpauth_body_pos = (None if body is None or type(body) is bytes or
-                               isinstance(body, (bytes, str))
+        r._mcpauth_body_pos = (None if body is None or isinstance(body, (bytes, str))
                                else getattr(body, "tell", _no_position)())
         r.hooks["response"].append(self._handle_response)
         return r
@@ -760,7 +766,7 @@ class BearerTokenProvider(AuthProvider):
         token = cast(str, value)  # checked: a str of VSCHARs
         _fork.check()  # the masking registry's lock (Python 3.6 has no fork hook)
         _mask.remember(token)
-        self._field = (token, ("Authorization", "Bearer " + token))
+        self._field = (token, _bearer_field(token))
         return token
 
     def __call__(self, r: Any) -> Any:
@@ -1266,7 +1272,7 @@ class OAuthProvider(AuthProvider):
                     state.fast = (access, refresh_at, target, challenge_scope, step_up_scope,
                                   None if self._dpop is not None and
                                   access not in self._unbound_tokens
-                                  else ("Authorization", "Bearer " + access))
+                                  else _bearer_field(access))
                 return token.access_token
             expires_at = token.expires_at
             if expires_at is not None and now < expires_at:
