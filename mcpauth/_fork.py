@@ -24,8 +24,7 @@ from ._compat import at_fork_in_child
 
 __all__ = ["check", "register", "on_fork"]
 
-#: The process id at the last reset.
-pid = os.getpid()
+_pid = os.getpid()
 _objects: "weakref.WeakSet[Any]" = weakref.WeakSet()
 _functions: List[Callable[[], None]] = []
 
@@ -45,8 +44,8 @@ def on_fork(function: Callable[[], None]) -> Callable[[], None]:
 
 
 def _reset() -> None:
-    global pid
-    pid = os.getpid()
+    global _pid
+    _pid = os.getpid()
     for function in list(_functions):
         function()
     for obj in list(_objects):
@@ -55,7 +54,7 @@ def _reset() -> None:
 
 def check() -> None:
     """Reset every registered lock if this is a child the fork hook did not reach."""
-    if os.getpid() != pid:
+    if os.getpid() != _pid:
         _reset()
 
 

@@ -127,7 +127,7 @@ def test_os_fork_while_a_token_request_holds_the_lock(cache, tmp_path):
 def _as_if_the_fork_hook_missed(provider):
     """In a child: the recorded pid is the parent's again, and the provider's lock is
     held by a thread that is gone (what a fork made from C, or Python 3.6, leaves)."""
-    _fork.pid = os.getppid()
+    _fork._pid = os.getppid()
     held = threading.RLock()
     owner = threading.Thread(target=held.acquire)
     owner.start()

@@ -741,8 +741,8 @@ mutant("scope-anchor", "grants.py",
 
 # -- fork safety (a child never inherits a lock nobody in it will release) --------------------
 mutant("fork-pid-check", "_fork.py",
-       ("    if os.getpid() != pid:\n", "    if os.getpid() != _pid:\n"),
-       ("    if False:\n", "    if False:\n"),
+       "    if os.getpid() != _pid:\n",
+       "    if False:\n",
        "a fork the hook did not see (Python 3.6, a fork from C) keeps the parent's held locks",
        [T_FORK])
 mutant("fork-reset-objects", "_fork.py",
