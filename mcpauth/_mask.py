@@ -30,7 +30,7 @@ import json
 import logging
 import threading
 import weakref
-from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple, Union
 from urllib.parse import quote, quote_plus
 
 from . import _fork
@@ -50,7 +50,8 @@ _PERCENT = lazy_pattern(r"%[0-9A-F]{2}")
 _PASSES = 4
 
 _lock = threading.Lock()
-_held: Dict[int, FrozenSet[str]] = {}
+#: Held values by handle: the values as given until the next rebuild, then their forms.
+_held: Dict[int, Union[Tuple[Any, ...], FrozenSet[str]]] = {}
 _remembered: "collections.OrderedDict[str, Optional[FrozenSet[str]]]" = (
     collections.OrderedDict())
 _handles = itertools.count()
@@ -97,8 +98,10 @@ def _rebuild() -> None:
     _dirty = False
     _drain()
     every: Set[str] = set()
-    for forms in _held.values():
-        every |= forms
+    for handle, held in list(_held.items()):
+        if not isinstance(held, frozenset):
+            held = _held[handle] = _forms_of(held)
+        every |= held
     for value, known in list(_remembered.items()):
         if known is None:
             known = _remembered[value] = _forms_of([value])
@@ -137,14 +140,18 @@ def _release(handle: int) -> None:
 
 def hold(owner: Any, *values: Any) -> None:
     """Mask ``values`` (str or bytes; others ignored) for as long as ``owner`` lives
-    (for the life of the process when ``owner`` is None)."""
+    (for the life of the process when ``owner`` is None).
+
+    Cheap: the encoded forms (a PEM key has dozens) are computed when :func:`mask` next
+    runs, which a run that shows no error and logs nothing never does.
+    """
     global _dirty
-    forms = _forms_of(values)
-    if not forms:
+    held = tuple(v for v in values if isinstance(v, (str, bytes)) and len(v) >= MIN_LENGTH)
+    if not held:
         return
     handle = next(_handles)
     with _lock:
-        _held[handle] = forms
+        _held[handle] = held
         _dirty = True
     if owner is not None:
         weakref.finalize(owner, _release, handle)

@@ -42,7 +42,6 @@ import requests
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from ._sse import SSEParser, iter_lines
-from .discovery import bearer_challenge
 from .errors import (
     InsufficientScopeError,
     MCPAuthError,
@@ -238,8 +237,9 @@ class WireMixin(object):
         limits = self._limits()
         response = self._send("POST", all_headers, body, what, limits)
         try:
-            logger.debug("MCP %s %s -> HTTP %d", clean_peer_text(method, 200),
-                         redact_url(self.url), response.status_code)
+            if logger.isEnabledFor(logging.DEBUG):  # arguments that mask cost a rebuild
+                logger.debug("MCP %s %s -> HTTP %d", clean_peer_text(method, 200),
+                             redact_url(self.url), response.status_code)
             return self._read_reply(method, response, msg_id, limits)
         except _READ_ERRORS as exc:
             raise limits.read_error(what, exc) from exc
@@ -272,8 +272,13 @@ class WireMixin(object):
                                     clean_peer_text(redact_url(
                                         headers.get("Location") or "nowhere"), 500)),
                                 status_code=status)
-        challenge = bearer_challenge(headers.get("WWW-Authenticate"))
-        params = challenge.params if challenge is not None else {}
+        params: Dict[str, str] = {}
+        if status in (401, 403) and "WWW-Authenticate" in headers:  # RFC 6750 §3
+            from .discovery import bearer_challenge
+
+            challenge = bearer_challenge(headers["WWW-Authenticate"])
+            if challenge is not None:
+                params = challenge.params
         if status == 401:
             raise UnauthorizedError(
                 "the MCP server at {} refused the request (HTTP 401){}".format(
@@ -440,8 +445,9 @@ class WireMixin(object):
 
     def _deliver(self, message: Message) -> None:
         # The method name is the server's: cleaned, so it cannot forge a log line.
-        logger.debug("MCP notification %s from %s", clean_peer_text(message["method"], 200),
-                     redact_url(self.url))
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("MCP notification %s from %s",
+                         clean_peer_text(message["method"], 200), redact_url(self.url))
         self.notifications.append(message)
         if self._on_notification is not None:
             self._on_notification(message)

@@ -1109,7 +1109,7 @@ class OAuthProvider(AuthProvider):
         if self.resource is not None:
             if target.resource != self.resource:
                 return "its resource is not the configured one"
-        else:
+        elif target.resource != server.split("#", 1)[0]:  # else identical (RFC 9728 §3.3)
             from . import discovery as _discovery
 
             try:

@@ -335,3 +335,31 @@ def test_oauth_fast_record_is_not_used_under_a_changed_target_or_scope(new_sessi
             setattr(state, field, "extra")
         provider(_prepared(stack.mcp_url))
         assert len(slow) == 1
+
+
+def test_a_warm_cron_call_loads_neither_discovery_nor_cryptography(tmp_path):
+    # The warm `mcpauth call` with a PEM key: one HTTP request, the cached discovery
+    # result rechecked without the discovery module (its resource is this server's, RFC
+    # 9728 §3.3), nothing signed so no key loaded.
+    key = jws.generate_private_key("RSA", key_size=2048)
+    path = tmp_path / "key.pem"
+    path.write_bytes(_pem(key))
+    os.chmod(str(path), 0o600)
+    code = ("import io, sys\nfrom mcpauth.cli import main\n"
+            "status = main(sys.argv[1:], stdout=io.StringIO())\n"
+            "print(status, sorted(m for m in ('mcpauth.discovery', 'cryptography') "
+            "if m in sys.modules))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCPAUTH_")}
+    with LoopbackStack(public_jwk=key.public_jwk()) as stack:
+        argv = [sys.executable, "-c", code, "call", stack.mcp_url, "add", "--arg", "a=2",
+                "--arg", "b=3", "--client-id", stack.client_id, "--private-key-file",
+                str(path), "--cache", str(tmp_path / "cache.json")]
+        runs = []
+        for _ in range(2):
+            before = len(stack.mcp.requests) + len(stack.as_.requests)
+            out = subprocess.run(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                 check=True, universal_newlines=True).stdout
+            runs.append((out.strip(), len(stack.mcp.requests) + len(stack.as_.requests)
+                         - before))
+    assert runs[0][0] == "0 ['cryptography', 'mcpauth.discovery']"  # the cold run
+    assert runs[1] == ("0 []", 1), runs  # one request: the tool call

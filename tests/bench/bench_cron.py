@@ -56,6 +56,11 @@ token = s.fetch_token(sys.argv[4], client_id=sys.argv[2], client_secret=sys.argv
                       resource=sys.argv[1])["access_token"]""", BODY, VERSION)
 
 
+# The installed ``mcpauth`` command, as pip's console-script wrapper runs it (``python -m
+# mcpauth`` would also pay for runpy, which the command does not import).
+COMMAND = "import sys\nfrom mcpauth.cli import main\nsys.exit(main())\n"
+
+
 # Peak RSS: the process's own VmHWM at exit (ru_maxrss of a child would include the
 # forked copy of this parent from before exec). A separate pass, so that wall times are
 # of the plain commands.
@@ -124,7 +129,7 @@ def main():
         url = stack.mcp_url
 
         def call(credentials, cache):
-            return [sys.executable, "-m", "mcpauth", "call", url, "add", "--arg", "a=2",
+            return [sys.executable, "-c", COMMAND, "call", url, "add", "--arg", "a=2",
                     "--arg", "b=3", "--protocol-version", VERSION, "--client-id",
                     stack.client_id, "--cache", os.path.join(tmp, cache)] + credentials
 

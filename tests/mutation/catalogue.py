@@ -267,6 +267,16 @@ mutant("cached-target-bound", "providers.py",
        ("return True", "if False:"),
        "a cached discovery result naming another AS is used by a bound provider",
        [T_EXACT, T_E2E, T_CACHE])
+mutant("cached-resource-skip", "providers.py",
+       'elif target.resource != server.split("#", 1)[0]:',
+       "elif False:",
+       "a cached discovery result for another resource is used without the RFC 9728 check",
+       [T_CACHE_TRUST])
+mutant("cached-resource-prefix", "providers.py",
+       'elif target.resource != server.split("#", 1)[0]:',
+       'elif not target.resource.startswith(server.split("#", 1)[0]):',
+       "a cached resource that merely extends the server URL (/mcp-admin) skips the check",
+       [T_CACHE_TRUST])
 
 # -- token cache key -----------------------------------------------------------------------
 mutant("key-issuer", "providers.py",
@@ -642,6 +652,12 @@ mutant("trust-regular-file", "filecache.py",
        "a FIFO or device at the cache path is used",
        [T_CACHE_TRUST, T_CACHE])
 
+mutant("wire-403-challenge", "_wire.py",
+       'if status in (401, 403) and "WWW-Authenticate" in headers:',
+       'if status == 401 and "WWW-Authenticate" in headers:',
+       "a 403 insufficient_scope challenge is reported as a plain HTTP error",
+       ["tests/test_client.py", "tests/test_client_wire.py"])
+
 # -- secret masking (credentials echoed by a peer) ---------------------------------------
 mutant("mask-remember-stale", "_mask.py",
        "            _remembered.popitem(last=False)\n        _dirty = True\n",
@@ -649,8 +665,8 @@ mutant("mask-remember-stale", "_mask.py",
        "a token or assertion obtained after the last rebuild is shown unmasked",
        [T_MASK, T_MASK_KILLERS])
 mutant("mask-hold-stale", "_mask.py",
-       "        _held[handle] = forms\n        _dirty = True\n",
-       "        _held[handle] = forms\n",
+       "        _held[handle] = held\n        _dirty = True\n",
+       "        _held[handle] = held\n",
        "a client secret registered after the last rebuild is shown unmasked",
        [T_MASK, T_MASK_KILLERS])
 mutant("mask-never-rebuilt", "_mask.py",
