@@ -406,6 +406,7 @@ class PrivateKeyJwt(ClientAuth):
                     ", ".join(clash)))
         self._claims = extra
         self._clock = clock
+        self._prepared = None  # type: Optional[Tuple[Tuple[Any, ...], Callable[[Any], str]]]
 
     def __repr__(self) -> str:
         key = self._key if self._key is not None else (
@@ -434,8 +435,6 @@ class PrivateKeyJwt(ClientAuth):
 
     def build_assertion(self, issuer: Optional[str], token_endpoint: str) -> str:
         """Sign a new client assertion for ``issuer`` (or ``token_endpoint`` if none is known)."""
-        from . import jws
-
         audience = self.audience or issuer
         if not audience:
             # No issuer known (explicit token_endpoint configuration): RFC 7523 §3's
@@ -455,19 +454,32 @@ class PrivateKeyJwt(ClientAuth):
             "exp": now + self.lifetime,
             "jti": secrets.token_urlsafe(24),
         })
-        headers: Dict[str, Any] = {}
-        if self.typ:
-            headers["typ"] = self.typ
-        if self.key_id:
-            headers["kid"] = self.key_id
         assert self.algorithm is not None
         if self._key is None and self._key_data is not None:
             self._load_key()
-        if self._key is None:
-            assertion = jws.sign_with(claims, self._signer, self.algorithm, headers=headers,
-                                      public_key=self._public_jwk)
-        else:
-            assertion = jws.sign(claims, self._key, self.algorithm, headers=headers)
+        # The header, algorithm and key are checked and encoded once for as long as they
+        # stay the same (typ, key_id and algorithm are public attributes).
+        settings = (self.algorithm, self.typ, self.key_id, self._key)
+        prepared = self._prepared
+        if prepared is None or prepared[0] != settings:
+            from . import jws
+
+            headers: Dict[str, Any] = {}
+            if self.typ:
+                headers["typ"] = self.typ
+            if self.key_id:
+                headers["kid"] = self.key_id
+            if self._key is None:
+                signer, public_jwk = self._signer, self._public_jwk
+
+                def sign(claims: Any) -> str:
+                    return jws.sign_with(claims, signer, settings[0], headers=headers,
+                                         public_key=public_jwk)
+                prepared = (settings, sign)
+            else:
+                prepared = (settings, jws._claims_signer(self._key, self.algorithm, headers))
+            self._prepared = prepared
+        assertion = prepared[1](claims)
         _mask.remember(assertion)
         return assertion
 

@@ -28,7 +28,7 @@ import hashlib
 import json
 import math
 import re
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ._compat import backend, require_cryptography
 from .errors import ConfigurationError, InvalidKeyError
@@ -407,10 +407,16 @@ def _curve_object(crv: str) -> Any:
 
 
 def _decode_dss_signature(der: bytes) -> Tuple[int, int]:
-    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+    global _decode_dss
+    if _decode_dss is None:
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-    r, s = decode_dss_signature(der)
+        _decode_dss = decode_dss_signature
+    r, s = _decode_dss(der)
     return r, s
+
+
+_decode_dss: Optional[Callable[[bytes], Tuple[int, int]]] = None  # imported on first use
 
 
 def _rsa_padding(kind: str, hash_alg: Any) -> Any:
@@ -986,6 +992,21 @@ def sign(payload: Union[Mapping[str, Any], bytes], key: Any,
     signing_input = _signing_input(payload_bytes, algorithm, headers)
     signature = signing_key.sign(signing_input.encode("ascii"), algorithm)
     return signing_input + "." + b64url_encode(signature)
+
+
+def _claims_signer(key: "SigningKey", algorithm: str,
+                   headers: Optional[Mapping[str, Any]] = None) -> Callable[[Any], str]:
+    """What :func:`sign` does for claims mappings, for one key, ``alg`` and header, with
+    the header checked and encoded once (a client signs an assertion per token request;
+    RFC 7523 §3). :meth:`SigningKey.sign` still checks ``alg`` against the key each time."""
+    prefix = _signing_input(b"", algorithm, headers)  # BASE64URL(header) '.'
+    sign = key.sign
+
+    def sign_claims(claims: Any) -> str:
+        signing_input = prefix + b64url_encode(_payload_bytes(claims, None))
+        return signing_input + "." + b64url_encode(sign(signing_input.encode("ascii"),
+                                                        algorithm))
+    return sign_claims
 
 
 def _payload_bytes(payload: Any, headers: Any) -> bytes:

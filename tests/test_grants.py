@@ -339,6 +339,24 @@ def test_private_key_jwt_audience_override_and_token_endpoint_fallback(ec_key):
     assert claims["aud"] == "https://as.example/token" and "typ" not in header
 
 
+def test_assertion_header_follows_changed_settings(ec_key):
+    # The encoded header is prepared once; typ, key_id and algorithm are public
+    # attributes, and an assertion always carries their current values.
+    from mcpauth import jws
+    from mcpauth.errors import InvalidKeyError
+
+    auth = grants.PrivateKeyJwt("c", ec_key, key_id="k1")
+    first = jws.decode_unverified(auth.build_assertion("https://as.example", "x"))[0]
+    assert first == {"alg": "ES256", "typ": "client-authentication+jwt", "kid": "k1"}
+    auth.key_id, auth.typ = "k2", "JWT"
+    token = auth.build_assertion("https://as.example", "x")
+    assert jws.decode_unverified(token)[0] == {"alg": "ES256", "typ": "JWT", "kid": "k2"}
+    jws.verify(token, ec_key.public_jwk(), ["ES256"])
+    auth.algorithm = "RS256"  # a key that cannot sign it is refused, as by jws.sign
+    with pytest.raises(InvalidKeyError):
+        auth.build_assertion("https://as.example", "x")
+
+
 @pytest.mark.parametrize("claims", [{"aud": "x"}, {"iss": "x"}, {"exp": 1}, {"jti": "j"}])
 def test_claims_cannot_replace_registered_claims(ec_key, claims):
     with pytest.raises(ConfigurationError):

@@ -658,6 +658,18 @@ mutant("wire-403-challenge", "_wire.py",
        "a 403 insufficient_scope challenge is reported as a plain HTTP error",
        ["tests/test_client.py", "tests/test_client_wire.py"])
 
+mutant("signing-key-alg", "jws.py",
+       "        if algorithm not in self._algorithms:\n            raise InvalidKeyError(\n"
+       "                \"alg {} cannot be used with this {} key",
+       "        if False:\n            raise InvalidKeyError(\n"
+       "                \"alg {} cannot be used with this {} key",
+       "a key signs under an alg of another key type (RFC 8725 §3.1)",
+       [T_JWS, T_GRANTS])
+mutant("assertion-prepared-stale", "grants.py",
+       "if prepared is None or prepared[0] != settings:",
+       "if prepared is None:",
+       "an assertion keeps the header of the first one after typ, kid or alg changed",
+       [T_GRANTS])
 # -- secret masking (credentials echoed by a peer) ---------------------------------------
 mutant("mask-remember-stale", "_mask.py",
        "            _remembered.popitem(last=False)\n        _dirty = True\n",
