@@ -368,10 +368,24 @@ def test_resumes_that_bring_nothing_new_back_off(make_server):
     assert 3 <= len(server.requests_to(server.path, "GET")) <= 6
 
 
-def test_resumes_that_bring_new_events_keep_the_server_retry_time(make_server):
+def test_resumes_that_bring_new_events_keep_the_server_retry_time(make_server, monkeypatch):
+    # Each resume brought a new event, so each wait is the server's retry: 0 ms (no idle
+    # back-off). The waits are recorded as asked for, not inferred from wall time, which a
+    # loaded machine stretches.
+    from mcpauth import _wire
+
+    waits = []
+    real_sleep = _wire.CallLimits.sleep
+
+    def recorded(limits, seconds, what):
+        waits.append(seconds)
+        return real_sleep(limits, seconds, what)
+
+    monkeypatch.setattr(_wire.CallLimits, "sleep", recorded)
     server = closing_sse_server(make_server, 5, 0)
     result, elapsed = timed_add(server)
-    assert result["structuredContent"] == {"result": 5} and elapsed < 0.5
+    assert result["structuredContent"] == {"result": 5}
+    assert waits == [0.0] * 5 and elapsed < 3.0  # a doubling back-off would wait 3.1 s
     assert len(server.requests_to(server.path, "GET")) == 5
 
 

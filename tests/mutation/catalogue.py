@@ -670,6 +670,13 @@ mutant("assertion-prepared-stale", "grants.py",
        "if prepared is None:",
        "an assertion keeps the header of the first one after typ, kid or alg changed",
        [T_GRANTS])
+mutant("sse-idle-never-reset", "_wire.py",
+       "idle = 0 if parser.last_event_id != seen else idle + 1",
+       "idle += 1",
+       "resumes that bring new events back off as if the server sent nothing (the SSE "
+       "retry field ignored)",
+       ["tests/test_client_wire.py"])
+
 # -- secret masking (credentials echoed by a peer) ---------------------------------------
 mutant("mask-remember-stale", "_mask.py",
        "            _remembered.popitem(last=False)\n        _dirty = True\n",
