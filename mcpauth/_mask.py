@@ -165,9 +165,11 @@ def remember(*values: Optional[str]) -> None:
     when :func:`mask` next runs.
     """
     global _dirty
-    new = [v for v in values if isinstance(v, str) and len(v) >= MIN_LENGTH
-           and v not in _remembered]
-    if not new:
+    new = None  # type: Optional[List[str]]
+    for value in values:  # a loop, not a comprehension: usually one value, already known
+        if isinstance(value, str) and len(value) >= MIN_LENGTH and value not in _remembered:
+            new = [value] if new is None else new + [value]
+    if new is None:
         return
     with _lock:
         for value in new:

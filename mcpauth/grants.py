@@ -445,15 +445,15 @@ class PrivateKeyJwt(ClientAuth):
         import secrets
 
         now = int(self._clock())
-        claims = dict(self._claims)
-        claims.update({
+        claims = {
+            **self._claims,  # first: a registered claim below always wins
             "iss": self.client_id,
             "sub": self.client_id,
             "aud": audience,
             "iat": now,
             "exp": now + self.lifetime,
             "jti": secrets.token_urlsafe(24),
-        })
+        }
         assert self.algorithm is not None
         if self._key is None and self._key_data is not None:
             self._load_key()

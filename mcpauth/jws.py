@@ -317,8 +317,8 @@ class SigningKey(object):
             ConfigurationError: ``algorithm`` is ``none``, HMAC or unknown.
             InvalidKeyError: ``algorithm`` does not match this key's type or curve.
         """
-        _check_algorithm(algorithm)
-        if algorithm not in self._algorithms:
+        if algorithm not in self._algorithms:  # which only holds algorithms that pass
+            _check_algorithm(algorithm)        # _check_algorithm; else say which rule
             raise InvalidKeyError(
                 "alg {} cannot be used with this {} key; it signs {}".format(
                     algorithm, self._describe_type(), ", ".join(self._algorithms)))
@@ -406,6 +406,9 @@ def _curve_object(crv: str) -> Any:
     return getattr(ec, _EC_CURVES[crv][0])()
 
 
+_decode_dss = None  # type: Optional[Callable[[bytes], Tuple[int, int]]]  # on first use
+
+
 def _decode_dss_signature(der: bytes) -> Tuple[int, int]:
     global _decode_dss
     if _decode_dss is None:
@@ -414,9 +417,6 @@ def _decode_dss_signature(der: bytes) -> Tuple[int, int]:
         _decode_dss = decode_dss_signature
     r, s = _decode_dss(der)
     return r, s
-
-
-_decode_dss: Optional[Callable[[bytes], Tuple[int, int]]] = None  # imported on first use
 
 
 def _rsa_padding(kind: str, hash_alg: Any) -> Any:
@@ -1012,16 +1012,18 @@ def _claims_signer(key: "SigningKey", algorithm: str,
 def _payload_bytes(payload: Any, headers: Any) -> bytes:
     if headers is not None and type(headers) is not dict and not isinstance(headers, Mapping):
         raise TypeError("headers must be a mapping, not {}".format(type(headers).__name__))
-    if isinstance(payload, (bytes, bytearray, memoryview)):
-        return bytes(payload)
-    if type(payload) is dict or isinstance(payload, Mapping):
-        try:
-            return _dumps(dict(payload))
-        except (TypeError, ValueError) as exc:
-            raise ConfigurationError(
-                "claims are not JSON-serialisable: {}".format(type(exc).__name__)) from None
-    raise TypeError("payload must be a claims mapping or bytes, not {}".format(
-        type(payload).__name__))
+    if type(payload) is not dict:
+        if isinstance(payload, (bytes, bytearray, memoryview)):
+            return bytes(payload)
+        if not isinstance(payload, Mapping):
+            raise TypeError("payload must be a claims mapping or bytes, not {}".format(
+                type(payload).__name__))
+        payload = dict(payload)
+    try:
+        return _dumps(payload)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(
+            "claims are not JSON-serialisable: {}".format(type(exc).__name__)) from None
 
 
 def _signing_input(payload_bytes: bytes, algorithm: str,

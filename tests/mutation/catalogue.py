@@ -659,10 +659,8 @@ mutant("wire-403-challenge", "_wire.py",
        ["tests/test_client.py", "tests/test_client_wire.py"])
 
 mutant("signing-key-alg", "jws.py",
-       "        if algorithm not in self._algorithms:\n            raise InvalidKeyError(\n"
-       "                \"alg {} cannot be used with this {} key",
-       "        if False:\n            raise InvalidKeyError(\n"
-       "                \"alg {} cannot be used with this {} key",
+       "        if algorithm not in self._algorithms:  # which only holds",
+       "        if False:  # which only holds",
        "a key signs under an alg of another key type (RFC 8725 §3.1)",
        [T_JWS, T_GRANTS])
 mutant("assertion-prepared-stale", "grants.py",
