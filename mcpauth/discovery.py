@@ -55,6 +55,7 @@ from .transport import (
     Transport,
     check_ip_literal,
     check_url,
+    identical_resource,
     is_loopback_host,
     parse_json_object,
     redact_url,
@@ -550,10 +551,10 @@ def validate_resource(prm: ProtectedResourceMetadata, server_url: str, *,
     Raises:
         ResourceMismatchError: the metadata is for another resource; it MUST NOT be used.
     """
+    if identical_resource(prm.resource, server_url):
+        return
     expected = server_url.split("#", 1)[0]
     received = prm.resource
-    if received == expected:
-        return
     if allow_prefix:
         have = _split_http_url(received)
         want = _split_http_url(expected)

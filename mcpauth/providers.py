@@ -68,6 +68,7 @@ from .transport import (
     Transport,
     check_ip_literal,
     check_url,
+    identical_resource,
     redact_url,
 )
 
@@ -1109,7 +1110,7 @@ class OAuthProvider(AuthProvider):
         if self.resource is not None:
             if target.resource != self.resource:
                 return "its resource is not the configured one"
-        elif target.resource != server.split("#", 1)[0]:  # else identical (RFC 9728 §3.3)
+        elif not identical_resource(target.resource, server):  # else the RFC 9728 check
             from . import discovery as _discovery
 
             try:

@@ -254,6 +254,13 @@ def check_ip_literal(parts: Any) -> None:
         ipaddress.IPv6Address((parts.hostname or "").split("%", 1)[0])
 
 
+def identical_resource(resource: Optional[str], server_url: str) -> bool:
+    """Whether ``resource`` is identical to ``server_url`` without its fragment (which is
+    never sent): RFC 9728 §3.3's comparison of code points, with no case folding,
+    default-port or trailing-slash normalisation."""
+    return resource == server_url.split("#", 1)[0]
+
+
 def check_url(url: Any, allow_insecure_http: bool = False, what: str = "endpoint") -> str:
     """Validate that mcpauth may send a request to ``url``; return it unchanged.
 

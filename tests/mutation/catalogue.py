@@ -203,14 +203,14 @@ mutant("outage-429-skipped", "discovery.py",
        [T_DISCOVERY])
 
 # -- resource validation (RFC 9728 §3.3, RFC 8707) -----------------------------------------
-mutant("resource-prefix", "discovery.py",
-       "    if received == expected:\n        return\n",
-       "    if expected.startswith(received):\n        return\n",
+mutant("resource-prefix", "transport.py",
+       '    return resource == server_url.split("#", 1)[0]\n',
+       '    return server_url.split("#", 1)[0].startswith(resource)\n',
        "PRM for /mcp is accepted for /mcp-admin (and for any longer URL)",
        [T_DISCOVERY, T_E2E])
-mutant("resource-casefold", "discovery.py",
-       "    if received == expected:\n        return\n",
-       "    if received.lower() == expected.lower():\n        return\n",
+mutant("resource-casefold", "transport.py",
+       '    return resource == server_url.split("#", 1)[0]\n',
+       '    return resource.lower() == server_url.split("#", 1)[0].lower()\n',
        "a resource differing in case is accepted (not identical)",
        [T_DISCOVERY])
 mutant("resource-segment", "discovery.py",
@@ -268,15 +268,15 @@ mutant("cached-target-bound", "providers.py",
        "a cached discovery result naming another AS is used by a bound provider",
        [T_EXACT, T_E2E, T_CACHE])
 mutant("cached-resource-skip", "providers.py",
-       'elif target.resource != server.split("#", 1)[0]:',
+       "elif not identical_resource(target.resource, server):",
        "elif False:",
        "a cached discovery result for another resource is used without the RFC 9728 check",
        [T_CACHE_TRUST])
-mutant("cached-resource-prefix", "providers.py",
-       'elif target.resource != server.split("#", 1)[0]:',
-       'elif not target.resource.startswith(server.split("#", 1)[0]):',
-       "a cached resource that merely extends the server URL (/mcp-admin) skips the check",
-       [T_CACHE_TRUST])
+mutant("cached-resource-prefix", "transport.py",
+       '    return resource == server_url.split("#", 1)[0]\n',
+       '    return resource.startswith(server_url.split("#", 1)[0])\n',
+       "a resource that merely extends the server URL (/mcp-admin) passes as identical",
+       [T_CACHE_TRUST, T_DISCOVERY])
 
 # -- token cache key -----------------------------------------------------------------------
 mutant("key-issuer", "providers.py",
